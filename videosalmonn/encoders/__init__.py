@@ -1,0 +1,1 @@
+"""Frozen encoders: EVA-ViT-g + InstructBLIP Q-Former (vision), Whisper and BEATs (audio)."""

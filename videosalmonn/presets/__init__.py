@@ -1,0 +1,1 @@
+"""Named model presets (YAML, same tree as `videosalmonn.config.ModelConfig`)."""
