@@ -1,0 +1,200 @@
+"""Audio encoder inputs in pure torch: Whisper log-mel and BEATs Kaldi fbank (spec §1.5-§1.7).
+
+Both reproduce the official preprocessing in float32:
+
+* `whisper_log_mel`: transformers 4.40.1 `WhisperFeatureExtractor._torch_extract_fbank_features` (STFT with a
+  periodic Hann window, Slaney mel filters, log10, dynamic range 8, (x + 4) / 4) on a window zero-padded to 30 s.
+* `kaldi_fbank`: `torchaudio.compliance.kaldi.fbank` (pure torch there too) with the defaults BEATs relies on:
+  povey window, no dither, DC offset removed, pre-emphasis 0.97, snip_edges, power spectrum, log.
+  torchaudio does not import on our machines, hence the port (same operations, same float32 order).
+
+Long audio is cut into 30-s chunks (`audio_features`); within 30 s this is exactly the official single window.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from videosalmonn.media.timeline import (BEATS_FBANK_MEAN, BEATS_FBANK_STD, BEATS_FRAME_LENGTH, BEATS_FRAME_SHIFT,
+                                         BEATS_N_MELS, OFFICIAL_MIN_AUDIO_SECONDS, SAMPLE_RATE,
+                                         WHISPER_CHUNK_SAMPLES, WHISPER_HOP, WHISPER_N_FFT)
+from videosalmonn.types import AudioFeatures
+
+WHISPER_N_MELS = 80
+WHISPER_MAX_FREQUENCY = 8000.0       # Hz, top of the Whisper mel filters (= Nyquist at 16 kHz)
+WHISPER_LOG_FLOOR = 1e-10            # clamp before log10
+WHISPER_DYNAMIC_RANGE = 8.0          # log10 units kept below the maximum (80 dB)
+WHISPER_LOG_OFFSET = 4.0             # (x + 4) / 4 maps the range to about [-1, 1]
+
+BEATS_WAVEFORM_SCALE = 2 ** 15       # BEATs feeds int16-scaled samples to the fbank
+KALDI_PREEMPHASIS = 0.97
+KALDI_POVEY_POWER = 0.85             # povey window = hann(periodic=False) ** 0.85
+KALDI_LOW_FREQUENCY = 20.0           # Hz, torchaudio's default low_freq
+KALDI_MEL_BREAK = 700.0              # Kaldi mel scale: 1127 ln(1 + f / 700)
+KALDI_MEL_FACTOR = 1127.0
+
+MIN_CHUNK_SAMPLES = OFFICIAL_MIN_AUDIO_SECONDS * SAMPLE_RATE    # 48,000: shorter chunks are zero-padded to this
+
+
+# ------------------------------------------------------------------------------------- Whisper log-mel
+
+
+def slaney_mel_filters(n_mels: int = WHISPER_N_MELS, n_fft: int = WHISPER_N_FFT, sample_rate: int = SAMPLE_RATE,
+                       max_frequency: float = WHISPER_MAX_FREQUENCY) -> Tensor:
+    """(n_fft//2 + 1, n_mels) float64 Slaney-scale, Slaney-normalised triangular filters.
+
+    Port of transformers `audio_utils.mel_filter_bank(..., norm="slaney", mel_scale="slaney")` (float64, then
+    cast to float32 by the caller like the feature extractor does).
+    """
+    mel_edges = torch.linspace(_hz_to_slaney_mel(0.0), _hz_to_slaney_mel(max_frequency), n_mels + 2,
+                               dtype=torch.float64)
+    hz_edges = _slaney_mel_to_hz(mel_edges)                                      # (M+2,)
+    fft_freqs = torch.linspace(0, sample_rate // 2, n_fft // 2 + 1, dtype=torch.float64)   # (K,)
+    slopes = hz_edges[None, :] - fft_freqs[:, None]                              # (K, M+2)
+    widths = hz_edges.diff()                                                     # (M+1,)
+    down = -slopes[:, :-2] / widths[:-1]                                         # (K, M)
+    up = slopes[:, 2:] / widths[1:]                                              # (K, M)
+    filters = torch.clamp(torch.minimum(down, up), min=0.0)
+    enorm = 2.0 / (hz_edges[2:n_mels + 2] - hz_edges[:n_mels])                   # constant energy per filter
+    return filters * enorm[None, :]
+
+
+_SLANEY_LINEAR_HZ = 1000.0           # linear below 1 kHz, logarithmic above
+_SLANEY_LINEAR_MEL = 15.0
+_SLANEY_LOGSTEP = 27.0 / math.log(6.4)
+
+
+def _hz_to_slaney_mel(hz: float) -> float:
+    if hz < _SLANEY_LINEAR_HZ:
+        return 3.0 * hz / 200.0
+    return _SLANEY_LINEAR_MEL + math.log(hz / _SLANEY_LINEAR_HZ) * _SLANEY_LOGSTEP
+
+
+def _slaney_mel_to_hz(mel: Tensor) -> Tensor:
+    linear = 200.0 * mel / 3.0
+    log = _SLANEY_LINEAR_HZ * torch.exp((mel - _SLANEY_LINEAR_MEL) / _SLANEY_LOGSTEP)
+    return torch.where(mel >= _SLANEY_LINEAR_MEL, log, linear)
+
+
+@functools.lru_cache(maxsize=None)
+def _whisper_filters() -> Tensor:
+    return slaney_mel_filters().to(torch.float32)                               # (201, 80)
+
+
+def whisper_log_mel_batch(chunks: Tensor) -> Tensor:
+    """(C, 480000) float32 waveforms at 16 kHz -> (C, 80, 3000) Whisper log-mel, each normalised on its own."""
+    if chunks.dim() != 2 or chunks.shape[1] != WHISPER_CHUNK_SAMPLES:
+        raise ValueError(f"expected (C, {WHISPER_CHUNK_SAMPLES}) samples, got {tuple(chunks.shape)}")
+    chunks = chunks.to(torch.float32)
+    window = torch.hann_window(WHISPER_N_FFT, dtype=torch.float32, device=chunks.device)
+    stft = torch.stft(chunks, WHISPER_N_FFT, WHISPER_HOP, window=window, center=True, pad_mode="reflect",
+                      return_complex=True)                                       # (C, 201, 3001)
+    power = stft[..., :-1].abs() ** 2                                            # (C, 201, 3000)
+    mel = _whisper_filters().to(chunks.device).T @ power                         # (C, 80, 3000)
+    log = torch.clamp(mel, min=WHISPER_LOG_FLOOR).log10()
+    peak = log.amax(dim=(1, 2), keepdim=True)                                    # (C, 1, 1)
+    log = torch.maximum(log, peak - WHISPER_DYNAMIC_RANGE)
+    return (log + WHISPER_LOG_OFFSET) / WHISPER_LOG_OFFSET
+
+
+def whisper_log_mel(samples: Tensor) -> Tensor:
+    """(N,) samples at 16 kHz, N <= 480000 -> (80, 3000) log-mel of the window zero-padded to 30 s."""
+    if samples.dim() != 1 or samples.numel() > WHISPER_CHUNK_SAMPLES:
+        raise ValueError(f"expected (N,) with N <= {WHISPER_CHUNK_SAMPLES}, got {tuple(samples.shape)}")
+    padded = F.pad(samples.to(torch.float32), (0, WHISPER_CHUNK_SAMPLES - samples.numel()))
+    return whisper_log_mel_batch(padded[None])[0]
+
+
+# ---------------------------------------------------------------------------------------- Kaldi fbank
+
+
+def _kaldi_mel(hz: Tensor | float) -> Tensor | float:
+    if isinstance(hz, Tensor):
+        return KALDI_MEL_FACTOR * (1.0 + hz / KALDI_MEL_BREAK).log()
+    return KALDI_MEL_FACTOR * math.log(1.0 + hz / KALDI_MEL_BREAK)
+
+
+@functools.lru_cache(maxsize=None)
+def kaldi_mel_banks(n_mels: int, padded_window: int, sample_rate: int, low_freq: float) -> Tensor:
+    """(n_mels, padded_window//2 + 1) float32 triangular filters on the Kaldi mel scale.
+
+    Same float32 arithmetic as torchaudio `kaldi.get_mel_banks` (no VTLN), plus the zero column for the
+    Nyquist bin that `fbank` appends.
+    """
+    n_bins = padded_window // 2
+    mel_low, mel_high = _kaldi_mel(low_freq), _kaldi_mel(sample_rate / 2)
+    delta = (mel_high - mel_low) / (n_mels + 1)
+    b = torch.arange(n_mels).unsqueeze(1)                                        # (M, 1)
+    left, center, right = mel_low + b * delta, mel_low + (b + 1.0) * delta, mel_low + (b + 2.0) * delta
+    mel = _kaldi_mel((sample_rate / padded_window) * torch.arange(float(n_bins))).unsqueeze(0)   # (1, K)
+    up = (mel - left) / (center - left)
+    down = (right - mel) / (right - center)
+    banks = torch.max(torch.zeros(1), torch.min(up, down))                       # (M, K)
+    return F.pad(banks, (0, 1))                                                  # (M, K+1)
+
+
+def kaldi_fbank(waveform: Tensor, n_mels: int = BEATS_N_MELS, sample_rate: int = SAMPLE_RATE,
+                frame_length: int = BEATS_FRAME_LENGTH, frame_shift: int = BEATS_FRAME_SHIFT,
+                preemphasis: float = KALDI_PREEMPHASIS, low_freq: float = KALDI_LOW_FREQUENCY) -> Tensor:
+    """(N,) waveform -> (F, n_mels) log mel filterbank, F = 1 + (N - frame_length) // frame_shift.
+
+    torchaudio.compliance.kaldi.fbank with dither 0, remove_dc_offset, povey window, snip_edges, use_power,
+    use_log_fbank (the settings of BEATs.preprocess).
+    """
+    waveform = waveform.to(torch.float32).reshape(-1)
+    if waveform.numel() < frame_length:
+        return waveform.new_zeros(0, n_mels)
+    n_frames = 1 + (waveform.numel() - frame_length) // frame_shift
+    padded_window = 1 << (frame_length - 1).bit_length()                         # next power of two: 512
+    frames = waveform.as_strided((n_frames, frame_length), (frame_shift, 1))    # (F, L)
+    frames = frames - frames.mean(dim=1, keepdim=True)                           # remove DC offset
+    previous = F.pad(frames.unsqueeze(0), (1, 0), mode="replicate").squeeze(0)[:, :-1]
+    frames = frames - preemphasis * previous
+    window = torch.hann_window(frame_length, periodic=False, dtype=torch.float32).pow(KALDI_POVEY_POWER)
+    frames = F.pad(frames * window, (0, padded_window - frame_length))          # (F, 512)
+    power = torch.fft.rfft(frames).abs().pow(2.0)                                # (F, 257)
+    banks = kaldi_mel_banks(n_mels, padded_window, sample_rate, low_freq).to(waveform.device)
+    mel = power @ banks.T                                                        # (F, M)
+    return torch.max(mel, torch.tensor(torch.finfo(torch.float32).eps)).log()
+
+
+def beats_fbank(samples: Tensor, fp16_waveform: bool = False) -> Tensor:
+    """(N,) samples in [-1, 1] -> (F, 128) normalised fbank, as `BEATs.preprocess`.
+
+    `fp16_waveform=True` rounds the samples through float16 first: the released model runs in fp16 and casts
+    the waveform to the model dtype before BEATs casts it back to float32 (spec §1.7, Appendix A.1).
+    """
+    samples = samples.to(torch.float32)
+    if fp16_waveform:
+        samples = samples.to(torch.float16).to(torch.float32)
+    fbank = kaldi_fbank(samples * BEATS_WAVEFORM_SCALE)                          # (F, 128)
+    return (fbank - BEATS_FBANK_MEAN) / (2 * BEATS_FBANK_STD)
+
+
+# ------------------------------------------------------------------------------------------ chunking
+
+
+def split_chunks(samples: Tensor) -> list[Tensor]:
+    """(N,) -> 30-s chunks (the last may be shorter), each zero-padded to at least 3 s (official minimum)."""
+    if samples.dim() != 1 or samples.numel() == 0:
+        raise ValueError(f"expected a non-empty (N,) waveform, got {tuple(samples.shape)}")
+    chunks = list(samples.split(WHISPER_CHUNK_SAMPLES))
+    return [F.pad(c, (0, max(0, MIN_CHUNK_SAMPLES - c.numel()))) for c in chunks]
+
+
+def audio_features(samples: Tensor, fp16_waveform: bool = False) -> AudioFeatures:
+    """(N,) 16-kHz waveform -> Whisper log-mel (C, 80, 3000) and BEATs fbank C x (F_c, 128), C = ceil(N / 30 s).
+
+    For N <= 30 s this is the official single window: mel of the audio zero-padded to 30 s, fbank of the audio
+    zero-padded to at least 3 s.
+    """
+    chunks = split_chunks(samples.to(torch.float32))
+    windows = torch.stack([F.pad(c, (0, WHISPER_CHUNK_SAMPLES - c.numel())) for c in chunks])   # (C, 480000)
+    mel = whisper_log_mel_batch(windows)                                         # (C, 80, 3000)
+    fbank = [beats_fbank(c, fp16_waveform) for c in chunks]                      # C x (F_c, 128)
+    return AudioFeatures(mel=mel, fbank=fbank)
