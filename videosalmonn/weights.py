@@ -34,8 +34,11 @@ def load_pickle(path: str | Path) -> object:
         raise CheckpointError(f"{path}: cannot be read as a weights-only torch checkpoint ({first})") from None
 
 
-def read_tensors(path: str | Path, keys: Iterable[str] | None = None) -> dict[str, Tensor]:
-    """All (or the given) tensors of one `.safetensors` or pickle file."""
+def read_tensors(path: str | Path, keys: Iterable[str] | None = None, prefix: str = "") -> dict[str, Tensor]:
+    """All (or the given, or the `prefix`ed) tensors of one `.safetensors` or pickle file.
+
+    safetensors files are read lazily: only the selected tensors are loaded.
+    """
     path = Path(path)
     if path.suffix == ".safetensors":
         if not path.is_file():
@@ -43,7 +46,7 @@ def read_tensors(path: str | Path, keys: Iterable[str] | None = None) -> dict[st
         try:
             with safe_open(str(path), framework="pt") as f:
                 names = f.keys() if keys is None else [k for k in keys if k in f.keys()]
-                return {k: f.get_tensor(k) for k in names}
+                return {k: f.get_tensor(k) for k in names if k.startswith(prefix)}
         except Exception as e:  # noqa: BLE001
             raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
     obj = load_pickle(path)
@@ -53,7 +56,7 @@ def read_tensors(path: str | Path, keys: Iterable[str] | None = None) -> dict[st
     if keys is not None:
         wanted = set(keys)
         sd = {k: v for k, v in sd.items() if k in wanted}
-    return sd
+    return {k: v for k, v in sd.items() if k.startswith(prefix)}
 
 
 def resolve(source: str | Path) -> Path:
@@ -78,7 +81,7 @@ def read_state_dict(source: str | Path, prefix: str = "") -> dict[str, Tensor]:
     """
     root = resolve(source)
     if root.is_file():
-        sd = read_tensors(root)
+        sd = read_tensors(root, prefix=prefix)
     else:
         sd = _read_hf_dir(root, str(source), prefix)
     out = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
@@ -93,7 +96,7 @@ def _read_hf_dir(root: Path, source: str, prefix: str) -> dict[str, Tensor]:
         if path is None:
             continue
         if not name.endswith(".index.json"):
-            return read_tensors(path)
+            return read_tensors(path, prefix=prefix)
         index = json.loads(Path(path).read_text())["weight_map"]
         out = {}
         for shard in sorted({f for k, f in index.items() if k.startswith(prefix)}):
