@@ -17,6 +17,7 @@ or an inconsistent value is a `ConfigError` naming the key. Overrides are dotted
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -173,9 +174,14 @@ class ConnectorConfig:
         _check(self.width % self.num_heads == 0, "connector.width must be divisible by connector.num_heads")
 
     @property
-    def max_window(self) -> int:
-        """Frames per window of the coarsest level: every sequence is padded to a multiple of it."""
-        return max(lv.frames for lv in self.levels)
+    def window_multiple(self) -> int:
+        """Every sequence is padded (with masked slots) to a multiple of this many frames (official: 10)."""
+        return math.lcm(*(lv.frames for lv in self.levels))
+
+    @property
+    def tokens_per_frame(self) -> float:
+        """Media tokens given to the LLM per 0.5-s frame (official: 3)."""
+        return self.levels[0].queries / self.levels[0].frames
 
 
 # ------------------------------------------------------------------------------------------------- LLM

@@ -24,6 +24,7 @@ class Coverage:
     frames: int = 0                         # video frames sampled (an image counts as 1)
     audio_present: bool = False
     cut: list[str] = field(default_factory=list)   # one line per thing dropped, e.g. "audio after 30.0 s"
+    notes: list[str] = field(default_factory=list)  # anything else worth knowing (repeated frames, fallbacks)
 
 
 @dataclass
@@ -99,12 +100,20 @@ class PromptBatch:
     media_mask: Tensor                      # (B, L) bool: positions that receive connector tokens
     labels: Tensor | None = None            # (B, L) long; -100 where no loss
 
+    def to(self, device) -> PromptBatch:
+        return PromptBatch(self.input_ids.to(device), self.attention_mask.to(device), self.media_mask.to(device),
+                           None if self.labels is None else self.labels.to(device))
+
 
 @dataclass
 class Batch:
     media: MediaBatch
     prompt: PromptBatch
     coverage: list[Coverage] = field(default_factory=list)
+
+    def to(self, device, dtype=None) -> Batch:
+        """Move to `device`; float media inputs also to `dtype` (the model's compute dtype)."""
+        return Batch(self.media.to(device, dtype), self.prompt.to(device), self.coverage)
 
 
 @dataclass

@@ -1,0 +1,132 @@
+"""Building a model with its weights, and saving/loading the trained part.
+
+    load_model(cfg)      encoders (official LAVIS/BEATs files or HF) + LLM (HF) + delta (official .pt or ours)
+    save_trainable(...)  our format: the trainable tensors only (connector + LoRA), safetensors, atomic write
+    load_trainable(...)  the inverse, with a coverage check against the model's trainable set
+
+Every load checks coverage: a missing or unexpected key is an error naming the file; keys known to be unused
+(`low_Qformer.*` of the official delta) are reported, not hidden.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from torch import Tensor
+
+from videosalmonn.config import ModelConfig, to_dict
+from videosalmonn.errors import CheckpointError
+from videosalmonn.llm.language_model import LanguageModel
+from videosalmonn.model import DTYPES, VideoSalmonn, trainable_names
+from videosalmonn.official_delta import convert_official_delta, ours_to_official
+from videosalmonn.weights import PICKLE_SUFFIXES, read_tensors
+
+log = logging.getLogger(__name__)
+
+
+def load_model(cfg: ModelConfig, device: torch.device | str | None = None) -> VideoSalmonn:
+    """The model of `cfg` with every weight the config names; parts without weights are seeded random."""
+    _check_weights_complete(cfg)
+    llm = LanguageModel.build(cfg.llm, cfg.weights.llm, DTYPES[cfg.dtype]) if cfg.weights.llm else None
+    model = VideoSalmonn.from_config(cfg, llm=llm)
+    load_encoder_weights(model, cfg)
+    if cfg.weights.delta:
+        load_delta(model, cfg.weights.delta)
+    return model.cast(device).eval()
+
+
+def _check_weights_complete(cfg: ModelConfig) -> None:
+    w = cfg.weights
+    parts = {"weights.instructblip": w.instructblip, "weights.whisper": w.whisper, "weights.beats": w.beats,
+             "weights.llm": w.llm}
+    given = [k for k, v in parts.items() if v]
+    if given and len(given) < len(parts):
+        missing = ", ".join(k for k, v in parts.items() if not v)
+        raise CheckpointError(f"{missing} not set: give every pretrained part or none (random tiny model)")
+
+
+def load_encoder_weights(model: VideoSalmonn, cfg: ModelConfig) -> None:
+    """Frozen towers from their own files: EVA + InstructBLIP (LAVIS or HF), Whisper (HF), BEATs (official .pt)."""
+    from videosalmonn.encoders.beats import load_beats_weights
+    from videosalmonn.encoders.vision import load_vision_weights
+    from videosalmonn.encoders.whisper import load_whisper_weights
+
+    w = cfg.weights
+    if w.instructblip:
+        load_vision_weights(model.encoder.vision, instructblip=w.instructblip, eva_vit=w.eva_vit)
+    if w.whisper:
+        load_whisper_weights(model.encoder.whisper, w.whisper)
+    if w.beats:
+        load_beats_weights(model.encoder.beats, w.beats)
+
+
+def load_delta(model: VideoSalmonn, path: str | Path) -> list[str]:
+    """Load the trained connector + LoRA from the official delta (.pt) or our safetensors; returns unused keys."""
+    path = Path(path)
+    if path.suffix in PICKLE_SUFFIXES:
+        state, unused = convert_official_delta(read_tensors(path), model.cfg)
+        if unused:
+            log.info("%s: %d keys known to be unused by the official model (e.g. %s) were not loaded",
+                     path, len(unused), unused[0])
+    else:
+        state, unused = read_tensors(path), []
+    _load_trainable_state(model, state, str(path))
+    return unused
+
+
+def _load_trainable_state(model: VideoSalmonn, state: dict[str, Tensor], source: str) -> None:
+    params = dict(model.named_parameters())
+    expected = set(trainable_names(model))
+    missing = sorted(expected - set(state))
+    unexpected = sorted(set(state) - expected)
+    bad = sorted(f"{k} {tuple(v.shape)} vs {tuple(params[k].shape)}" for k, v in state.items()
+                 if k in params and params[k].shape != v.shape)
+    problems = [f"{len(x)} {what} ({', '.join(x[:3])}{', ...' if len(x) > 3 else ''})"
+                for x, what in ((missing, "missing"), (unexpected, "unexpected"), (bad, "shape mismatches")) if x]
+    if problems:
+        raise CheckpointError(f"{source}: does not match the model's trainable weights: " + "; ".join(problems))
+    with torch.no_grad():
+        for k, v in state.items():
+            params[k].copy_(v.to(params[k].dtype))
+
+
+def trainable_state(model: VideoSalmonn) -> dict[str, Tensor]:
+    params = dict(model.named_parameters())
+    return {k: params[k].detach().contiguous() for k in trainable_names(model)}
+
+
+def save_trainable(model: VideoSalmonn, path: str | Path) -> None:
+    """Trainable tensors (connector + LoRA) to safetensors, with the model config as metadata; atomic."""
+    state = {k: v.cpu() for k, v in trainable_state(model).items()}
+    meta = {"format": "videosalmonn-trainable", "config": json.dumps(to_dict(model.cfg))}
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
+
+
+def export_official_delta(model: VideoSalmonn, path: str | Path) -> None:
+    """Trainable tensors under the official names (`torch.save` of a flat state dict, spec §7.1)."""
+    state = {ours_to_official(k, model.cfg): v.cpu() for k, v in trainable_state(model).items()}
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_trainable(model: VideoSalmonn, path: str | Path) -> None:
+    _load_trainable_state(model, read_tensors(path), str(path))
+
+
+def atomic_write(path: str | Path, write) -> None:
+    """Call `write(tmp_path)` then rename over `path`: a crash never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,82 @@
+"""Temporal synchronisation of the visual and audio streams (paper §3.1, spec §3: `sequence_align_v2`).
+
+Every stream is put on the grid of 0.5-s slots and concatenated along the feature axis, token by token:
+
+    slot t:   visual  [ q0  q1  ...  q24  q25 ... q31 ]   32 InstructBLIP queries of frame t      (Dv)
+              whisper [ a0  a1  ...  a24   0  ...  0  ]   Whisper frames 25t .. 25t+24 (+7 zeros)  (Dv, projected)
+              beats   [ b0  b1  ...  b24   0  ...  0  ]   BEATs tokens 25t .. 25t+24 (+7 zeros)    (Dv, projected)
+    -> (B, T, 32, 3*Dv), feature order [visual | whisper | beats]
+
+A sample's length is T_b = max(visual slots, audio slots): the shorter stream is zero-padded and those slots are
+*attended* (official); slots added to reach a multiple of the coarsest window, and batch padding, are masked.
+An image fills max(image_slots, audio slots) slots. A missing stream is zeros; `modality_mask` multiplies
+the visual and audio parts (0 masks a stream that is present, e.g. unpaired audio in mixed training).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from videosalmonn.media.timeline import AUDIO_FRAMES_PER_SLOT
+from videosalmonn.types import AVFeatures
+
+
+class Synchroniser(nn.Module):
+    """AVFeatures -> joint slot tokens (B, T, Q, 3*Dv), slot mask (B, T), slots per sample (B,)."""
+
+    def __init__(self, visual_width: int, whisper_width: int, beats_width: int, image_slots: int, multiple: int):
+        super().__init__()
+        self.whisper_proj = nn.Linear(whisper_width, visual_width)   # official speech_pre_qformer_proj
+        self.beats_proj = nn.Linear(beats_width, visual_width)       # official beats_pre_qformer_proj
+        self.image_slots = image_slots
+        self.multiple = multiple
+
+    def forward(self, f: AVFeatures) -> tuple[Tensor, Tensor, Tensor]:
+        return self.align(f.visual, f.visual_slots, f.is_image, self.project_audio(f), f.audio_slots, f.modality_mask)
+
+    def project_audio(self, f: AVFeatures) -> Tensor:
+        """[whisper_proj(W) | beats_proj(B)] per 20-ms frame: (B, Ta*25, 2*Dv) (spec §3.1, official `audio_embeds`).
+
+        BEATs rows zero-padded up to 1500 per chunk become the projection bias, as official."""
+        return torch.cat([self.whisper_proj(f.whisper), self.beats_proj(f.beats)], dim=-1)
+
+    def align(self, visual: Tensor, visual_slots: Tensor, is_image: Tensor, audio: Tensor, audio_slots: Tensor,
+              modality_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """visual (B, Tv, Q, Dv), audio (B, Ta*25, Da) -> x (B, T, Q, Dv+Da), slot_mask (B, T), padded slots (B,)."""
+        b, _, q, dv = visual.shape
+        visual_slots, own, padded = slot_counts(visual_slots, is_image, audio_slots, self.image_slots, self.multiple)
+        t = int(padded.max())
+        slot = torch.arange(t, device=own.device)[None]                           # (1, T)
+
+        # visual: frame t of a video, frame 0 of an image; zeros past the sample's frames
+        if visual.shape[1] == 0:
+            visual = visual.new_zeros(b, t, q, dv)
+        else:
+            index = torch.where(is_image[:, None], torch.zeros_like(slot), slot).clamp(max=visual.shape[1] - 1)
+            visual = torch.gather(visual, 1, index[:, :, None, None].expand(-1, -1, q, dv))   # (B, T, Q, Dv)
+        visual = visual * (slot < visual_slots[:, None])[..., None, None]
+
+        # audio: zero past the sample's audio, 25 frames per slot + zero tokens up to Q
+        if q < AUDIO_FRAMES_PER_SLOT:
+            raise ValueError(f"{q} visual tokens per frame cannot hold {AUDIO_FRAMES_PER_SLOT} audio frames per slot")
+        frame = torch.arange(audio.shape[1], device=audio.device)[None]
+        audio = audio * (frame < audio_slots[:, None] * AUDIO_FRAMES_PER_SLOT)[..., None]
+        ta = audio.shape[1] // AUDIO_FRAMES_PER_SLOT
+        audio = audio.view(b, ta, AUDIO_FRAMES_PER_SLOT, audio.shape[-1])        # (B, Ta, 25, Da)
+        audio = nn.functional.pad(audio, (0, 0, 0, q - AUDIO_FRAMES_PER_SLOT, 0, t - ta))   # (B, T, Q, Da)
+
+        mask = modality_mask.to(visual.dtype)
+        x = torch.cat([visual * mask[:, 0, None, None, None], audio * mask[:, 1, None, None, None]], dim=-1)
+        slot_mask = (slot < own[:, None]).to(x.dtype)                             # (B, T)
+        return x, slot_mask, padded
+
+
+def slot_counts(visual_slots: Tensor, is_image: Tensor, audio_slots: Tensor, image_slots: int,
+                multiple: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Per sample (B,): visual slots (an image fills max(image_slots, audio)), own length T_b = max(visual, audio),
+    and T_b rounded up to a multiple of the coarsest window (the extra slots are masked)."""
+    visual_slots = torch.where(is_image, torch.clamp(audio_slots, min=image_slots), visual_slots)
+    own = torch.maximum(visual_slots, audio_slots)
+    padded = (own + multiple - 1) // multiple * multiple
+    return visual_slots, own, padded

@@ -1,0 +1,82 @@
+"""AVEncoder: the frozen towers, run under `no_grad` in this one place (paper §3, spec §2).
+
+    frames (valid ones, in chunks) ─► EVA-ViT-g ─► ln_vision ─► InstructBLIP Q-Former (+instruction) ─► (B, Tv, 32, Dv)
+    30-s log-mel chunks            ─► Whisper encoder                                   ─► (B, C*1500, Dw)
+    30-s fbank chunks              ─► BEATs ─► zero-pad each chunk to 1500 tokens       ─► (B, C*1500, Db)
+
+Padding never enters an encoder: only valid frames and chunks are encoded, chunks of equal length together, so a
+sample gives the same features alone or in any batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from videosalmonn.config import EncodersConfig
+from videosalmonn.encoders.beats import BEATs
+from videosalmonn.encoders.vision import VisualEncoder
+from videosalmonn.encoders.whisper import WhisperAudioEncoder
+from videosalmonn.media.timeline import SLOTS_PER_CHUNK, WHISPER_FRAMES_PER_CHUNK
+from videosalmonn.types import AVFeatures, MediaBatch
+
+
+class AVEncoder(nn.Module):
+    def __init__(self, cfg: EncodersConfig, image_size: int, frame_batch: int = 32):
+        super().__init__()
+        self.vision = VisualEncoder(cfg.eva, cfg.image_qformer, image_size)
+        self.whisper = WhisperAudioEncoder(cfg.whisper)
+        self.beats = BEATs(cfg.beats)
+        self.frame_batch = frame_batch                  # frames per EVA call: bounds memory on long videos
+        self.visual_width = cfg.image_qformer.width
+        self.visual_tokens = cfg.image_qformer.num_queries
+        self.use_instruction = cfg.image_qformer.use_instruction
+
+    @torch.no_grad()
+    def forward(self, media: MediaBatch) -> AVFeatures:
+        return AVFeatures(
+            visual=self.encode_frames(media),
+            visual_slots=media.frame_counts,
+            is_image=media.is_image,
+            whisper=self.encode_whisper(media),
+            beats=self.encode_beats(media),
+            audio_slots=media.audio_chunks * SLOTS_PER_CHUNK,
+            modality_mask=media.modality_mask,
+        )
+
+    def encode_frames(self, media: MediaBatch) -> Tensor:
+        b, tv = media.frames.shape[:2]
+        out = media.frames.new_zeros(b, tv, self.visual_tokens, self.visual_width)       # (B, Tv, Q, Dv)
+        valid = torch.arange(tv, device=out.device)[None] < media.frame_counts[:, None]  # (B, Tv)
+        if not valid.any():
+            return out
+        frames = media.frames[valid]                                                      # (Nf, 3, S, S)
+        ids = media.instruction_ids.repeat_interleave(media.frame_counts, dim=0)          # (Nf, Li)
+        mask = media.instruction_mask.repeat_interleave(media.frame_counts, dim=0)
+        chunks = []
+        for i in range(0, len(frames), self.frame_batch):
+            part = slice(i, i + self.frame_batch)
+            text = (ids[part], mask[part]) if self.use_instruction else (None, None)
+            chunks.append(self.vision(frames[part], *text))
+        out[valid] = torch.cat(chunks).to(out.dtype)
+        return out
+
+    def encode_whisper(self, media: MediaBatch) -> Tensor:
+        b, c = media.mel.shape[:2]
+        valid = torch.arange(c, device=media.mel.device)[None] < media.audio_chunks[:, None]   # (B, C)
+        out = media.mel.new_zeros(b, c, WHISPER_FRAMES_PER_CHUNK, self.whisper.width)
+        if valid.any():
+            out[valid] = self.whisper(media.mel[valid]).to(out.dtype)                   # (Nc, 1500, Dw)
+        return out.view(b, c * WHISPER_FRAMES_PER_CHUNK, -1)
+
+    def encode_beats(self, media: MediaBatch) -> Tensor:
+        b, c = media.fbank.shape[:2]
+        out = media.fbank.new_zeros(b, c, WHISPER_FRAMES_PER_CHUNK, self.beats.width)
+        valid = torch.arange(c, device=media.fbank.device)[None] < media.audio_chunks[:, None]
+        lengths = torch.where(valid, media.fbank_lengths, 0)
+        for length in sorted(set(lengths[valid].tolist())):
+            same = lengths == length                                                     # (B, C)
+            tokens = self.beats(media.fbank[same][:, :length])                           # (n, 8*(F//16), Db)
+            out[same] = F.pad(tokens, (0, 0, 0, WHISPER_FRAMES_PER_CHUNK - tokens.shape[1])).to(out.dtype)
+        return out.view(b, c * WHISPER_FRAMES_PER_CHUNK, -1)

@@ -1,0 +1,114 @@
+"""The causal LM seen through three methods: `embed(ids)`, `forward(embeds, mask)`, `generate(embeds, mask)`.
+
+This is the only place that knows how Hugging Face and peft nest the model (`base_model.model.model...`).
+Numerics follow the official path (spec §6.1, Appendix A.7): eager attention, RoPE frequencies kept in fp32 even
+when the model runs in fp16, unmerged LoRA. Positions follow the attention mask, so left-padded batches give
+every sample the positions it would have alone (the official batch > 1 bugs, spec §10.7, cannot happen).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from videosalmonn.config import GenerationConfig, LLMConfig
+from videosalmonn.errors import CheckpointError
+from videosalmonn.llm.lora import apply_lora
+
+
+class LanguageModel(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model                    # HF causal LM, possibly wrapped by peft
+        self._rope_fp32 = {name: m.inv_freq.detach().float().clone()
+                           for name, m in model.named_modules() if hasattr(m, "inv_freq")}
+
+    @classmethod
+    def build(cls, cfg: LLMConfig, source: str | None = None, dtype: torch.dtype = torch.float32) -> LanguageModel:
+        """Load an HF causal LM from `source` (dir or hub id), or a random LLaMA of the config's dims."""
+        if source is None:
+            from transformers import LlamaConfig, LlamaForCausalLM
+
+            hf_cfg = LlamaConfig(
+                vocab_size=cfg.vocab_size, hidden_size=cfg.width, intermediate_size=cfg.mlp_width,
+                num_hidden_layers=cfg.depth, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
+                max_position_embeddings=cfg.max_positions, rms_norm_eps=cfg.rms_eps, rope_theta=cfg.rope_theta,
+                bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
+            hf_cfg._attn_implementation = "eager"
+            base = LlamaForCausalLM(hf_cfg).to(dtype)
+        else:
+            base = _load_pretrained(source, dtype)
+            _check_dims(base.config, cfg, source)
+        if cfg.lora is not None:
+            base = apply_lora(base, cfg.lora)
+        return cls(base)
+
+    @property
+    def width(self) -> int:
+        return self.model.get_input_embeddings().embedding_dim
+
+    def restore_rope_precision(self) -> None:
+        """Put the fp32 RoPE frequencies back after a dtype cast (`.half()` would round them, spec §6.1)."""
+        for name, m in self.model.named_modules():
+            if name in self._rope_fp32:
+                m.inv_freq = self._rope_fp32[name].to(m.inv_freq.device)
+                if hasattr(m, "original_inv_freq"):
+                    m.original_inv_freq = m.inv_freq.clone()
+
+    def embed(self, ids: Tensor) -> Tensor:
+        """(B, L) ids -> (B, L, E) input embeddings."""
+        return self.model.get_input_embeddings()(ids)
+
+    def forward(self, embeds: Tensor, attention_mask: Tensor) -> Tensor:
+        """(B, L, E) embeddings + (B, L) mask -> (B, L, V) logits."""
+        positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        out = self.model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=positions, use_cache=False)
+        return out.logits
+
+    @torch.no_grad()
+    def generate(self, embeds: Tensor, attention_mask: Tensor, gen: GenerationConfig, eos_id: int,
+                 pad_id: int) -> Tensor:
+        """Left-padded (B, L, E) prompt embeddings -> (B, new) generated ids (padded with `pad_id` after EOS).
+
+        Greedy, beam search (repetition penalty on generated tokens only, as official) or sampling; decoding is
+        done by Hugging Face `generate` with an explicit config (none of the checkpoint's defaults leak in).
+        """
+        from transformers import GenerationConfig as HFGenerationConfig
+
+        hf = HFGenerationConfig(
+            max_new_tokens=gen.max_new_tokens, do_sample=gen.do_sample, num_beams=gen.num_beams,
+            repetition_penalty=gen.repetition_penalty, length_penalty=gen.length_penalty, early_stopping=False,
+            temperature=gen.temperature if gen.do_sample else None, top_p=gen.top_p if gen.do_sample else None,
+            top_k=gen.top_k if gen.do_sample else None, eos_token_id=eos_id, pad_token_id=pad_id,
+            bos_token_id=None)
+        generator_state = None
+        if gen.do_sample and gen.seed is not None:
+            generator_state = torch.random.get_rng_state()
+            torch.manual_seed(gen.seed)
+        try:
+            return self.model.generate(inputs_embeds=embeds, attention_mask=attention_mask, generation_config=hf)
+        finally:
+            if generator_state is not None:
+                torch.random.set_rng_state(generator_state)
+
+
+def _load_pretrained(source: str, dtype: torch.dtype) -> nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    from videosalmonn.weights import resolve
+
+    path = resolve(source)
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(path) if path.is_dir() else source, dtype=dtype,
+                                                    attn_implementation="eager")
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{source}: cannot load the LLM ({first})") from None
+
+
+def _check_dims(hf_cfg, cfg: LLMConfig, source: str) -> None:
+    pairs = {"width": (hf_cfg.hidden_size, cfg.width), "depth": (hf_cfg.num_hidden_layers, cfg.depth),
+             "vocab_size": (hf_cfg.vocab_size, cfg.vocab_size)}
+    wrong = [f"llm.{k}: checkpoint {a}, config {b}" for k, (a, b) in pairs.items() if a != b]
+    if wrong:
+        raise CheckpointError(f"{source}: LLM does not match the config ({'; '.join(wrong)})")

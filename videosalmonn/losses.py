@@ -1,0 +1,28 @@
+"""Training losses: pure functions of tensors (paper eq. 6-7, spec §5.1)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from videosalmonn.prompting.conversation import IGNORE
+
+
+def answer_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean next-token CE over labelled tokens: logits (B, L, V) predict labels (B, L) shifted by one."""
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE)
+
+
+def diversity_loss(queries: Tensor) -> Tensor:
+    """Mean pairwise cosine similarity between the output queries of each window (spec §5.1).
+
+    queries (N, Q, D) -> scalar: sum over windows and ordered pairs i != j of cos(h_i, h_j), divided by
+    N * Q * (Q - 1) (the official mean; the paper's eq. 6 writes the sum). Low = diverse queries.
+    """
+    n, q, _ = queries.shape
+    dot = torch.einsum("nid,njd->nij", queries, queries)                 # (N, Q, Q)
+    norm = queries.pow(2).sum(-1).sqrt()                                  # (N, Q)
+    cos = dot / (norm[:, :, None] * norm[:, None, :] + 1e-9)
+    off_diagonal = 1 - torch.eye(q, device=queries.device, dtype=queries.dtype)
+    return (cos * off_diagonal).sum() / (n * (q * q - q))

@@ -1,0 +1,118 @@
+"""VideoSalmonn: frozen encoders -> MRC Q-Former connector -> LoRA LLM (paper Fig. 1).
+
+    MediaBatch ─► AVEncoder (no_grad) ─► AVFeatures ─► MultiResolutionConnector ─► ConnectorOutput (B, N, E)
+    PromptBatch ─► LLM embeddings (B, L, E) ─► splice media tokens at the placeholders ─► LLM ─► logits / ids
+
+Pure tensor code: no files, no tokenizers (ids come in a PromptBatch), no printing. Building from a config and
+loading weights live in `checkpoint.py`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import Tensor, nn
+
+from videosalmonn.config import GenerationConfig, ModelConfig
+from videosalmonn.connector.multires import MultiResolutionConnector
+from videosalmonn.encoders.audio_visual import AVEncoder
+from videosalmonn.llm.language_model import LanguageModel
+from videosalmonn.llm.lora import is_lora_parameter
+from videosalmonn.losses import answer_cross_entropy, diversity_loss
+from videosalmonn.types import Batch, ConnectorOutput, MediaBatch, ModelOutput, PromptBatch
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class VideoSalmonn(nn.Module):
+    def __init__(self, cfg: ModelConfig, encoder: AVEncoder, connector: MultiResolutionConnector,
+                 llm: LanguageModel):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = encoder
+        self.connector = connector
+        self.llm = llm
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, llm: LanguageModel | None = None) -> VideoSalmonn:
+        """All parts built from the config with seeded random weights (an LLM may be given ready-made)."""
+        with _seeded(cfg.seed):
+            encoder = AVEncoder(cfg.encoders, cfg.media.image_size)
+        with _seeded(cfg.seed + 1):
+            llm = llm or LanguageModel.build(cfg.llm)
+        with _seeded(cfg.seed + 2):
+            connector = MultiResolutionConnector(
+                cfg.connector, visual_width=cfg.encoders.image_qformer.width,
+                tokens_per_frame=cfg.encoders.image_qformer.num_queries, whisper_width=cfg.encoders.whisper.width,
+                beats_width=cfg.encoders.beats.width, llm_width=llm.width)
+        model = cls(cfg, encoder, connector, llm)
+        set_trainable(model)
+        return model
+
+    def cast(self, device: torch.device | str | None = None) -> VideoSalmonn:
+        """Move to `device` in the config's dtype, keeping what must stay fp32 (RoPE frequencies)."""
+        self.to(device=device, dtype=DTYPES[self.cfg.dtype])
+        self.llm.restore_rope_precision()
+        return self
+
+    def encode(self, media: MediaBatch) -> ConnectorOutput:
+        """Media -> LLM-width media tokens (B, N, E) and their per-sample counts."""
+        return self.connector(self.encoder(media))
+
+    def embed(self, prompt: PromptBatch, media: ConnectorOutput) -> Tensor:
+        """Prompt embeddings (B, L, E) with the media tokens spliced in at the placeholder positions."""
+        return splice(self.llm.embed(prompt.input_ids), media, prompt.media_mask)
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        """Teacher-forced forward: logits, CE on the labelled (answer) tokens + weighted diversity loss."""
+        media = self.encode(batch.media)
+        logits = self.llm(self.embed(batch.prompt, media), batch.prompt.attention_mask)
+        if batch.prompt.labels is None:
+            return ModelOutput(logits)
+        ce = answer_cross_entropy(logits, batch.prompt.labels)
+        div = self.diversity(media)
+        loss = ce + self.cfg.loss.diversity_weight * div if div is not None else ce
+        return ModelOutput(logits, loss, ce, div)
+
+    def diversity(self, media: ConnectorOutput) -> Tensor | None:
+        """Diversity loss summed over the configured levels, over each sample's own windows."""
+        if self.cfg.loss.diversity_weight == 0:
+            return None
+        losses = [diversity_loss(media.levels[i][media.window_mask[i]]) for i in self.cfg.loss.diversity_levels]
+        return torch.stack(losses).sum()
+
+    @torch.no_grad()
+    def generate(self, batch: Batch, gen: GenerationConfig, eos_id: int, pad_id: int) -> Tensor:
+        """Left-padded prompts -> (B, new) generated ids."""
+        embeds = self.embed(batch.prompt, self.encode(batch.media))
+        return self.llm.generate(embeds, batch.prompt.attention_mask, gen, eos_id, pad_id)
+
+
+def splice(embeds: Tensor, media: ConnectorOutput, media_mask: Tensor) -> Tensor:
+    """Put each sample's media tokens at its placeholder positions, after checking the counts agree.
+
+    embeds (B, L, E), media.embeds (B, N, E) with media.lengths valid rows, media_mask (B, L) bool.
+    """
+    counts = media_mask.sum(dim=1)
+    if not torch.equal(counts.cpu(), media.lengths.cpu()):
+        raise ValueError(f"media placeholders {counts.tolist()} do not match media tokens {media.lengths.tolist()}")
+    valid = torch.arange(media.embeds.shape[1], device=embeds.device)[None] < media.lengths[:, None]   # (B, N)
+    return embeds.masked_scatter(media_mask[..., None], media.embeds[valid].to(embeds.dtype))
+
+
+def set_trainable(model: VideoSalmonn) -> None:
+    """The one place deciding what trains: the connector (incl. audio pre-projections) and the LoRA adapters."""
+    for name, p in model.named_parameters():
+        p.requires_grad = name.startswith("connector.") or (name.startswith("llm.") and is_lora_parameter(name))
+
+
+def trainable_names(model: VideoSalmonn) -> list[str]:
+    return [name for name, p in model.named_parameters() if p.requires_grad]
+
+
+@contextlib.contextmanager
+def _seeded(seed: int):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield

@@ -1,0 +1,89 @@
+"""Prompt layouts: a conversation -> a list of pieces (text, special token, or the media placeholder).
+
+Each text piece is tokenised on its own (spec §6.2), so a layout is written as pieces, not as one string.
+
+official (spec §6.2), one turn, then later turns:
+    <s> "USER: <Img>" [media] "</Img> {q1}\\nASSISTANT:" "{a1}" </s> "USER: {q2}\\nASSISTANT:" "{a2}" </s> ...
+llama2 (Llama-2 chat):
+    <s> "[INST] <Img>" [media] "</Img> {q1} [/INST]" "{a1}" </s> <s> "[INST] {q2} [/INST]" "{a2}" </s> ...
+
+Answers (and their </s>) are the only pieces with a loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from videosalmonn.errors import InputError
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: Literal["user", "assistant"]
+    text: str
+
+
+@dataclass(frozen=True)
+class Piece:
+    text: str | None = None                                  # tokenised alone, no special tokens
+    special: Literal["bos", "eos"] | None = None
+    media: bool = False                                      # the media tokens go here
+    target: bool = False                                     # loss on this piece
+
+
+class PromptStyle:
+    """Base: subclasses give the pieces of the first user turn, a later user turn, and an answer."""
+
+    def first_user(self, text: str) -> list[Piece]:
+        raise NotImplementedError
+
+    def later_user(self, text: str) -> list[Piece]:
+        raise NotImplementedError
+
+    def answer(self, text: str) -> list[Piece]:
+        return [Piece(text=text, target=True), Piece(special="eos", target=True)]
+
+    def render(self, turns: list[Turn]) -> list[Piece]:
+        """Alternating user/assistant turns starting with the user. Ending on a user turn = generation prompt."""
+        if not turns or turns[0].role != "user":
+            raise InputError("a conversation must start with a user turn")
+        pieces: list[Piece] = []
+        for i, turn in enumerate(turns):
+            expected = "user" if i % 2 == 0 else "assistant"
+            if turn.role != expected:
+                raise InputError(f"turn {i + 1} should be a {expected} turn, got {turn.role}")
+            if turn.role == "assistant":
+                pieces += self.answer(turn.text)
+            else:
+                pieces += self.first_user(turn.text) if i == 0 else self.later_user(turn.text)
+        return pieces
+
+
+class OfficialStyle(PromptStyle):
+    """The layout of the released checkpoint: no system prompt, media between <Img> and </Img>."""
+
+    def first_user(self, text: str) -> list[Piece]:
+        return [Piece(special="bos"), Piece(text="USER: <Img>"), Piece(media=True),
+                Piece(text="</Img> " + text + "\nASSISTANT:")]
+
+    def later_user(self, text: str) -> list[Piece]:
+        return [Piece(text="USER: " + text + "\nASSISTANT:")]
+
+
+class Llama2Style(PromptStyle):
+    """Llama-2 chat layout (paper App. H backbone), media at the start of the first instruction."""
+
+    def first_user(self, text: str) -> list[Piece]:
+        return [Piece(special="bos"), Piece(text="[INST] <Img>"), Piece(media=True),
+                Piece(text="</Img> " + text + " [/INST]")]
+
+    def later_user(self, text: str) -> list[Piece]:
+        return [Piece(special="bos"), Piece(text="[INST] " + text + " [/INST]")]
+
+
+STYLES: dict[str, type[PromptStyle]] = {"official": OfficialStyle, "llama2": Llama2Style}
+
+
+def prompt_style(name: str) -> PromptStyle:
+    return STYLES[name]()
