@@ -1,0 +1,572 @@
+"""Video file -> sampled RGB frames -> EVA-ViT input (spec §1.2, §1.3).
+
+Two sampling policies put one frame on every 0.5-s slot of the timeline (`timeline.SECONDS_PER_SLOT`):
+
+    official  what the released checkpoint saw (pytorchvideo 0.1.5 `EncodedVideo` pyav +
+              `UniformClipSampler(clip_duration=1, backpad_last=True)` + `UniformTemporalSubsample(2)`):
+              the FIRST and the LAST decoded frame of every 1-s clip; the last clip is shifted back to end
+              exactly at the duration.
+
+                  clips  [0,1)          [1,2)          ...   [d-1, d)      (backpadded)
+                  frames  f0 ...... f29  f30 ..... f59  ...   f681 .. f709  (29.97 fps: 0 s and 0.967 s)
+
+    uniform   what the paper says (true 2 Hz): at t = 0, 0.5, 1.0, ... < duration, the frame being
+              displayed at t (the last frame with pts <= t).
+
+All times are seconds from the video stream's start (`stream.start_time`), as in pytorchvideo.
+
+Decoding is exact and cheap (the result equals "decode every frame, then pick"):
+1. the frame timestamps come from demuxing packets, not from decoding;
+2. the frames to keep are chosen from those timestamps (a pure function, `official_clip_times` & co.);
+3. only the chosen frames are decoded in full and converted to RGB: packets of frames nobody asked for are
+   decoded with `skip_frame="NONREF"` (a non-reference frame cannot change any other frame), and whole GOPs
+   with nothing to keep are skipped by seeking to the keyframe before the next chosen frame.
+Any disagreement between the packet index and the decoder (missing timestamps, a chosen frame that never
+comes out, a frame the index does not know, an imprecise seek) falls back to decoding every frame in order.
+
+Decisions that differ from the official code, all reported in `SampledVideo`:
+* an official clip without a decodable frame is *not* skipped (skipping shifts every later frame by 1 s);
+  both of its slots get the frame displayed at the clip start, recorded in `filled` and `notes`;
+* `max_seconds` cuts are reported in `cut` (official: `collate` keeps the first 60 clips silently);
+* the duration is the header duration of the video stream; pytorchvideo also subtracts `start_pts` from it,
+  which only matters for streams that do not start at 0 (e.g. MPEG-TS) and shortens their timeline.
+  Without a stream duration we use the container's, then the end of the last frame (`duration_source`).
+
+Example:
+    video = load_video("clip.mp4", "official", max_seconds=OFFICIAL_MAX_VIDEO_SECONDS)
+    video.frames    # (T, 3, 224, 224) float32 EVA-ViT input, T = 2 x number of 1-s clips
+    video.times     # (T,) seconds: (0.0, 0.967, 1.001, 1.969, ...) for 29.97 fps
+    video.cut       # None, or "video after 60.00 s of 75.30 s not sampled (max_seconds=60)"
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+import av
+import av.error
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from videosalmonn.errors import MediaError
+from videosalmonn.media.timeline import IMAGE_MEAN, IMAGE_STD, SECONDS_PER_SLOT, VIDEO_FPS, seconds_to_slots
+
+Policy = Literal["official", "uniform"]
+POLICIES = ("official", "uniform")
+
+CLIP_SECONDS = 1                                   # official UniformClipSampler(clip_duration=1)
+FRAMES_PER_CLIP = round(CLIP_SECONDS * VIDEO_FPS)  # official UniformTemporalSubsample(2): first and last frame
+CLIP_EPS = 1e-6                                    # pytorchvideo UniformClipSampler's "same end" tolerance
+DEFAULT_SIZE = 224                                 # EVA-ViT input side
+FALLBACK_FPS = 25                                  # only for streams whose frames carry no timestamp at all
+SEEK_MIN_PACKETS = 12                              # seek only when it skips at least this many packets
+SCAN_MARGIN_SECONDS = 2                            # index this far past the last needed time (for `filled`)
+TRANSFORM_CHUNK_ELEMENTS = 2**25                   # float32 elements per F.interpolate call (128 MB)
+# Containers whose demuxer seeks through an index to an exact keyframe; others are decoded in order.
+SEEKABLE_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"})
+# FFmpeg demuxers that turn non-video files into pictures (`tty` renders any .txt file as text frames).
+NOT_VIDEO_FORMATS = frozenset({"tty"})
+
+
+# ----------------------------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about a file's first video stream."""
+
+    path: str
+    duration: float              # seconds: stream header duration (fallbacks: see duration_source)
+    duration_source: str         # "stream", "container" (whole file) or "frames" (end of the last frame)
+    fps: float                   # average frame rate; 0.0 if unknown
+    width: int
+    height: int
+    has_audio: bool
+    frame_count: int | None      # from the header; None if the header does not say
+    codec: str
+    start_time: float            # seconds: first pts of the stream; every sampled time is relative to it
+    time_base: Fraction = field(repr=False)
+    start_pts: int = field(repr=False)
+    duration_exact: Fraction = field(repr=False)   # `duration` without rounding (clip boundaries need it)
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    """Bookkeeping of one official 1-s clip (matches golden.json `cases.av.clips`)."""
+
+    start: float                 # seconds (the last clip is backpadded: it may start at a fraction)
+    end: float
+    n_frames: int                # decoded frames with pts in [ceil(start/tb), ceil(end/tb)) + start_pts
+    first_pts: int               # pts of the two frames kept (equal for a 1-frame or a filled clip)
+    last_pts: int
+    filled: bool = False         # the clip has no frame; both slots hold the frame displayed at `start`
+
+
+@dataclass(frozen=True)
+class SampledVideo:
+    """Frames of one video on the 0.5-s slot grid, and what of the video they cover."""
+
+    frames: Tensor               # sample_frames: (T, H, W, 3) uint8 RGB; load_video: (T, 3, S, S) float32
+    times: tuple[float, ...]     # (T,) presentation time of every frame, seconds from the stream start
+    policy: Policy
+    info: VideoInfo
+    seconds_kept: float          # span of the video the frames stand for (= duration unless cut)
+    cut: str | None = None       # what max_seconds dropped, e.g. "video after 60.0 s of 75.3 s not sampled"
+    filled: tuple[int, ...] = ()  # frame indices that stand in for an official clip without frames
+    clips: tuple[ClipInfo, ...] = ()   # official policy: one entry per 1-s clip
+    notes: tuple[str, ...] = ()  # anything else the user should know (repeated frames, fallbacks)
+    decoded_frames: int = 0      # frames the decoder produced (skipped non-reference frames not counted)
+    decoder: str = "index"       # "index" (packet index, skip + seek) or "sequential" (every frame decoded)
+
+
+# ---------------------------------------------------------------------------------------- public API
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Header facts of `path`'s first video stream; MediaError if it is not a readable video."""
+    with _open(path) as container:
+        return _probe(path, container, _video_stream(path, container))
+
+
+def sample_frames(path: str | Path, policy: Policy, *, max_seconds: float | None = None) -> SampledVideo:
+    """Decode the frames `policy` picks (see module docstring) as (T, H, W, 3) uint8 RGB.
+
+    RGB is `frame.to_rgb().to_ndarray()`, bit-identical to what pytorchvideo gave the official model.
+    `max_seconds`: frames after it are not sampled (official limit: `OFFICIAL_MAX_VIDEO_SECONDS`); the
+    result's `cut` says so. Memory: T full-size frames (a 4K frame is 25 MB); see `load_video`.
+    """
+    return _sample(path, policy, max_seconds, _rgb, lambda arrays: torch.from_numpy(np.stack(arrays)))
+
+
+def load_video(path: str | Path, policy: Policy, *, max_seconds: float | None = None,
+               size: int = DEFAULT_SIZE) -> SampledVideo:
+    """`sample_frames` + `transform_frames`, transforming each frame as soon as it is decoded.
+
+    Returns frames (T, 3, size, size) float32; never holds more than one full-size RGB frame.
+    """
+    def convert(frame: av.VideoFrame) -> Tensor:
+        return transform_frames(torch.from_numpy(_rgb(frame))[None], size)[0]     # (3, S, S)
+    return _sample(path, policy, max_seconds, convert, torch.stack)
+
+
+def transform_frames(frames: Tensor | np.ndarray, size: int = DEFAULT_SIZE) -> Tensor:
+    """Official video frame transform (spec §1.3): (T, H, W, 3) uint8 -> (T, 3, size, size) float32.
+
+    /255, `F.interpolate(bicubic, align_corners=False)` without antialias, no clamp, aspect ratio not kept,
+    then CLIP mean/std. Resizing frame by frame equals the official (C, T, H, W) call bit for bit, so the
+    frames go through in chunks of at most TRANSFORM_CHUNK_ELEMENTS input values to bound memory.
+    """
+    frames = torch.as_tensor(frames)
+    if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"transform_frames expects (T, H, W, 3) uint8, got {tuple(frames.shape)} {frames.dtype}")
+    n, h, w, _ = frames.shape
+    mean = torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGE_STD).view(1, 3, 1, 1)
+    out = torch.empty(n, 3, size, size)
+    chunk = max(1, TRANSFORM_CHUNK_ELEMENTS // (h * w * 3))
+    for i in range(0, n, chunk):
+        x = frames[i:i + chunk].permute(0, 3, 1, 2).float() / 255.0                   # (t, 3, H, W)
+        x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)  # (t, 3, S, S)
+        out[i:i + chunk] = (x - mean) / std
+    return out
+
+
+def official_clip_times(duration: Fraction | float) -> list[tuple[Fraction, Fraction]]:
+    """Clip boundaries of `UniformClipSampler(1, backpad_last=True)` as driven by the official
+    `get_clip_timepoints`: [0,1), [1,2), ..., the last one shifted back to end at `duration`; one clip
+    [0,1) if duration < 1. Exact (Fraction) arithmetic like pytorchvideo, including its 1e-6 tolerance."""
+    duration = Fraction(duration)
+    clips: list[tuple[Fraction, Fraction]] = []
+    end = Fraction(0)
+    while True:
+        start, end = _backpadded_clip(end, duration)
+        clips.append((start, end))
+        if abs(_backpadded_clip(end, duration)[1] - end) < CLIP_EPS:
+            return clips
+
+
+def _backpadded_clip(last_end: Fraction, duration: Fraction) -> tuple[Fraction, Fraction]:
+    start = last_end - max(Fraction(0), last_end + CLIP_SECONDS - duration)
+    start = max(Fraction(0), start)
+    return start, start + CLIP_SECONDS
+
+
+# ---------------------------------------------------------------------------------------- opening
+
+
+def _open(path: str | Path) -> av.container.InputContainer:
+    """av.open with one-line MediaErrors for the usual bad inputs (never a hang on a pipe or device)."""
+    p = Path(path)
+    if not p.exists():
+        raise MediaError(p, "file not found")
+    if p.is_dir():
+        raise MediaError(p, "is a directory, not a video file")
+    if not p.is_file():
+        raise MediaError(p, "not a regular file")
+    if p.stat().st_size == 0:
+        raise MediaError(p, "file is empty")
+    try:
+        return av.open(str(p), metadata_errors="ignore")
+    except av.error.FFmpegError as e:
+        raise MediaError(p, f"not a readable video file ({e.strerror or type(e).__name__})") from None
+    except OSError as e:
+        raise MediaError(p, f"cannot read file ({e.strerror or e})") from None
+
+
+def _video_stream(path, container) -> av.video.stream.VideoStream:
+    if container.format.name in NOT_VIDEO_FORMATS:
+        raise MediaError(path, f"not a video file (FFmpeg reads it as {container.format.long_name!r})")
+    if not container.streams.video:
+        raise MediaError(path, "has no video stream")
+    return container.streams.video[0]
+
+
+def _probe(path, container, stream) -> VideoInfo:
+    tb = stream.time_base or Fraction(1, 1_000_000)
+    start_pts = stream.start_time if stream.start_time is not None else 0     # official: None -> 0
+    duration, source = _header_duration(container, stream, tb)
+    if duration is None:
+        index = _scan_packets(container, stream, None) or _scan_decoded(path, stream.index, None)
+        duration, source = _frames_duration(index, tb, start_pts), "frames"
+    rate = stream.average_rate or stream.guessed_rate
+    return VideoInfo(path=str(path), duration=float(duration), duration_source=source,
+                     fps=float(rate) if rate else 0.0, width=stream.width, height=stream.height,
+                     has_audio=bool(container.streams.audio), frame_count=stream.frames or None,
+                     codec=stream.codec_context.name, start_time=float(start_pts * tb), time_base=tb,
+                     start_pts=start_pts, duration_exact=duration)
+
+
+def _header_duration(container, stream, tb) -> tuple[Fraction | None, str]:
+    if stream.duration is not None and stream.duration > 0:
+        return stream.duration * tb, "stream"
+    if container.duration is not None and container.duration > 0:
+        return Fraction(container.duration, av.time_base), "container"
+    return None, ""
+
+
+def _frames_duration(index: _FrameIndex, tb: Fraction, start_pts: int) -> Fraction:
+    """End of the last frame (its pts + its duration) when no header gives a duration."""
+    if not index.pts:
+        return Fraction(0)
+    return max(Fraction(0), (index.pts[-1] + index.last_duration - start_pts) * tb)
+
+
+# -------------------------------------------------------------------------------------- frame index
+
+
+@dataclass
+class _FrameIndex:
+    """Presentation timestamps of the frames, from packets (cheap) or from decoding (fallback)."""
+
+    pts: list[int]                          # every frame's pts, sorted, unique
+    last_duration: int = 0                  # duration (time-base units) of the last frame
+    packets: list[tuple[int, int, bool]] | None = None   # "packets": (pts, seek timestamp, keyframe), decode order
+    ordinals: dict[int, int] | None = None  # "decoded": pts -> output ordinal (the last frame with that pts)
+    notes: list[str] = field(default_factory=list)
+
+
+def _scan_packets(container, stream, stop_pts: int | None) -> _FrameIndex | None:
+    """Demux the video packets without decoding. None if they cannot index the frames exactly
+    (a packet without pts, two frames with one pts, a read error)."""
+    packets, pts, last_pts, last_duration = [], [], 0, 0
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:                # PyAV's trailing flush packet
+                continue
+            if packet.pts is None:
+                return None
+            seek_ts = min(packet.pts, packet.dts) if packet.dts is not None else packet.pts
+            packets.append((packet.pts, seek_ts, packet.is_keyframe))
+            if not packet.is_discard:           # edit-list trimmed: decoded but never shown
+                if not pts or packet.pts > last_pts:
+                    last_pts, last_duration = packet.pts, packet.duration or 0
+                pts.append(packet.pts)
+            if stop_pts is not None and packet.dts is not None and packet.dts > stop_pts:
+                break                           # pts >= dts: no later packet is shown before stop_pts
+    except av.error.FFmpegError:
+        return None
+    if len(set(pts)) != len(pts):
+        return None
+    return _FrameIndex(pts=sorted(pts), last_duration=last_duration, packets=packets)
+
+
+def _scan_decoded(path, stream_index: int, stop_pts: int | None) -> _FrameIndex:
+    """Decode every frame (no RGB) to learn its pts; frames without pts get constant-rate timestamps."""
+    ordinals: dict[int, int] = {}
+    missing_pts, n, last_duration, notes = False, 0, 0, []
+    with _open(path) as container:
+        stream = container.streams[stream_index]
+        step, start, rate = _frame_step(stream), stream.start_time or 0, _rate(stream)
+        for n, frame in _decode_in_order(container, stream, notes):
+            if frame.pts is None:
+                missing_pts = True
+            if not missing_pts:
+                ordinals[frame.pts] = n         # official dedup: a dict keyed by pts keeps the last frame
+                last_duration = frame.duration or step
+                if stop_pts is not None and frame.pts > stop_pts:
+                    break
+    if missing_pts:                             # e.g. a raw .h264 stream: no timestamps at all
+        ordinals = {start + k * step: k for k in range(n + 1)}
+        last_duration = step
+        notes.append(f"frames carry no timestamps; assumed a constant {float(rate):g} fps")
+    return _FrameIndex(pts=sorted(ordinals), last_duration=last_duration, ordinals=ordinals, notes=notes)
+
+
+def _rate(stream) -> Fraction:
+    return stream.average_rate or stream.guessed_rate or Fraction(FALLBACK_FPS)
+
+
+def _frame_step(stream) -> int:
+    """One frame period in time-base units (at least 1)."""
+    return max(1, round(1 / (_rate(stream) * (stream.time_base or Fraction(1, 1_000_000)))))
+
+
+def _decode_in_order(container, stream, notes: list[str]):
+    """(ordinal, frame) for every decodable frame; undecodable packets are skipped, a read error ends it."""
+    stream.thread_type = "AUTO"
+    n = 0
+    try:
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                continue
+            for frame in frames:
+                yield n, frame
+                n += 1
+    except av.error.FFmpegError as e:
+        notes.append(f"file is damaged after frame {n} ({e.strerror or type(e).__name__}); later frames are missing")
+
+
+# ------------------------------------------------------------------------------------------ selection
+
+
+@dataclass
+class _Selection:
+    pts: list[int]                          # (T,) pts of every output frame (may repeat)
+    seconds_kept: Fraction
+    cut: str | None = None
+    clips: list[ClipInfo] = field(default_factory=list)
+    filled: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _needed_seconds(info: VideoInfo, policy: Policy, max_seconds: float | None) -> Fraction:
+    """Span of the timeline the selection will look at (to stop indexing early)."""
+    if policy == "official":
+        clips = _kept_clips(official_clip_times(info.duration_exact), info, max_seconds)
+        return clips[-1][1]
+    return _kept_span(info, max_seconds)
+
+
+def _kept_clips(clips, info: VideoInfo, max_seconds: float | None):
+    """Official clips after `max_seconds` (official: `video_clips[:60]` for a 60-s limit)."""
+    if max_seconds is None or info.duration_exact <= Fraction(max_seconds):
+        return clips
+    return clips[:max(1, math.floor(max_seconds / CLIP_SECONDS))]
+
+
+def _kept_span(info: VideoInfo, max_seconds: float | None) -> Fraction:
+    if max_seconds is None:
+        return info.duration_exact
+    return min(info.duration_exact, Fraction(max_seconds))
+
+
+def _cut_message(info: VideoInfo, kept: Fraction, max_seconds: float | None) -> str | None:
+    if max_seconds is None or kept >= info.duration_exact:
+        return None
+    return (f"video after {float(kept):.2f} s of {info.duration:.2f} s not sampled "
+            f"(max_seconds={max_seconds:g})")
+
+
+def _select_official(index: _FrameIndex, info: VideoInfo, max_seconds: float | None) -> _Selection:
+    """First and last frame of every 1-s clip; a clip holds the frames with pts in
+    [ceil(s/tb), ceil(e/tb)) + start_pts (pytorchvideo `secs_to_pts(round_mode="ceil")`)."""
+    all_clips = official_clip_times(info.duration_exact)
+    clips = _kept_clips(all_clips, info, max_seconds)
+    sel = _Selection(pts=[], seconds_kept=clips[-1][1] if len(clips) < len(all_clips) else info.duration_exact)
+    sel.cut = _cut_message(info, sel.seconds_kept, max_seconds)
+    tb, pts = info.time_base, index.pts
+    for k, (s, e) in enumerate(clips):
+        i = bisect.bisect_left(pts, math.ceil(s / tb) + info.start_pts)
+        j = bisect.bisect_left(pts, math.ceil(e / tb) + info.start_pts)
+        if j > i:
+            first, last, filled = pts[i], pts[j - 1], False
+        else:                                   # no frame: hold the frame displayed at the clip start
+            first = last = pts[i - 1] if i > 0 else pts[0]
+            filled = True
+            sel.filled += [len(sel.pts), len(sel.pts) + 1]
+            sel.notes.append(f"clip {k} [{float(s):.2f}, {float(e):.2f}) s has no frame; "
+                             f"repeated the frame at {float((first - info.start_pts) * tb):.2f} s")
+        sel.clips.append(ClipInfo(float(s), float(e), j - i, first, last, filled))
+        sel.pts += [first] + [last] * (FRAMES_PER_CLIP - 1)
+    return sel
+
+
+def _select_uniform(index: _FrameIndex, info: VideoInfo, max_seconds: float | None) -> _Selection:
+    """At t = 0, 0.5, 1.0, ... < kept span: the last frame with pts <= t (the first frame if none)."""
+    kept = _kept_span(info, max_seconds)
+    sel = _Selection(pts=[], seconds_kept=kept, cut=_cut_message(info, kept, max_seconds))
+    tb, pts = info.time_base, index.pts
+    for k in range(seconds_to_slots(float(kept))):
+        t = k * Fraction(SECONDS_PER_SLOT)
+        i = bisect.bisect_right(pts, math.floor(t / tb) + info.start_pts)
+        sel.pts.append(pts[max(i - 1, 0)])
+    last_end = (pts[-1] + index.last_duration - info.start_pts) * tb
+    if kept - last_end > SECONDS_PER_SLOT:
+        sel.notes.append(f"frames end at {float(last_end):.2f} s but the header says {info.duration:.2f} s; "
+                         f"the last frame is repeated")
+    return sel
+
+
+SELECTORS = {"official": _select_official, "uniform": _select_uniform}
+
+
+# ------------------------------------------------------------------------------------------- decoding
+
+
+class _IndexMismatch(Exception):
+    """The packet index and the decoder disagree: decode every frame instead."""
+
+
+def _sample(path, policy: Policy, max_seconds: float | None, convert: Callable, stack: Callable) -> SampledVideo:
+    if policy not in POLICIES:
+        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+    if max_seconds is not None and max_seconds <= 0:
+        raise ValueError(f"max_seconds must be positive, got {max_seconds}")
+    with _open(path) as container:
+        stream = _video_stream(path, container)
+        stream_index = stream.index
+        info = _probe(path, container, stream)
+    stop_pts = info.start_pts + math.ceil(
+        (_needed_seconds(info, policy, max_seconds) + SCAN_MARGIN_SECONDS) / info.time_base)
+    with _open(path) as container:
+        index = _scan_packets(container, container.streams[stream_index], stop_pts)
+    if index is not None and index.pts:
+        sel = SELECTORS[policy](index, info, max_seconds)
+        try:
+            got, n_decoded = _decode_indexed(path, stream_index, index, sel.pts, convert)
+            return _result(stack, got, sel, info, index, policy, n_decoded, "index")
+        except (_IndexMismatch, av.error.FFmpegError):
+            pass                                # decode every frame instead
+    index = _scan_decoded(path, stream_index, stop_pts)
+    if not index.pts:
+        raise MediaError(path, "video stream has no decodable frame")
+    sel = SELECTORS[policy](index, info, max_seconds)
+    try:
+        got, n_decoded = _decode_sequential(path, stream_index, index, sel.pts, convert)
+    except av.error.FFmpegError as e:           # e.g. a pixel format swscale cannot turn into RGB
+        raise MediaError(path, f"cannot convert the video frames to RGB ({e.strerror or e})") from None
+    return _result(stack, got, sel, info, index, policy, n_decoded, "sequential")
+
+
+def _result(stack, got: dict, sel: _Selection, info: VideoInfo, index: _FrameIndex, policy: Policy,
+            n_decoded: int, decoder: str) -> SampledVideo:
+    tb = info.time_base
+    return SampledVideo(
+        frames=stack([got[p] for p in sel.pts]),
+        times=tuple(float((p - info.start_pts) * tb) for p in sel.pts),
+        policy=policy, info=info, seconds_kept=float(sel.seconds_kept), cut=sel.cut,
+        filled=tuple(sel.filled), clips=tuple(sel.clips), notes=tuple(index.notes + sel.notes),
+        decoded_frames=n_decoded, decoder=decoder)
+
+
+def _rgb(frame: av.VideoFrame) -> np.ndarray:
+    """(H, W, 3) uint8: the conversion pytorchvideo used (swscale defaults)."""
+    return frame.to_rgb().to_ndarray()
+
+
+def _decode_indexed(path, stream_index: int, index: _FrameIndex, wanted: list[int], convert: Callable):
+    """Decode only what the wanted frames need; returns ({pts: converted frame}, frames decoded).
+
+    Packets whose frame is not wanted are decoded with skip_frame="NONREF" (reference frames still decode,
+    so every wanted frame is bit-identical), and a run of GOPs with nothing wanted is jumped over by seeking.
+    """
+    packets = index.packets
+    position = {p[0]: i for i, p in enumerate(packets)}
+    keyframes = [i for i, p in enumerate(packets) if p[2]]
+    known, wanted_set = set(index.pts), set(wanted)
+    got: dict[int, object] = {}
+    n_decoded = 0
+    with _open(path) as container:
+        stream = container.streams[stream_index]
+        stream.thread_type = "SLICE"    # skip_frame then applies to exactly the packet it is set for
+        can_seek = container.format.name in SEEKABLE_FORMATS
+        demuxer, next_pos = container.demux(stream), 0
+        for target in sorted(wanted_set):
+            if target in got:
+                continue
+            key = _start_keyframe(packets, keyframes, position[target], target)
+            if can_seek and key - next_pos >= SEEK_MIN_PACKETS:
+                _seek(container, stream, packets[key][1])
+                demuxer, next_pos = container.demux(stream), None
+            for packet in demuxer:
+                if packet.size:
+                    pos = position.get(packet.pts, len(packets))
+                    if next_pos is None and pos > key:      # the seek overshot the keyframe
+                        raise _IndexMismatch
+                    next_pos = pos + 1
+                n_decoded += _feed(stream.codec_context, packet, known, wanted_set, got, convert)
+                if target in got:
+                    break
+            if target not in got:
+                raise _IndexMismatch
+    return got, n_decoded
+
+
+def _seek(container, stream, timestamp: int) -> None:
+    try:
+        container.seek(timestamp, stream=stream, backward=True, any_frame=False)
+    except av.error.FFmpegError:
+        raise _IndexMismatch from None
+
+
+def _start_keyframe(packets, keyframes: list[int], target_pos: int, target_pts: int) -> int:
+    """Decode-order index of the keyframe to start from: the last one at or before the target packet
+    whose pts is <= the target (an open-GOP leading frame needs the keyframe before its own)."""
+    k = bisect.bisect_right(keyframes, target_pos) - 1
+    while k > 0 and packets[keyframes[k]][0] > target_pts:
+        k -= 1
+    return keyframes[k] if k >= 0 else 0
+
+
+def _feed(cc, packet, known: set, wanted: set, got: dict, convert: Callable) -> int:
+    """Decode one packet (fully only if its frame is wanted); convert the wanted frames it releases."""
+    cc.skip_frame = "DEFAULT" if (packet.pts in wanted or not packet.size) else "NONREF"
+    try:
+        frames = packet.decode()
+    except av.error.FFmpegError:
+        raise _IndexMismatch from None
+    for frame in frames:
+        if frame.pts not in known:
+            raise _IndexMismatch
+        if frame.pts in wanted and frame.pts not in got:
+            got[frame.pts] = convert(frame)
+    return len(frames)
+
+
+def _decode_sequential(path, stream_index: int, index: _FrameIndex, wanted: list[int], convert: Callable):
+    """Second pass of the fallback: decode every frame again, convert the wanted ordinals."""
+    by_ordinal = {index.ordinals[p]: p for p in set(wanted)}
+    last = max(by_ordinal)
+    got: dict[int, object] = {}
+    n = -1
+    with _open(path) as container:
+        stream = container.streams[stream_index]
+        for n, frame in _decode_in_order(container, stream, []):
+            if n in by_ordinal:
+                got[by_ordinal[n]] = convert(frame)
+            if n >= last:
+                break
+    if len(got) != len(by_ordinal):
+        raise MediaError(path, f"decoding is not repeatable: {len(by_ordinal) - len(got)} frame(s) vanished "
+                               f"on the second pass (stopped after {n + 1} frames)")
+    return got, n + 1
