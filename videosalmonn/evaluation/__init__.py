@@ -1,0 +1,9 @@
+"""The SAVE benchmark (paper Table 1, Appendix C): metrics as pure functions and one small file per task.
+
+    metrics.py    (references, predictions) -> MetricResult: WER, CIDEr-D, SPICE/SPIDEr, the accuracies
+    judge.py      the AVSSD "is it the same sound source?" judge (App. D prompt) and its string-match fallback
+    bootstrap.py  confidence intervals: of a mean, and of a corpus metric recomputed on resampled sets
+    tasks/        per benchmark: where the data comes from, how to read it, prompt it and score it
+
+Nothing here runs a model; the runner feeds `Sample.prompt` (+ media) to the Pipeline and the text back here.
+"""

@@ -1,0 +1,42 @@
+"""IC: Flickr30k test (the standard 1k Karpathy test split), CIDEr (paper Table 1; 13B: 89.6, Table 2).
+
+SAVEBench `flickr30k_captions.json`: 1,000 objects {"image": "flickr30k/Images/<id>.jpg", "question":
+"Write a short description about this image.", "answer": [5 captions]}. The prompt is the manifest's
+question; images resolve against `media_root`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from videosalmonn.evaluation.tasks.common import (SAVEBENCH_SOURCE, Sample, Task, get, load_json_list,
+                                                  media_fields, media_root_for, text_list)
+from videosalmonn.evaluation.tasks.scoring import cider_aggregate, corpus_only
+
+MANIFEST = "flickr30k_captions.json"
+
+
+def read(manifest_path: str | Path, media_root: str | Path | None = None) -> list[Sample]:
+    root = media_root_for(manifest_path, media_root)
+    samples = []
+    for i, entry in enumerate(load_json_list(manifest_path)):
+        where = f"{manifest_path}[{i}]"
+        question = get(entry, "question", where=where)
+        samples.append(Sample(id=f"ic-{i:04d}", prompt=question, question=question,
+                              references=text_list(get(entry, "answer", where=where), where),
+                              **media_fields(get(entry, "image", "image_name", where=where), root, where)))
+    return samples
+
+
+TASK = Task(
+    name="ic",
+    title="IC (Flickr30k test)",
+    paper_metric="CIDEr",
+    paper_value=0.896,
+    source=f"{SAVEBENCH_SOURCE}; images: Flickr30k (https://shannon.cs.illinois.edu/DenotationGraph/, "
+           "flickr30k-images) placed as <media_root>/flickr30k/Images/<id>.jpg",
+    default_manifest=MANIFEST,
+    read=read,
+    score=corpus_only,
+    aggregate=cider_aggregate,
+)

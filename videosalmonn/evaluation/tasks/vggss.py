@@ -1,0 +1,82 @@
+"""AVSSD: audio-visual sound source detection on VGGSS, judged accuracy (paper Table 1: 850 clips;
+SAVEBench has 847; video-SALMONN 13B: 47.6%, Tables 3 and 12).
+
+SAVEBench `testdata_formatted.json`: {"image": [".../video/<ytid>_<start>.mp4", ".../<ytid>_<start>.wav"],
+"question": "What is the source of the sound?", "answer": one sentence naming a VGGSound class, e.g.
+"The source of this sound in this scene is people belly laughing."}. The README calls the first item an
+image; all 847 are .mp4 videos.
+
+Scoring (App. C, D): an LLM judges whether the answer names the same sound source as the reference, with
+the App. D prompt. `with_judge(client)` builds that task; the registry's default `TASK` uses the offline
+`string_match_judge` instead and says so in its metric name: its numbers are not the paper's metric.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from videosalmonn.evaluation.judge import ChatClient, JudgeVerdict, judge_equivalent, string_match_judge
+from videosalmonn.evaluation.metrics import MetricResult
+from videosalmonn.evaluation.tasks.common import (SAVEBENCH_SOURCE, Sample, Task, accuracy_results, get,
+                                                  load_json_list, media_fields, media_root_for, text_list)
+
+MANIFEST = "testdata_formatted.json"
+Judge = Callable[[str, str, str], JudgeVerdict]       # (question, reference, hypothesis) -> verdict
+FALLBACK_NAME = "accuracy (string-match fallback, not the paper's LLM judge)"
+LLM_NAME = "accuracy (LLM judge, App. D prompt)"
+
+
+def read(manifest_path: str | Path, media_root: str | Path | None = None) -> list[Sample]:
+    root = media_root_for(manifest_path, media_root)
+    samples = []
+    for i, entry in enumerate(load_json_list(manifest_path)):
+        where = f"{manifest_path}[{i}]"
+        question = get(entry, "question", where=where)
+        samples.append(Sample(id=f"avssd-{i:04d}", prompt=question, question=question,
+                              references=text_list(get(entry, "answer", where=where), where),
+                              **media_fields(get(entry, "image", "image_name", where=where), root, where)))
+    return samples
+
+
+def make_task(judge: Judge, metric_name: str) -> Task:
+    """The AVSSD task scored by `judge` (chosen once, here)."""
+
+    def score(sample: Sample, prediction: str) -> float:
+        return float(judge(sample.question, sample.references[0], prediction).equivalent)
+
+    def aggregate(samples: Sequence[Sample], predictions: Sequence[str],
+                  scores: Sequence[float | None] | None = None) -> list[MetricResult]:
+        return accuracy_results(metric_name, samples, predictions, score, scores)
+
+    return replace(TASK, score=score, aggregate=aggregate)
+
+
+def with_judge(client: ChatClient) -> Task:
+    """AVSSD judged by a chat model through `client` (e.g. judge.OpenAIChatClient), as in the paper."""
+    return make_task(lambda q, ref, hyp: judge_equivalent(q, ref, hyp, client), LLM_NAME)
+
+
+def _fallback_score(sample: Sample, prediction: str) -> float:
+    return float(string_match_judge(sample.question, sample.references[0], prediction).equivalent)
+
+
+def _fallback_aggregate(samples: Sequence[Sample], predictions: Sequence[str],
+                        scores: Sequence[float | None] | None = None) -> list[MetricResult]:
+    note = "heuristic string matching of the sound-source label; use an LLM judge for paper-comparable numbers"
+    return accuracy_results(FALLBACK_NAME, samples, predictions, _fallback_score, scores, note=note)
+
+
+TASK = Task(
+    name="avssd",
+    title="AVSSD (VGGSS)",
+    paper_metric="accuracy (ChatGPT judge)",
+    paper_value=0.476,
+    source=f"{SAVEBENCH_SOURCE}; videos: VGG-Sound Source test clips (https://www.robots.ox.ac.uk/~vgg/research/lvs/, "
+           "VGGSound videos https://www.robots.ox.ac.uk/~vgg/data/vggsound/) with their .wav tracks",
+    default_manifest=MANIFEST,
+    read=read,
+    score=_fallback_score,
+    aggregate=_fallback_aggregate,
+)
