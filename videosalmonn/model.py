@@ -20,7 +20,7 @@ from videosalmonn.encoders.audio_visual import AVEncoder
 from videosalmonn.llm.language_model import LanguageModel
 from videosalmonn.llm.lora import is_lora_parameter
 from videosalmonn.losses import answer_cross_entropy, diversity_loss
-from videosalmonn.types import Batch, ConnectorOutput, MediaBatch, ModelOutput, PromptBatch
+from videosalmonn.types import Batch, ConnectorOutput, ModelOutput, PromptBatch
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -56,9 +56,10 @@ class VideoSalmonn(nn.Module):
         self.llm.restore_rope_precision()
         return self
 
-    def encode(self, media: MediaBatch) -> ConnectorOutput:
-        """Media -> LLM-width media tokens (B, N, E) and their per-sample counts."""
-        return self.connector(self.encoder(media))
+    def encode(self, batch: Batch) -> ConnectorOutput:
+        """Media (or cached encoder features) -> LLM-width media tokens (B, N, E) and their per-sample counts."""
+        features = batch.features if batch.features is not None else self.encoder(batch.media)
+        return self.connector(features)
 
     def embed(self, prompt: PromptBatch, media: ConnectorOutput) -> Tensor:
         """Prompt embeddings (B, L, E) with the media tokens spliced in at the placeholder positions."""
@@ -66,7 +67,7 @@ class VideoSalmonn(nn.Module):
 
     def forward(self, batch: Batch) -> ModelOutput:
         """Teacher-forced forward: logits, CE on the labelled (answer) tokens + weighted diversity loss."""
-        media = self.encode(batch.media)
+        media = self.encode(batch)
         logits = self.llm(self.embed(batch.prompt, media), batch.prompt.attention_mask)
         if batch.prompt.labels is None:
             return ModelOutput(logits)
@@ -85,7 +86,7 @@ class VideoSalmonn(nn.Module):
     @torch.no_grad()
     def generate(self, batch: Batch, gen: GenerationConfig, eos_id: int, pad_id: int) -> Tensor:
         """Left-padded prompts -> (B, new) generated ids."""
-        embeds = self.embed(batch.prompt, self.encode(batch.media))
+        embeds = self.embed(batch.prompt, self.encode(batch))
         return self.llm.generate(embeds, batch.prompt.attention_mask, gen, eos_id, pad_id)
 
 

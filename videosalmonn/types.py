@@ -80,6 +80,12 @@ class AVFeatures:
     audio_slots: Tensor                     # (B,) long: 60 per 30-s chunk; 0 = no audio
     modality_mask: Tensor                   # (B, 2) float
 
+    def to(self, device, dtype=None) -> AVFeatures:
+        def move(t: Tensor) -> Tensor:
+            t = t.to(device)
+            return t.to(dtype) if dtype is not None and t.is_floating_point() else t
+        return AVFeatures(**{k: move(v) for k, v in self.__dict__.items()})
+
 
 @dataclass
 class ConnectorOutput:
@@ -107,13 +113,17 @@ class PromptBatch:
 
 @dataclass
 class Batch:
-    media: MediaBatch
+    """A model input: media (raw encoder inputs, or their frozen-encoder features when cached) + prompts."""
+
+    media: MediaBatch | None
     prompt: PromptBatch
     coverage: list[Coverage] = field(default_factory=list)
+    features: AVFeatures | None = None      # precomputed encoder outputs: the encoders are then skipped
 
     def to(self, device, dtype=None) -> Batch:
         """Move to `device`; float media inputs also to `dtype` (the model's compute dtype)."""
-        return Batch(self.media.to(device, dtype), self.prompt.to(device), self.coverage)
+        return Batch(None if self.media is None else self.media.to(device, dtype), self.prompt.to(device),
+                     self.coverage, None if self.features is None else self.features.to(device, dtype))
 
 
 @dataclass

@@ -68,7 +68,7 @@ class AVEncoder(nn.Module):
         out = media.mel.new_zeros(b, c, WHISPER_FRAMES_PER_CHUNK, self.whisper.width)
         if valid.any():
             out[valid] = self.whisper(media.mel[valid]).to(out.dtype)                   # (Nc, 1500, Dw)
-        return out.view(b, c * WHISPER_FRAMES_PER_CHUNK, -1)
+        return out.view(b, c * WHISPER_FRAMES_PER_CHUNK, out.shape[-1])
 
     def encode_beats(self, media: MediaBatch) -> Tensor:
         b, c = media.fbank.shape[:2]
@@ -79,4 +79,4 @@ class AVEncoder(nn.Module):
             same = lengths == length                                                     # (B, C)
             tokens = self.beats(media.fbank[same][:, :length])                           # (n, 8*(F//16), Db)
             out[same] = F.pad(tokens, (0, 0, 0, WHISPER_FRAMES_PER_CHUNK - tokens.shape[1])).to(out.dtype)
-        return out.view(b, c * WHISPER_FRAMES_PER_CHUNK, -1)
+        return out.view(b, c * WHISPER_FRAMES_PER_CHUNK, out.shape[-1])

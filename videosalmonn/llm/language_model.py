@@ -8,6 +8,9 @@ every sample the positions it would have alone (the official batch > 1 bugs, spe
 
 from __future__ import annotations
 
+import logging
+import warnings
+
 import torch
 from torch import Tensor, nn
 
@@ -20,6 +23,10 @@ class LanguageModel(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model                    # HF causal LM, possibly wrapped by peft
+        from transformers import GenerationConfig as HFGenerationConfig
+
+        # decoding settings come only from our GenerationConfig: drop the checkpoint's (temperature, max_length)
+        model.generation_config = HFGenerationConfig()
         self._rope_fp32 = {name: m.inv_freq.detach().float().clone()
                            for name, m in model.named_modules() if hasattr(m, "inv_freq")}
 
@@ -33,9 +40,14 @@ class LanguageModel(nn.Module):
                 vocab_size=cfg.vocab_size, hidden_size=cfg.width, intermediate_size=cfg.mlp_width,
                 num_hidden_layers=cfg.depth, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
                 max_position_embeddings=cfg.max_positions, rms_norm_eps=cfg.rms_eps, rope_theta=cfg.rope_theta,
-                bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
+                bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False,
+                # std 1/sqrt(width) (not HF's 0.02): a random tiny LM whose logits can become peaked, so it
+                # can learn through LoRA + connector alone (a trained LM head has this scale)
+                initializer_range=cfg.width ** -0.5)
             hf_cfg._attn_implementation = "eager"
             base = LlamaForCausalLM(hf_cfg).to(dtype)
+            with torch.no_grad():   # LM head ~ N(0, 1): logits can be as peaked as a trained model's
+                base.lm_head.weight.normal_(0.0, 1.0)
         else:
             base = _load_pretrained(source, dtype)
             _check_dims(base.config, cfg, source)
@@ -74,6 +86,7 @@ class LanguageModel(nn.Module):
         done by Hugging Face `generate` with an explicit config (none of the checkpoint's defaults leak in).
         """
         from transformers import GenerationConfig as HFGenerationConfig
+        from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
         hf = HFGenerationConfig(
             max_new_tokens=gen.max_new_tokens, do_sample=gen.do_sample, num_beams=gen.num_beams,
@@ -85,9 +98,22 @@ class LanguageModel(nn.Module):
         if gen.do_sample and gen.seed is not None:
             generator_state = torch.random.get_rng_state()
             torch.manual_seed(gen.seed)
+        # The penalty sees only generated tokens, like the official call (spec §6.3). Our own instance replaces
+        # the one generate() builds: transformers 5.24 skips the first <left-padding> generated tokens of a
+        # padded row when generating from inputs_embeds, so padded rows would be penalised differently.
+        processors = LogitsProcessorList()
+        if gen.repetition_penalty != 1.0:
+            processors.append(RepetitionPenaltyLogitsProcessor(float(gen.repetition_penalty)))
+        hf_log = logging.getLogger("transformers.generation.utils")
+        level = hf_log.level
         try:
-            return self.model.generate(inputs_embeds=embeds, attention_mask=attention_mask, generation_config=hf)
+            hf_log.setLevel(logging.ERROR)          # "custom processor takes precedence": intended, see above
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Passing `repetition_penalty` with `inputs_embeds`")
+                return self.model.generate(inputs_embeds=embeds, attention_mask=attention_mask,
+                                           generation_config=hf, logits_processor=processors)
         finally:
+            hf_log.setLevel(level)
             if generator_state is not None:
                 torch.random.set_rng_state(generator_state)
 

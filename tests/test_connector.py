@@ -1,0 +1,145 @@
+"""Synchronisation and the MRC Q-Former: shapes, token counts, causality, window locality, batching."""
+
+import pytest
+import torch
+
+from videosalmonn.config import ConnectorConfig, ResolutionLevel
+from videosalmonn.connector.multires import MultiResolutionConnector, media_token_count
+from videosalmonn.connector.qformer import block_causal_mask
+from videosalmonn.types import AVFeatures
+
+Q, DV, DW, DB, E = 32, 16, 12, 10, 24          # visual tokens per frame, widths, LLM width
+
+
+def connector(**kw) -> MultiResolutionConnector:
+    cfg = ConnectorConfig(width=16, num_heads=4, mlp_width=32, **kw)
+    return MultiResolutionConnector(cfg, DV, Q, DW, DB, E).eval()
+
+
+def features(frames: list[int], chunks: list[int], image: list[bool] | None = None, mask=None) -> AVFeatures:
+    b = len(frames)
+    g = torch.Generator().manual_seed(1)
+    tv, c = max(frames), max(chunks)
+    visual = torch.randn(b, tv, Q, DV, generator=g)
+    whisper = torch.randn(b, c * 1500, DW, generator=g)
+    beats = torch.randn(b, c * 1500, DB, generator=g)
+    for i, (n, k) in enumerate(zip(frames, chunks)):   # padding is zeros, as the encoders give it
+        visual[i, n:] = 0
+        whisper[i, k * 1500:] = 0
+        beats[i, k * 1500:] = 0
+    modality = mask or [(float(n > 0), float(k > 0)) for n, k in zip(frames, chunks)]
+    return AVFeatures(visual, torch.tensor(frames), torch.tensor(image or [False] * b), whisper, beats,
+                      torch.tensor(chunks) * 60, torch.tensor(modality))
+
+
+def one(f: AVFeatures, i: int) -> AVFeatures:
+    n, k = int(f.visual_slots[i]), int(f.audio_slots[i]) // 60
+    return AVFeatures(f.visual[i:i + 1, :n], f.visual_slots[i:i + 1], f.is_image[i:i + 1],
+                      f.whisper[i:i + 1, :k * 1500], f.beats[i:i + 1, :k * 1500], f.audio_slots[i:i + 1],
+                      f.modality_mask[i:i + 1])
+
+
+@pytest.mark.parametrize("frames, chunks, image, tokens", [
+    (48, 1, False, 180),     # video + audio (23.7 s): audio always fills 60 slots (30 s), spec §3.3
+    (48, 0, False, 150),     # video only: 48 slots padded to 50 (masked)
+    (1, 1, True, 180),       # image + audio: image repeated over the 60 audio slots
+    (1, 0, True, 180),       # image alone: repeated 60 times (official)
+    (1, 2, True, 360),       # image + 60 s of audio
+    (0, 1, False, 180),      # audio only
+    (0, 2, False, 360),      # 60 s of audio (two Whisper chunks)
+    (130, 1, False, 390),    # 65 s of video, 30 s of audio: every video window kept
+])
+def test_token_counts(frames, chunks, image, tokens):
+    conn = connector()
+    out = conn(features([frames], [chunks], [image]))
+    assert out.lengths.tolist() == [tokens]
+    assert out.embeds.shape == (1, tokens, E)
+    assert media_token_count(conn.cfg, frames, image, chunks) == tokens
+
+
+def test_batch_equals_one_by_one():
+    conn = connector()
+    f = features([48, 7, 1, 0], [1, 0, 2, 1], [False, False, True, False])
+    with torch.no_grad():
+        out = conn(f)
+        for i in range(4):
+            alone = conn(one(f, i))
+            n = int(alone.lengths[0])
+            assert out.lengths[i] == n
+            torch.testing.assert_close(out.embeds[i, :n], alone.embeds[0], atol=2e-5, rtol=1e-5)
+
+
+def test_modality_mask_zeroes_a_present_stream():
+    conn = connector()
+    f = features([20], [1], mask=[(1.0, 0.0)])
+    x, slot_mask, padded = conn.sync(f)
+    assert x.shape == (1, 60, Q, 3 * DV) and padded.tolist() == [60]
+    assert x[..., DV:].abs().sum() == 0 and x[0, :20, :, :DV].abs().sum() > 0
+    assert slot_mask.sum() == 60              # slots past the video but inside the audio are attended
+
+
+def test_sync_layout_pairs_query_k_with_audio_frame_25t_plus_k():
+    conn = connector()
+    f = features([4], [1])
+    x, _, _ = conn.sync(f)
+    audio = conn.sync.project_audio(f)                     # (1, 1500, 2DV)
+    t, k = 3, 7
+    torch.testing.assert_close(x[0, t, k, :DV], f.visual[0, t, k])
+    torch.testing.assert_close(x[0, t, k, DV:], audio[0, 25 * t + k])
+    assert x[0, t, 25:, DV:].abs().sum() == 0               # 7 zero audio tokens per slot
+
+
+def test_block_causal_mask_directions():
+    future = block_causal_mask(3, 2, "future", torch.float32) == 0       # True = may attend
+    past = block_causal_mask(3, 2, "past", torch.float32) == 0
+    frames_future = future[::2, ::2]
+    assert frames_future.tolist() == [[True, True, True], [False, True, True], [False, False, True]]
+    assert past[::2, ::2].tolist() == [[True, False, False], [True, True, False], [True, True, True]]
+    assert future[0:2, 0:2].all()                                          # tokens of one frame see each other
+
+
+@pytest.mark.parametrize("direction", ["future", "past"])
+def test_causal_block_sees_only_allowed_frames(direction):
+    """Changing frame j changes exactly the causal-block outputs of the frames allowed to see j."""
+    conn = connector(causal=direction)
+    block = conn.qformers[0].layers[0].causal
+    frames, j = 6, 3
+    x = torch.randn(1, frames * Q, 3 * DV)
+    mask = block_causal_mask(frames, Q, direction, x.dtype)[None, None]
+    with torch.no_grad():
+        base = block(x, x, mask).view(frames, Q, -1)
+        y = x.clone()
+        y[0, j * Q:(j + 1) * Q] += 1.0
+        changed = (block(y, y, mask).view(frames, Q, -1) - base).abs().amax(dim=(1, 2)) > 1e-6
+    allowed = [i <= j if direction == "future" else i >= j for i in range(frames)]
+    assert changed.tolist() == allowed
+
+
+def test_changing_a_frame_changes_only_its_windows():
+    conn = connector()
+    f = features([40], [0])
+    j = 23
+    with torch.no_grad():
+        base = conn(f)
+        f.visual[0, j] += 1.0
+        new = conn(f)
+    fine_changed = (new.levels[0] - base.levels[0]).abs().amax(dim=(2, 3))[0] > 1e-6      # (W0,)
+    coarse_changed = (new.levels[1] - base.levels[1]).abs().amax(dim=(2, 3))[0] > 1e-6    # (W1,)
+    assert fine_changed.nonzero().flatten().tolist() == [j]
+    assert coarse_changed.nonzero().flatten().tolist() == [j // 10]
+    tokens_changed = (new.embeds - base.embeds).abs().amax(dim=2)[0] > 1e-6
+    assert tokens_changed.nonzero().flatten().tolist() == list(range(30 * (j // 10), 30 * (j // 10 + 1)))
+
+
+def test_unshared_qformers_and_three_levels():
+    conn = connector(share_qformer=False,
+                     levels=(ResolutionLevel(1, 3), ResolutionLevel(5, 15), ResolutionLevel(10, 30)))
+    assert len(conn.qformers) == 3 and conn.proj.in_features == 3 * 16
+    out = conn(features([12], [1]))
+    assert out.embeds.shape == (1, 180, E) and [lv.shape[1] for lv in out.levels] == [60, 12, 6]
+
+
+def test_no_causal_block():
+    conn = connector(causal="none")
+    assert conn.qformers[0].layers[0].causal is None
+    assert conn(features([10], [0])).embeds.shape == (1, 30, E)

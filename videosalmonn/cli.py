@@ -1,0 +1,105 @@
+"""`videosalmonn <command>`: thin entry points over the library (each command parses, calls, prints).
+
+User mistakes (missing files, bad media, bad settings) end with one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from videosalmonn.errors import VideoSalmonnError  # noqa: E402
+
+EXIT_USER_ERROR = 2
+
+
+def cmd_check_official(args: argparse.Namespace) -> int:
+    from videosalmonn.official.parity import TOLERANCE, check_official
+
+    report = check_official(args.directory)
+    print(json.dumps(report.values, indent=1))
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if report.ok:
+        print(f"OK: {len(report.values)} stages within {TOLERANCE:g}, all ids identical", file=sys.stderr)
+        return 0
+    print(f"FAILED: {len(report.failed)} of {len(report.values)} stages", file=sys.stderr)
+    for line in report.failed:
+        print(f"  {line}", file=sys.stderr)
+    return 1
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    from videosalmonn.pipeline import Pipeline
+
+    if not (args.video or args.image or args.audio):
+        raise VideoSalmonnError("give --video, --image or --audio")
+    overrides = list(args.set)
+    if args.limits:
+        overrides.append(f"media.limits={args.limits}")
+    pipe = Pipeline.from_pretrained(args.model, overrides, device=args.device)
+    answer = pipe.answer(args.prompt, video=args.video, audio=args.audio, image=args.image)
+    if args.json:
+        print(json.dumps(answer.to_json(), ensure_ascii=False))
+    else:
+        print(answer.text)
+        for line in answer.coverage.cut + answer.notes:
+            print(f"note: {line}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="videosalmonn", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("infer", help="answer a question about a video, an image and/or an audio file")
+    p.add_argument("--model", default="tiny", help="preset name (tiny, video-salmonn-13b) or a YAML config file")
+    p.add_argument("--video", help="video file (its own audio track is used unless --audio is given)")
+    p.add_argument("--image", help="image file")
+    p.add_argument("--audio", help="audio file (alone, or with --video / --image)")
+    p.add_argument("--prompt", required=True, help="the question or instruction")
+    p.add_argument("--json", action="store_true", help="print one JSON object: answer and what was used")
+    p.add_argument("--limits", choices=["official", "none"], help="official: drop audio after 30 s, video after 60 s")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. --set weights.delta=ckpt.pt (repeatable)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("check-official", help="reproduce a golden directory of official numbers")
+    p.add_argument("directory", help="a directory in the layout of ../shared/golden/official_v1")
+    p.set_defaults(func=cmd_check_official)
+    return parser
+
+
+def _quiet_libraries() -> None:
+    """Keep third-party progress bars and deprecation chatter out of the output (shown again with -v)."""
+    import warnings
+
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if not args.verbose:
+        _quiet_libraries()
+    try:
+        return args.func(args)
+    except VideoSalmonnError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

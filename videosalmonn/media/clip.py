@@ -1,0 +1,56 @@
+"""load_clip: the media of one sample (video, video + audio, image, image + audio, or audio) -> MediaClip.
+
+A video's own audio track is used when no separate audio file is given. With `limits: official` the released
+model's input limits apply (audio after 30 s and video after 60 s dropped), and the MediaClip's coverage says
+what was cut; with `limits: none` nothing is dropped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from videosalmonn.config import MediaConfig
+from videosalmonn.errors import InputError
+from videosalmonn.media.audio import has_audio_stream, load_audio
+from videosalmonn.media.image import load_image, transform_image
+from videosalmonn.media.timeline import OFFICIAL_MAX_AUDIO_SECONDS, OFFICIAL_MAX_VIDEO_SECONDS, SAMPLE_RATE
+from videosalmonn.media.video import load_video
+from videosalmonn.types import Coverage, MediaClip
+
+
+def load_clip(cfg: MediaConfig, *, video: str | Path | None = None, audio: str | Path | None = None,
+              image: str | Path | None = None) -> MediaClip:
+    if video is None and audio is None and image is None:
+        raise InputError("no media: give a video, an image or an audio file")
+    if video is not None and image is not None:
+        raise InputError("give a video or an image, not both")
+    official = cfg.limits == "official"
+    cov = Coverage()
+    frames, times = None, []
+    if video is not None:
+        sampled = load_video(video, cfg.frame_sampling, size=cfg.image_size,
+                             max_seconds=OFFICIAL_MAX_VIDEO_SECONDS if official else None)
+        frames, times = sampled.frames, list(sampled.times)
+        cov.video_seconds = sampled.seconds_kept
+        cov.media_seconds = sampled.info.duration
+        cov.cut += [sampled.cut] if sampled.cut else []
+        cov.notes += list(sampled.notes)
+        if audio is None and sampled.info.has_audio and has_audio_stream(video):
+            audio = video
+    elif image is not None:
+        frames, times = transform_image(load_image(image), cfg.image_size), [0.0]
+
+    waveform = None
+    if audio is not None:
+        wav = load_audio(audio, cfg.audio_channels)
+        waveform = wav.samples
+        cov.media_seconds = max(cov.media_seconds or 0.0, wav.seconds)
+        limit = OFFICIAL_MAX_AUDIO_SECONDS * SAMPLE_RATE
+        if official and len(waveform) > limit:
+            waveform = waveform[:limit]
+            cov.cut.append(f"audio after {OFFICIAL_MAX_AUDIO_SECONDS:.1f} s of {wav.seconds:.1f} s not used "
+                           "(--limits official)")
+        cov.audio_seconds = len(waveform) / SAMPLE_RATE
+        cov.audio_present = True
+    cov.frames = 0 if frames is None else frames.shape[0]
+    return MediaClip(frames, image is not None, waveform, cov, times)

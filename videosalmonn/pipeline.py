@@ -1,0 +1,134 @@
+"""Pipeline: one file (or a few) and a question in, an answer out. The one inference path of the package.
+
+    Pipeline.from_pretrained("tiny").answer("Describe the video", video="clip.mp4")
+
+media files ─► load_clip ─► audio_features ─► collate_media ─┐
+question    ─► prompt style ─► tokens (+ media placeholders) ─┴► VideoSalmonn.generate ─► text + coverage
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from videosalmonn.batching import collate_media
+from videosalmonn.checkpoint import load_model
+from videosalmonn.config import GenerationConfig, ModelConfig
+from videosalmonn.connector.multires import media_token_count
+from videosalmonn.errors import InputError
+from videosalmonn.llm.tokenizer import TextTokenizer, load_tokenizer
+from videosalmonn.media.clip import load_clip
+from videosalmonn.media.features import audio_features
+from videosalmonn.model import DTYPES, VideoSalmonn
+from videosalmonn.prompting.conversation import EncodedPrompt, collate_prompts, encode
+from videosalmonn.prompting.instruction import InstructionTokenizer, load_instruction_tokenizer
+from videosalmonn.prompting.templates import Turn, prompt_style
+from videosalmonn.types import Batch, Coverage, MediaClip
+
+
+@dataclass(frozen=True)
+class Request:
+    """One question about one piece of media. `prompt` is a question or a whole conversation (user first;
+    ending on a user turn). `answer` (training/scoring only) is the assistant reply to learn."""
+
+    prompt: str | tuple[Turn, ...]
+    video: str | None = None
+    audio: str | None = None
+    image: str | None = None
+    answer: str | None = None
+
+    def turns(self) -> list[Turn]:
+        turns = [Turn("user", self.prompt)] if isinstance(self.prompt, str) else list(self.prompt)
+        return turns + ([Turn("assistant", self.answer)] if self.answer is not None else [])
+
+
+@dataclass
+class Answer:
+    text: str
+    token_ids: list[int]
+    coverage: Coverage
+    media_tokens: int
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"answer": self.text, "media_tokens": self.media_tokens, **asdict(self.coverage),
+                "notes": self.coverage.notes + self.notes}
+
+
+class Pipeline:
+    def __init__(self, model: VideoSalmonn, tokenizer: TextTokenizer, instruction_tokenizer: InstructionTokenizer):
+        self.model = model
+        self.cfg: ModelConfig = model.cfg
+        self.tokenizer = tokenizer
+        self.instruction_tokenizer = instruction_tokenizer
+        self.style = prompt_style(self.cfg.llm.prompt_style)
+
+    @classmethod
+    def from_pretrained(cls, model: str | Path | ModelConfig = "tiny", overrides: list[str] | tuple[str, ...] = (),
+                        device: str | torch.device | None = None) -> Pipeline:
+        """A preset name (`tiny`, `video-salmonn-13b`), a YAML config file, or a ModelConfig; dotted overrides."""
+        cfg = model.replace(*overrides) if isinstance(model, ModelConfig) else ModelConfig.from_name(str(model), overrides)
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if DTYPES[cfg.dtype] == torch.float16 and torch.device(device).type == "cpu":
+            cfg = cfg.replace("dtype=float32")      # fp16 matmuls are not worth it (or supported) on CPU
+        w = cfg.weights
+        return cls(load_model(cfg, device), load_tokenizer(w.tokenizer or w.llm),
+                   load_instruction_tokenizer(w.qformer_tokenizer or "tiny"))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ------------------------------------------------------------------------------------------ inference
+
+    def answer(self, prompt: str | tuple[Turn, ...], *, video: str | None = None, audio: str | None = None,
+               image: str | None = None, generation: GenerationConfig | None = None) -> Answer:
+        return self.answer_batch([Request(prompt, video, audio, image)], generation)[0]
+
+    def answer_batch(self, requests: list[Request], generation: GenerationConfig | None = None,
+                     clips: list[MediaClip] | None = None) -> list[Answer]:
+        """Answer several requests in one batched generation (left padding; same answers as one by one)."""
+        gen = generation or self.cfg.generation
+        clips = clips or [self.load(r) for r in requests]
+        batch, counts = self.prepare(requests, clips, side="left")
+        room = self.cfg.llm.max_positions - batch.prompt.input_ids.shape[1]
+        notes = []
+        if room <= 0:
+            raise InputError(f"the input is {batch.prompt.input_ids.shape[1]} tokens; the LLM takes at most "
+                             f"{self.cfg.llm.max_positions} (shorter media or --limits official)")
+        if room < gen.max_new_tokens:
+            notes.append(f"answer limited to {room} tokens by the LLM context ({self.cfg.llm.max_positions})")
+            gen = GenerationConfig(**{**asdict(gen), "max_new_tokens": room})
+        ids = self.model.generate(batch.to(self.device, DTYPES[self.cfg.dtype]), gen, self.tokenizer.eos_id,
+                                  self.tokenizer.pad_id)
+        return [Answer(self.tokenizer.decode(_until_eos(row.tolist(), self.tokenizer.eos_id)).strip(),
+                       _until_eos(row.tolist(), self.tokenizer.eos_id), clip.coverage, n, list(notes))
+                for row, clip, n in zip(ids, clips, counts)]
+
+    # ------------------------------------------------------------------------------------------ batching
+
+    def load(self, request: Request) -> MediaClip:
+        return load_clip(self.cfg.media, video=request.video, audio=request.audio, image=request.image)
+
+    def prepare(self, requests: list[Request], clips: list[MediaClip], side: str = "left") -> tuple[Batch, list[int]]:
+        """Requests + their decoded media -> a padded Batch (CPU) and each sample's media token count."""
+        feats = [None if c.waveform is None else audio_features(c.waveform, self.cfg.media.beats_fp16_waveform)
+                 for c in clips]
+        counts = [media_token_count(self.cfg.connector, 0 if c.frames is None else c.frames.shape[0], c.is_image,
+                                    0 if f is None else f.mel.shape[0]) for c, f in zip(clips, feats)]
+        prompts: list[EncodedPrompt] = []
+        for request, n in zip(requests, counts):
+            pieces = self.style.render(request.turns())
+            prompts.append(encode(pieces, self.tokenizer, n, self.cfg.llm.max_text_tokens))
+        instructions = [request.turns()[0].text for request in requests]
+        ids, mask = self.instruction_tokenizer(instructions)
+        media = collate_media([c.frames for c in clips], [c.is_image for c in clips], feats, ids, mask)
+        prompt = collate_prompts(prompts, self.tokenizer.pad_id, side)
+        return Batch(media, prompt, [c.coverage for c in clips]), counts
+
+
+def _until_eos(ids: list[int], eos_id: int) -> list[int]:
+    return ids[:ids.index(eos_id)] if eos_id in ids else ids
