@@ -95,3 +95,14 @@ def test_batched_generation_equals_one_by_one(pipe):
         alone = [pipe.answer_batch([r], gen, [c])[0] for r, c in zip(requests, clips)]
         assert [a.token_ids for a in together] == [a.token_ids for a in alone]
         assert [a.media_tokens for a in together] == [180, 180, 180]
+
+
+def test_sampling_is_seeded(pipe):
+    requests, clips = [Request("Describe the video")], [clip(3, 1.0, seed=6)]
+    gen = GenerationConfig(max_new_tokens=8, num_beams=1, do_sample=True, temperature=1.5, top_p=0.95,
+                           repetition_penalty=1.0, seed=11)
+    first = pipe.answer_batch(requests, gen, clips)[0].token_ids
+    assert pipe.answer_batch(requests, gen, clips)[0].token_ids == first
+    others = {tuple(pipe.answer_batch(requests, dataclasses.replace(gen, seed=s), clips)[0].token_ids)
+              for s in range(12, 16)}
+    assert len(others | {tuple(first)}) > 1

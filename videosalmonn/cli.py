@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-official", help="reproduce a golden directory of official numbers")
     p.add_argument("directory", help="a directory in the layout of ../shared/golden/official_v1")
     p.set_defaults(func=cmd_check_official)
+
+    # Command groups living next to their library code: each module has `register(subparsers)`.
+    # -- more commands register here --
     return parser
 
 

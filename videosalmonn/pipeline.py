@@ -38,6 +38,9 @@ class Request:
     audio: str | None = None
     image: str | None = None
     answer: str | None = None
+    start: float | None = None            # seconds: use only [start, end) of the video/audio
+    end: float | None = None
+    video_audio: bool = True              # use the video's own audio track when no audio file is given
 
     def turns(self) -> list[Turn]:
         turns = [Turn("user", self.prompt)] if isinstance(self.prompt, str) else list(self.prompt)
@@ -89,8 +92,11 @@ class Pipeline:
         return self.answer_batch([Request(prompt, video, audio, image)], generation)[0]
 
     def answer_batch(self, requests: list[Request], generation: GenerationConfig | None = None,
-                     clips: list[MediaClip] | None = None) -> list[Answer]:
-        """Answer several requests in one batched generation (left padding; same answers as one by one)."""
+                     clips: list[MediaClip] | None = None, streamer=None) -> list[Answer]:
+        """Answer several requests in one batched generation (left padding; same answers as one by one).
+
+        `streamer`: a transformers `BaseStreamer`; its `put` gets each step's new ids, (B,) (greedy/sampling only).
+        """
         gen = generation or self.cfg.generation
         clips = clips or [self.load(r) for r in requests]
         batch, counts = self.prepare(requests, clips, side="left")
@@ -103,7 +109,7 @@ class Pipeline:
             notes.append(f"answer limited to {room} tokens by the LLM context ({self.cfg.llm.max_positions})")
             gen = GenerationConfig(**{**asdict(gen), "max_new_tokens": room})
         ids = self.model.generate(batch.to(self.device, DTYPES[self.cfg.dtype]), gen, self.tokenizer.eos_id,
-                                  self.tokenizer.pad_id)
+                                  self.tokenizer.pad_id, streamer)
         return [Answer(self.tokenizer.decode(_until_eos(row.tolist(), self.tokenizer.eos_id)).strip(),
                        _until_eos(row.tolist(), self.tokenizer.eos_id), clip.coverage, n, list(notes))
                 for row, clip, n in zip(ids, clips, counts)]
@@ -111,7 +117,8 @@ class Pipeline:
     # ------------------------------------------------------------------------------------------ batching
 
     def load(self, request: Request) -> MediaClip:
-        return load_clip(self.cfg.media, video=request.video, audio=request.audio, image=request.image)
+        return load_clip(self.cfg.media, video=request.video, audio=request.audio, image=request.image,
+                         start=request.start, end=request.end, video_audio=request.video_audio)
 
     def prepare(self, requests: list[Request], clips: list[MediaClip], side: str = "left") -> tuple[Batch, list[int]]:
         """Requests + their decoded media -> a padded Batch (CPU) and each sample's media token count."""

@@ -79,7 +79,7 @@ class LanguageModel(nn.Module):
 
     @torch.no_grad()
     def generate(self, embeds: Tensor, attention_mask: Tensor, gen: GenerationConfig, eos_id: int,
-                 pad_id: int) -> Tensor:
+                 pad_id: int, streamer=None) -> Tensor:
         """Left-padded (B, L, E) prompt embeddings -> (B, new) generated ids (padded with `pad_id` after EOS).
 
         Greedy, beam search (repetition penalty on generated tokens only, as official) or sampling; decoding is
@@ -111,7 +111,7 @@ class LanguageModel(nn.Module):
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Passing `repetition_penalty` with `inputs_embeds`")
                 return self.model.generate(inputs_embeds=embeds, attention_mask=attention_mask,
-                                           generation_config=hf, logits_processor=processors)
+                                           generation_config=hf, logits_processor=processors, streamer=streamer)
         finally:
             hf_log.setLevel(level)
             if generator_state is not None:

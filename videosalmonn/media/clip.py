@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from videosalmonn.config import MediaConfig
-from videosalmonn.errors import InputError
+from videosalmonn.errors import InputError, MediaError
 from videosalmonn.media.audio import has_audio_stream, load_audio
 from videosalmonn.media.image import load_image, transform_image
 from videosalmonn.media.timeline import OFFICIAL_MAX_AUDIO_SECONDS, OFFICIAL_MAX_VIDEO_SECONDS, SAMPLE_RATE
@@ -19,23 +19,28 @@ from videosalmonn.types import Coverage, MediaClip
 
 
 def load_clip(cfg: MediaConfig, *, video: str | Path | None = None, audio: str | Path | None = None,
-              image: str | Path | None = None) -> MediaClip:
+              image: str | Path | None = None, start: float | None = None, end: float | None = None,
+              video_audio: bool = True) -> MediaClip:
+    """The sample's media; `start`/`end` (seconds) keep only that span of the video and the audio;
+    `video_audio=False` ignores a video's own sound track (video-only input)."""
     if video is None and audio is None and image is None:
         raise InputError("no media: give a video, an image or an audio file")
     if video is not None and image is not None:
         raise InputError("give a video or an image, not both")
+    if (start is not None or end is not None) and image is not None:
+        raise InputError("a time span (start/end) applies to video and audio, not to an image")
     official = cfg.limits == "official"
     cov = Coverage()
     frames, times = None, []
     if video is not None:
-        sampled = load_video(video, cfg.frame_sampling, size=cfg.image_size,
+        sampled = load_video(video, cfg.frame_sampling, size=cfg.image_size, start=start, end=end,
                              max_seconds=OFFICIAL_MAX_VIDEO_SECONDS if official else None)
         frames, times = sampled.frames, list(sampled.times)
         cov.video_seconds = sampled.seconds_kept
         cov.media_seconds = sampled.info.duration
         cov.cut += [sampled.cut] if sampled.cut else []
         cov.notes += list(sampled.notes)
-        if audio is None and sampled.info.has_audio and has_audio_stream(video):
+        if audio is None and video_audio and sampled.info.has_audio and has_audio_stream(video):
             audio = video
     elif image is not None:
         frames, times = transform_image(load_image(image), cfg.image_size), [0.0]
@@ -43,7 +48,7 @@ def load_clip(cfg: MediaConfig, *, video: str | Path | None = None, audio: str |
     waveform = None
     if audio is not None:
         wav = load_audio(audio, cfg.audio_channels)
-        waveform = wav.samples
+        waveform = _span(wav.samples, start, end, audio)
         cov.media_seconds = max(cov.media_seconds or 0.0, wav.seconds)
         limit = OFFICIAL_MAX_AUDIO_SECONDS * SAMPLE_RATE
         if official and len(waveform) > limit:
@@ -54,3 +59,14 @@ def load_clip(cfg: MediaConfig, *, video: str | Path | None = None, audio: str |
         cov.audio_present = True
     cov.frames = 0 if frames is None else frames.shape[0]
     return MediaClip(frames, image is not None, waveform, cov, times)
+
+
+def _span(samples, start: float | None, end: float | None, path):
+    if start is None and end is None:
+        return samples
+    first = round((start or 0.0) * SAMPLE_RATE)
+    last = len(samples) if end is None else min(len(samples), round(end * SAMPLE_RATE))
+    if first < 0 or last <= first:
+        raise MediaError(path, f"time span [{start or 0:g}, {end if end is not None else 'end'}) s holds no audio "
+                               f"(the audio lasts {len(samples) / SAMPLE_RATE:.2f} s)")
+    return samples[first:last]

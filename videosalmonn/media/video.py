@@ -42,6 +42,7 @@ Example:
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,6 +126,7 @@ class SampledVideo:
     notes: tuple[str, ...] = ()  # anything else the user should know (repeated frames, fallbacks)
     decoded_frames: int = 0      # frames the decoder produced (skipped non-reference frames not counted)
     decoder: str = "index"       # "index" (packet index, skip + seek) or "sequential" (every frame decoded)
+    span: tuple[float, float] = (0.0, 0.0)   # the part of the video sampled, seconds from the stream start
 
 
 # ---------------------------------------------------------------------------------------- public API
@@ -136,25 +138,27 @@ def probe_video(path: str | Path) -> VideoInfo:
         return _probe(path, container, _video_stream(path, container))
 
 
-def sample_frames(path: str | Path, policy: Policy, *, max_seconds: float | None = None) -> SampledVideo:
+def sample_frames(path: str | Path, policy: Policy, *, max_seconds: float | None = None,
+                  start: float | None = None, end: float | None = None) -> SampledVideo:
     """Decode the frames `policy` picks (see module docstring) as (T, H, W, 3) uint8 RGB.
 
     RGB is `frame.to_rgb().to_ndarray()`, bit-identical to what pytorchvideo gave the official model.
     `max_seconds`: frames after it are not sampled (official limit: `OFFICIAL_MAX_VIDEO_SECONDS`); the
-    result's `cut` says so. Memory: T full-size frames (a 4K frame is 25 MB); see `load_video`.
+    result's `cut` says so. `start`/`end` (seconds): sample only that span, as if the file were cut there.
+    Memory: T full-size frames (a 4K frame is 25 MB); see `load_video`.
     """
-    return _sample(path, policy, max_seconds, _rgb, lambda arrays: torch.from_numpy(np.stack(arrays)))
+    return _sample(path, policy, max_seconds, _rgb, lambda arrays: torch.from_numpy(np.stack(arrays)), start, end)
 
 
 def load_video(path: str | Path, policy: Policy, *, max_seconds: float | None = None,
-               size: int = DEFAULT_SIZE) -> SampledVideo:
+               size: int = DEFAULT_SIZE, start: float | None = None, end: float | None = None) -> SampledVideo:
     """`sample_frames` + `transform_frames`, transforming each frame as soon as it is decoded.
 
     Returns frames (T, 3, size, size) float32; never holds more than one full-size RGB frame.
     """
     def convert(frame: av.VideoFrame) -> Tensor:
         return transform_frames(torch.from_numpy(_rgb(frame))[None], size)[0]     # (3, S, S)
-    return _sample(path, policy, max_seconds, convert, torch.stack)
+    return _sample(path, policy, max_seconds, convert, torch.stack, start, end)
 
 
 def transform_frames(frames: Tensor | np.ndarray, size: int = DEFAULT_SIZE) -> Tensor:
@@ -349,6 +353,23 @@ def _decode_in_order(container, stream, notes: list[str]):
 # ------------------------------------------------------------------------------------------ selection
 
 
+def _window(path, info: VideoInfo, start: float | None, end: float | None) -> VideoInfo:
+    """The video seen through a time span: the selection then treats [start, end) as the whole file
+    (times and clip boundaries count from `start`; its first pts is the first at or after it)."""
+    if start is None and end is None:
+        return info
+    begin = Fraction(start or 0).limit_denominator(10**6)
+    stop = info.duration_exact if end is None else min(info.duration_exact, Fraction(end).limit_denominator(10**6))
+    if begin < 0 or stop <= begin:
+        raise MediaError(path, f"time span [{float(begin):g}, {float(stop):g}) s is empty or negative "
+                               f"(the video lasts {info.duration:.2f} s)")
+    shift = math.ceil(begin / info.time_base)
+    duration = stop - shift * info.time_base
+    return dataclasses.replace(info, start_pts=info.start_pts + shift, duration_exact=duration,
+                               duration=float(duration), start_time=info.start_time + float(shift * info.time_base))
+
+
+
 @dataclass
 class _Selection:
     pts: list[int]                          # (T,) pts of every output frame (may repeat)
@@ -437,7 +458,8 @@ class _IndexMismatch(Exception):
     """The packet index and the decoder disagree: decode every frame instead."""
 
 
-def _sample(path, policy: Policy, max_seconds: float | None, convert: Callable, stack: Callable) -> SampledVideo:
+def _sample(path, policy: Policy, max_seconds: float | None, convert: Callable, stack: Callable,
+            start: float | None = None, end: float | None = None) -> SampledVideo:
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
     if max_seconds is not None and max_seconds <= 0:
@@ -445,7 +467,8 @@ def _sample(path, policy: Policy, max_seconds: float | None, convert: Callable, 
     with _open(path) as container:
         stream = _video_stream(path, container)
         stream_index = stream.index
-        info = _probe(path, container, stream)
+        whole = _probe(path, container, stream)
+    info = _window(path, whole, start, end)
     stop_pts = info.start_pts + math.ceil(
         (_needed_seconds(info, policy, max_seconds) + SCAN_MARGIN_SECONDS) / info.time_base)
     with _open(path) as container:
@@ -454,7 +477,7 @@ def _sample(path, policy: Policy, max_seconds: float | None, convert: Callable, 
         sel = SELECTORS[policy](index, info, max_seconds)
         try:
             got, n_decoded = _decode_indexed(path, stream_index, index, sel.pts, convert)
-            return _result(stack, got, sel, info, index, policy, n_decoded, "index")
+            return _result(stack, got, sel, whole, index, policy, n_decoded, "index", info)
         except (_IndexMismatch, av.error.FFmpegError):
             pass                                # decode every frame instead
     index = _scan_decoded(path, stream_index, stop_pts)
@@ -465,16 +488,18 @@ def _sample(path, policy: Policy, max_seconds: float | None, convert: Callable, 
         got, n_decoded = _decode_sequential(path, stream_index, index, sel.pts, convert)
     except av.error.FFmpegError as e:           # e.g. a pixel format swscale cannot turn into RGB
         raise MediaError(path, f"cannot convert the video frames to RGB ({e.strerror or e})") from None
-    return _result(stack, got, sel, info, index, policy, n_decoded, "sequential")
+    return _result(stack, got, sel, whole, index, policy, n_decoded, "sequential", info)
 
 
 def _result(stack, got: dict, sel: _Selection, info: VideoInfo, index: _FrameIndex, policy: Policy,
-            n_decoded: int, decoder: str) -> SampledVideo:
+            n_decoded: int, decoder: str, window: VideoInfo) -> SampledVideo:
     tb = info.time_base
+    span = (float((window.start_pts - info.start_pts) * tb), float((window.start_pts - info.start_pts) * tb
+                                                                  + window.duration_exact))
     return SampledVideo(
         frames=stack([got[p] for p in sel.pts]),
         times=tuple(float((p - info.start_pts) * tb) for p in sel.pts),
-        policy=policy, info=info, seconds_kept=float(sel.seconds_kept), cut=sel.cut,
+        policy=policy, info=info, seconds_kept=float(sel.seconds_kept), cut=sel.cut, span=span,
         filled=tuple(sel.filled), clips=tuple(sel.clips), notes=tuple(index.notes + sel.notes),
         decoded_frames=n_decoded, decoder=decoder)
 

@@ -1,0 +1,1 @@
+"""Data: manifests (ours and the official format), validated before any work starts."""
