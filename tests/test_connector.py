@@ -143,3 +143,17 @@ def test_no_causal_block():
     conn = connector(causal="none")
     assert conn.qformers[0].layers[0].causal is None
     assert conn(features([10], [0])).embeds.shape == (1, 30, E)
+
+
+def test_zero_levels_diagnostic():
+    base, ablated = connector(), connector(zero_levels=(0,))
+    ablated.load_state_dict(base.state_dict())
+    f = features([20], [1])
+    with torch.no_grad():
+        a, b = base(f), ablated(f)
+    torch.testing.assert_close(a.levels[0], b.levels[0])                  # still computed, then zeroed
+    fine_only = ablated.proj.weight[:, :16]
+    expected = base.proj(torch.cat([torch.zeros_like(a.levels[0].reshape(1, -1, 16)),
+                                    a.levels[1].reshape(1, -1, 16)], dim=-1))
+    torch.testing.assert_close(b.embeds, expected)
+    assert fine_only.abs().sum() > 0 and not torch.allclose(a.embeds, b.embeds)

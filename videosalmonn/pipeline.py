@@ -41,6 +41,8 @@ class Request:
     start: float | None = None            # seconds: use only [start, end) of the video/audio
     end: float | None = None
     video_audio: bool = True              # use the video's own audio track when no audio file is given
+    modality_mask: tuple[float, float] | None = None
+    """Multipliers of the [visual, audio] streams (default: 1 if present); (1, 0) masks the audio."""
 
     def turns(self) -> list[Turn]:
         turns = [Turn("user", self.prompt)] if isinstance(self.prompt, str) else list(self.prompt)
@@ -132,7 +134,9 @@ class Pipeline:
             prompts.append(encode(pieces, self.tokenizer, n, self.cfg.llm.max_text_tokens))
         instructions = [request.turns()[0].text for request in requests]
         ids, mask = self.instruction_tokenizer(instructions)
-        media = collate_media([c.frames for c in clips], [c.is_image for c in clips], feats, ids, mask)
+        masks = [r.modality_mask or (float(c.frames is not None), float(f is not None))
+                 for r, c, f in zip(requests, clips, feats)]
+        media = collate_media([c.frames for c in clips], [c.is_image for c in clips], feats, ids, mask, masks)
         prompt = collate_prompts(prompts, self.tokenizer.pad_id, side)
         return Batch(media, prompt, [c.coverage for c in clips]), counts
 
