@@ -13,7 +13,7 @@ import sys
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from videosalmonn.errors import VideoSalmonnError  # noqa: E402
+from videosalmonn.errors import InputError, VideoSalmonnError  # noqa: E402
 
 EXIT_USER_ERROR = 2
 
@@ -37,12 +37,17 @@ def cmd_check_official(args: argparse.Namespace) -> int:
 def cmd_infer(args: argparse.Namespace) -> int:
     from videosalmonn.pipeline import Pipeline
 
+    if args.manifest:
+        if args.video or args.image or args.audio or args.prompt:
+            raise InputError("--manifest replaces --video/--image/--audio/--prompt")
+        if not args.out:
+            raise InputError("--manifest needs --out OUT.jsonl")
+        return _infer_manifest(args)
     if not (args.video or args.image or args.audio):
-        raise VideoSalmonnError("give --video, --image or --audio")
-    overrides = list(args.set)
-    if args.limits:
-        overrides.append(f"media.limits={args.limits}")
-    pipe = Pipeline.from_pretrained(args.model, overrides, device=args.device)
+        raise InputError("give --video, --image or --audio (or --manifest)")
+    if not args.prompt:
+        raise InputError("give --prompt")
+    pipe = Pipeline.from_pretrained(args.model, _overrides(args), device=args.device)
     answer = pipe.answer(args.prompt, video=args.video, audio=args.audio, image=args.image)
     if args.json:
         print(json.dumps(answer.to_json(), ensure_ascii=False))
@@ -51,6 +56,27 @@ def cmd_infer(args: argparse.Namespace) -> int:
         for line in answer.coverage.cut + answer.notes:
             print(f"note: {line}", file=sys.stderr)
     return 0
+
+
+def _infer_manifest(args: argparse.Namespace) -> int:
+    from videosalmonn.batch import run_manifest
+    from videosalmonn.data.manifest import missing_media, read_manifest
+    from videosalmonn.pipeline import Pipeline
+
+    samples = read_manifest(args.manifest, args.media_root)
+    missing = missing_media(samples)
+    if missing:
+        more = f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
+        raise InputError(f"{len(missing)} media file(s) not found: {'; '.join(missing[:5])}{more}")
+    pipe = Pipeline.from_pretrained(args.model, _overrides(args), device=args.device)
+    summary = run_manifest(pipe, samples, args.out, args.batch_size)
+    print(f"{summary.answered} answered, {summary.failed} failed, {summary.skipped} already in {args.out}",
+          file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    return list(args.set) + ([f"media.limits={args.limits}"] if args.limits else [])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video", help="video file (its own audio track is used unless --audio is given)")
     p.add_argument("--image", help="image file")
     p.add_argument("--audio", help="audio file (alone, or with --video / --image)")
-    p.add_argument("--prompt", required=True, help="the question or instruction")
+    p.add_argument("--prompt", help="the question or instruction")
+    p.add_argument("--manifest", help="answer every sample of a JSONL (or official JSON) manifest instead")
+    p.add_argument("--out", help="with --manifest: results JSONL (appended; a rerun resumes)")
+    p.add_argument("--media-root", help="with --manifest: base of relative media paths (default: its folder)")
+    p.add_argument("--batch-size", type=int, default=8, help="with --manifest: samples generated together")
     p.add_argument("--json", action="store_true", help="print one JSON object: answer and what was used")
     p.add_argument("--limits", choices=["official", "none"], help="official: drop audio after 30 s, video after 60 s")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -23,12 +23,13 @@ from videosalmonn.types import AVFeatures, MediaBatch
 
 
 class AVEncoder(nn.Module):
-    def __init__(self, cfg: EncodersConfig, image_size: int, frame_batch: int = 32):
+    def __init__(self, cfg: EncodersConfig, image_size: int, frame_batch: int = 32, chunk_batch: int = 4):
         super().__init__()
         self.vision = VisualEncoder(cfg.eva, cfg.image_qformer, image_size)
         self.whisper = WhisperAudioEncoder(cfg.whisper)
         self.beats = BEATs(cfg.beats)
         self.frame_batch = frame_batch                  # frames per EVA call: bounds memory on long videos
+        self.chunk_batch = chunk_batch                  # 30-s chunks per Whisper/BEATs call: same for long audio
         self.visual_width = cfg.image_qformer.width
         self.visual_tokens = cfg.image_qformer.num_queries
         self.use_instruction = cfg.image_qformer.use_instruction
@@ -67,7 +68,9 @@ class AVEncoder(nn.Module):
         valid = torch.arange(c, device=media.mel.device)[None] < media.audio_chunks[:, None]   # (B, C)
         out = media.mel.new_zeros(b, c, WHISPER_FRAMES_PER_CHUNK, self.whisper.width)
         if valid.any():
-            out[valid] = self.whisper(media.mel[valid]).to(out.dtype)                   # (Nc, 1500, Dw)
+            mel = media.mel[valid]                                                       # (Nc, 80, 3000)
+            out[valid] = torch.cat([self.whisper(mel[i:i + self.chunk_batch])
+                                    for i in range(0, len(mel), self.chunk_batch)]).to(out.dtype)  # (Nc, 1500, Dw)
         return out.view(b, c * WHISPER_FRAMES_PER_CHUNK, out.shape[-1])
 
     def encode_beats(self, media: MediaBatch) -> Tensor:
@@ -77,6 +80,8 @@ class AVEncoder(nn.Module):
         lengths = torch.where(valid, media.fbank_lengths, 0)
         for length in sorted(set(lengths[valid].tolist())):
             same = lengths == length                                                     # (B, C)
-            tokens = self.beats(media.fbank[same][:, :length])                           # (n, 8*(F//16), Db)
+            fbank = media.fbank[same][:, :length]                                        # (n, F, 128)
+            tokens = torch.cat([self.beats(fbank[i:i + self.chunk_batch])
+                                for i in range(0, len(fbank), self.chunk_batch)])       # (n, 8*(F//16), Db)
             out[same] = F.pad(tokens, (0, 0, 0, WHISPER_FRAMES_PER_CHUNK - tokens.shape[1])).to(out.dtype)
         return out.view(b, c * WHISPER_FRAMES_PER_CHUNK, out.shape[-1])
