@@ -8,6 +8,7 @@ question    ─► prompt style ─► tokens (+ media placeholders) ─┴► V
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from videosalmonn.prompting.conversation import EncodedPrompt, collate_prompts, 
 from videosalmonn.prompting.instruction import InstructionTokenizer, load_instruction_tokenizer
 from videosalmonn.prompting.templates import Turn, prompt_style
 from videosalmonn.types import Batch, Coverage, MediaClip
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,8 @@ class Pipeline:
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if DTYPES[cfg.dtype] == torch.float16 and torch.device(device).type == "cpu":
-            cfg = cfg.replace("dtype=float32")      # fp16 matmuls are not worth it (or supported) on CPU
+            log.warning("%s: running in float32 on CPU (the preset's float16 is for GPUs)", cfg.name)
+            cfg = cfg.replace("dtype=float32")
         w = cfg.weights
         return cls(load_model(cfg, device), load_tokenizer(w.tokenizer or w.llm),
                    load_instruction_tokenizer(w.qformer_tokenizer or "tiny"))
