@@ -13,7 +13,7 @@ from tqdm import tqdm
 from videosalmonn.config import GenerationConfig
 from videosalmonn.data.manifest import Sample
 from videosalmonn.errors import VideoSalmonnError
-from videosalmonn.pipeline import Pipeline, Request
+from videosalmonn.pipeline import Answer, Pipeline, Request
 from videosalmonn.results import ResultsFile
 
 
@@ -49,26 +49,34 @@ def run_manifest(pipe: Pipeline, samples: list[Sample], out: str, batch_size: in
 
 
 def answer_samples(pipe: Pipeline, samples: list[Sample], generation: GenerationConfig | None) -> list[dict]:
-    """Records in input order. Media are decoded first (a bad file fails alone); if the batch cannot be
-    generated together (e.g. one prompt too long), every sample is retried alone."""
-    records: dict[str, dict] = {}
+    """Records in input order; a sample that failed has `error` instead of an answer (see `answer_requests`)."""
+    results = answer_requests(pipe, [request_of(s) for s in samples], generation)
+    return [_error(s, r) if isinstance(r, VideoSalmonnError) else _record(s, r) for s, r in zip(samples, results)]
+
+
+def answer_requests(pipe: Pipeline, requests: list[Request], generation: GenerationConfig | None
+                    ) -> list[Answer | VideoSalmonnError]:
+    """Each request's Answer, or the error that failed it, in input order. Media are decoded first (a bad file
+    fails alone); if the batch cannot be generated together (e.g. one prompt too long), every request is
+    retried alone."""
+    results: dict[int, Answer | VideoSalmonnError] = {}
     ok, clips = [], []
-    for s in samples:
+    for i, r in enumerate(requests):
         try:
-            clips.append(pipe.load(request_of(s)))
-            ok.append(s)
+            clips.append(pipe.load(r))
+            ok.append(i)
         except VideoSalmonnError as e:
-            records[s.id] = _error(s, e)
+            results[i] = e
     try:
-        answers = pipe.answer_batch([request_of(s) for s in ok], generation, clips) if ok else []
-        records.update({s.id: _record(s, a) for s, a in zip(ok, answers)})
+        answers = pipe.answer_batch([requests[i] for i in ok], generation, clips) if ok else []
+        results.update(zip(ok, answers))
     except VideoSalmonnError:
-        for s, clip in zip(ok, clips):
+        for i, clip in zip(ok, clips):
             try:
-                records[s.id] = _record(s, pipe.answer_batch([request_of(s)], generation, [clip])[0])
+                results[i] = pipe.answer_batch([requests[i]], generation, [clip])[0]
             except VideoSalmonnError as e:
-                records[s.id] = _error(s, e)
-    return [records[s.id] for s in samples]
+                results[i] = e
+    return [results[i] for i in range(len(requests))]
 
 
 def _record(sample: Sample, answer) -> dict:

@@ -5,5 +5,8 @@
     bootstrap.py  confidence intervals: of a mean, and of a corpus metric recomputed on resampled sets
     tasks/        per benchmark: where the data comes from, how to read it, prompt it and score it
 
-Nothing here runs a model; the runner feeds `Sample.prompt` (+ media) to the Pipeline and the text back here.
+Running it (`videosalmonn eval ...`, cli.py): settings.py (what a run is, which samples), runner.py (samples ->
+Pipeline -> scored records, sharded, resumable), rundir.py (the run directory's files), merge.py (shards ->
+samples.jsonl + results.json), prepare.py (which media exist), report.py + chart.py (tables like the paper's).
+The metrics and tasks run no model; the runner feeds `Sample.prompt` (+ media) to the Pipeline and the text back.
 """

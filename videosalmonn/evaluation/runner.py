@@ -1,0 +1,245 @@
+"""`videosalmonn eval run`: one SAVE task through the inference Pipeline into a resumable, shardable run directory.
+
+    summary = run_eval(EvalSettings(task="asr", media_root="/data/LibriSpeech"), "runs/asr")
+    summary.results["metrics"][0]     # {"name": "WER", "value": 0.026, "details": {"ci95_low": ..., ...}}
+
+Each process (rank R of W: torchrun's RANK/WORLD_SIZE, or 0 of 1) does
+
+    select samples -> media missing? (an error unless allow_missing) -> its share: i % W == R, not yet answered
+    in any shard -> batches through batch.answer_requests (the Pipeline of `videosalmonn infer`: media decoded
+    first, one bad file fails alone) -> task.score -> one atomic line each in samples.rank<R>.jsonl
+    -> once every sample has a record, merge (whichever rank sees that first; rundir.py says why that is safe)
+
+A killed run resumes where it stopped; merge.merge_run(DIR) (`videosalmonn eval merge`) rebuilds the merged files.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import torch
+from tqdm import tqdm
+
+from videosalmonn.batch import answer_requests
+from videosalmonn.config import to_dict
+from videosalmonn.errors import InputError, MediaError, VideoSalmonnError
+from videosalmonn.evaluation.merge import BOOTSTRAP, FORMAT, base_record, merge
+from videosalmonn.evaluation.rundir import RunDir
+from videosalmonn.evaluation.settings import EvalSettings, missing_media, select_samples
+from videosalmonn.evaluation.tasks import Sample, Task
+from videosalmonn.evaluation.tasks.common import AUDIO_SUFFIXES
+from videosalmonn.media.video import probe_video
+from videosalmonn.pipeline import Answer, Pipeline, Request
+from videosalmonn.prompting.templates import Turn
+
+SPAN_TOLERANCE_S = 1.0
+
+
+@dataclass
+class RunSummary:
+    answered: int = 0
+    failed: int = 0
+    skipped: int = 0            # this rank's samples already answered (resumed run)
+    missing: int = 0            # samples whose media do not exist (not run, not scored)
+    other_ranks: int = 0        # samples left to the other processes
+    results: dict | None = None  # results.json, when this process merged
+
+
+def run_eval(settings: EvalSettings, out: str | Path, *, batch_size: int = 8, device: str | None = None,
+             pipe: Pipeline | None = None, rank: int | None = None, world_size: int | None = None,
+             progress: bool = False) -> RunSummary:
+    rank = int(os.environ.get("RANK", 0)) if rank is None else rank
+    world = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
+    task = settings.resolve_task()
+    samples = select_samples(settings, task)
+    missing = missing_media(samples)
+    _check_missing(settings, samples, missing)
+    run = RunDir(out)
+    run.check_identity(settings.identity())
+    torch.manual_seed(settings.seed)
+    if pipe is None:
+        pipe = Pipeline.from_pretrained(settings.model, settings.model_overrides(), _device(device, world))
+    else:
+        _check_pipeline(settings, pipe)
+    if rank == 0:
+        run.record_session(run_header(settings, task, pipe, len(samples), missing),
+                           session_info(world, batch_size, pipe))
+
+    done = run.done()
+    share = [s for i, s in enumerate(samples) if i % world == rank and s.id not in missing]
+    todo = [s for s in share if s.id not in done]
+    summary = RunSummary(skipped=len(share) - len(todo), missing=len(missing),
+                         other_ranks=len(samples) - len(missing) - len(share))
+    shard = run.shard(rank)
+    bar = tqdm(total=len(todo), desc=f"{settings.task} (rank {rank}/{world})", unit="sample",
+               disable=not progress or rank != 0)
+    for i in range(0, len(todo), batch_size):
+        for record in answer_chunk(pipe, task, settings, todo[i:i + batch_size]):
+            shard.append({**record, "rank": rank})
+            summary.failed += "error" in record
+            summary.answered += "error" not in record
+        bar.update(len(todo[i:i + batch_size]))
+    bar.close()
+
+    records = run.records()
+    if all(s.id in records for s in samples if s.id not in missing):
+        summary.results = merge(run, settings, task, samples, missing)
+    return summary
+
+
+def answer_chunk(pipe: Pipeline, task: Task, settings: EvalSettings, samples: list[Sample]) -> list[dict]:
+    """One batch: requests (a sample whose request cannot be built fails alone), answers, scores."""
+    records: dict[str, dict] = {}
+    requests, ok = [], []
+    for s in samples:
+        try:
+            requests.append(request_for(s, settings))
+            ok.append(s)
+        except VideoSalmonnError as e:
+            records[s.id] = {**base_record(s), "error": str(e)}
+    for s, request, result in zip(ok, requests, answer_requests(pipe, requests, None)):
+        if isinstance(result, VideoSalmonnError):
+            records[s.id] = {**base_record(s), "error": str(result)}
+        else:
+            records[s.id] = scored_record(task, s, request, result)
+    return [records[s.id] for s in samples]
+
+
+# ---------------------------------------------------------------------------------------------- requests
+
+
+def request_for(sample: Sample, settings: EvalSettings) -> Request:
+    """A SAVE sample as a Pipeline request: the task's prompt (after the AVSD history as earlier turns),
+    its media, its time span (`span_for`), the diagnostics mask."""
+    span = span_for(sample, settings.spans)
+    return Request(prompt=prompt_of(sample), video=_str(sample.video), audio=_str(sample.audio),
+                   image=_str(sample.image), start=span[0] if span else None, end=span[1] if span else None,
+                   video_audio=settings.uses_video_audio(), modality_mask=settings.modality_mask())
+
+
+def prompt_of(sample: Sample) -> str | tuple[Turn, ...]:
+    """The prompt alone, or (AVSD) the earlier questions with their human answers, then the prompt."""
+    if not sample.history:
+        return sample.prompt
+    turns = [t for q, a in sample.history for t in (Turn("user", q), Turn("assistant", a))]
+    return tuple(turns + [Turn("user", sample.prompt)])
+
+
+def span_for(sample: Sample, mode: str) -> tuple[float, float] | None:
+    """The [start, end) seconds to use, or None for the whole file.
+
+    Ego4D-QA's "duration" is a span of the *source* video, and SAVEBench does not say whether its
+    `<video_uid>__<k>.mp4/.wav` files are already cut to it (their names suggest clips). "cut" always cuts,
+    "whole" never does, and "auto" (the default) cuts only when the file reaches the span's end and is longer
+    than the span by more than SPAN_TOLERANCE_S, i.e. when it can only be the source video.
+    """
+    if sample.span is None or mode == "whole":
+        return None
+    if mode == "cut":
+        return sample.span
+    start, end = sample.span
+    seconds = media_seconds(sample.video if sample.video is not None else sample.audio)
+    is_source = seconds >= end - SPAN_TOLERANCE_S and seconds > (end - start) + SPAN_TOLERANCE_S
+    return sample.span if is_source else None
+
+
+def media_seconds(path: Path) -> float:
+    """Header duration of a video (as the frame sampler sees it) or of an audio file."""
+    if path.suffix.lower() in AUDIO_SUFFIXES:
+        return _audio_seconds(path)
+    return float(probe_video(path).duration)
+
+
+def _audio_seconds(path: Path) -> float:
+    try:
+        with av.open(str(path)) as container:
+            if container.duration is None:
+                raise MediaError(path, "its duration is not in the header (needed to place the time span)")
+            return container.duration / av.time_base
+    except av.error.FFmpegError as e:
+        raise MediaError(path, f"not readable audio ({e})") from None
+
+
+# ---------------------------------------------------------------------------------------------- records
+
+
+def scored_record(task: Task, sample: Sample, request: Request, answer: Answer) -> dict:
+    record = {**base_record(sample), "output": answer.text, "score": None}
+    try:
+        record["score"] = task.score(sample, answer.text)
+    except VideoSalmonnError as e:           # e.g. the judge endpoint is down: the merge scores it again
+        record["score_error"] = str(e)
+    if request.start is not None:
+        record["span"] = [request.start, request.end]
+    details = answer.to_json()
+    details.pop("answer")
+    return {**record, **details}
+
+
+# ---------------------------------------------------------------------------------------------- run.json
+
+
+def run_header(settings: EvalSettings, task: Task, pipe: Pipeline, selected: int,
+               missing: dict[str, list[str]]) -> dict:
+    return {
+        "format": FORMAT, "task": task.name, "title": task.title, "paper_metric": task.paper_metric,
+        "paper_value": task.paper_value, "source": task.source,
+        "identity": settings.identity(), "settings": settings.to_json(),
+        "diagnostics": {**settings.diagnostics(), "label": settings.diagnostics_label()},
+        "model": {"name": settings.model, "overrides": settings.model_overrides(), "config": to_dict(pipe.cfg)},
+        "generation": to_dict(pipe.cfg.generation), "seed": settings.seed, "bootstrap": BOOTSTRAP,
+        "samples": {"selected": selected, "missing_media": len(missing),
+                    "missing_examples": dict(list(missing.items())[:10])},
+    }
+
+
+def session_info(world: int, batch_size: int, pipe: Pipeline) -> dict:
+    import numpy
+    import transformers
+
+    import videosalmonn
+
+    return {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "world_size": world, "batch_size": batch_size,
+            "device": str(pipe.device), "host": socket.gethostname(), "command": sys.argv,
+            "versions": {"videosalmonn": videosalmonn.__version__, "torch": torch.__version__,
+                         "transformers": transformers.__version__, "numpy": numpy.__version__,
+                         "python": platform.python_version()}}
+
+
+# ---------------------------------------------------------------------------------------------- checks
+
+
+def _check_missing(settings: EvalSettings, samples: list[Sample], missing: dict[str, list[str]]) -> None:
+    if not missing:
+        return
+    first = next(iter(missing.values()))[0]
+    if len(missing) == len(samples):
+        raise InputError(f"the media of all {len(samples)} samples are missing (first: {first}); check "
+                         f"--media-root, or run `videosalmonn eval prepare --task {settings.task}`")
+    if not settings.allow_missing:
+        raise InputError(f"{len(missing)} of {len(samples)} samples have missing media (first: {first}); "
+                         f"see `videosalmonn eval prepare --task {settings.task}`, or pass --allow-missing")
+
+
+def _check_pipeline(settings: EvalSettings, pipe: Pipeline) -> None:
+    """A pipeline built by the caller must at least zero the levels the settings say (they are recorded)."""
+    want = () if settings.zero_level is None else (settings.zero_level,)
+    if tuple(pipe.cfg.connector.zero_levels) != want:
+        raise InputError(f"the given pipeline zeroes levels {pipe.cfg.connector.zero_levels}, the settings {want}")
+
+
+def _device(device: str | None, world: int) -> str | None:
+    if device is None and world > 1 and torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    return device
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
