@@ -1,0 +1,1 @@
+"""`videosalmonn demo-ui`: a Gradio page over the same `Pipeline` as everything else (app.py)."""

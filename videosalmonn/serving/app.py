@@ -1,0 +1,358 @@
+"""create_app(pipeline, settings): the OpenAI-compatible endpoints over one `Pipeline`.
+
+    GET  /health                 liveness + queue and batching counters
+    GET  /v1/models              the one served model
+    POST /v1/chat/completions    OpenAI chat completions (schema.py), `stream: true` as server-sent events
+
+A request goes: body (size-limited) -> strict schema -> conversation + decoding settings -> admission (at most
+`max_queue` in the server, else 503) -> media fetched and decoded in a thread pool (media.py, `Pipeline.load`)
+-> queued for the batcher -> answer (JSON) or chunks (SSE). Every failure is a JSON `{"error": ...}` with a 4xx
+for bad input, 503 when full, 504 past the request timeout and 500 for a bug; none stops the server.
+
+Extension of the response (and of the last stream chunk): `videosalmonn` = what the model used (Answer.to_json
+without the text: media_tokens, media_seconds, video_seconds, audio_seconds, frames, audio_present, cut, notes)
+and the decoding settings (`generation`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+
+from fastapi import FastAPI
+from fastapi import Request as HttpRequest
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from videosalmonn.errors import MediaError, VideoSalmonnError
+from videosalmonn.pipeline import Answer, Pipeline, Request
+from videosalmonn.prompting.conversation import encode
+from videosalmonn.serving.batcher import Batcher, Job
+from videosalmonn.serving.media import MediaFiles, MediaRefused, probe_seconds
+from videosalmonn.serving.schema import (
+    ApiError,
+    ChatCompletionRequest,
+    Conversation,
+    conversation,
+    generation_config,
+    parse_request,
+)
+from videosalmonn.serving.settings import ServeSettings
+from videosalmonn.serving.streaming import TextDeltas
+from videosalmonn.types import MediaClip
+
+log = logging.getLogger(__name__)
+MIB = 1 << 20
+
+
+def create_app(pipeline: Pipeline, settings: ServeSettings) -> FastAPI:
+    server = Server(pipeline, settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        server.start()
+        try:
+            yield
+        finally:
+            server.stop()
+
+    app = FastAPI(title="videosalmonn", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.server = server
+
+    @app.exception_handler(ApiError)
+    async def api_error(_, e: ApiError):
+        return JSONResponse(e.body(), e.status, headers={"Retry-After": "1"} if e.status == 503 else None)
+
+    @app.exception_handler(VideoSalmonnError)
+    async def input_error(_, e: VideoSalmonnError):
+        return JSONResponse(ApiError(400, str(e), "invalid_request").body(), 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_, e: StarletteHTTPException):
+        return JSONResponse(ApiError(e.status_code, str(e.detail), "http_error").body(), e.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_, e: RequestValidationError):
+        return JSONResponse(ApiError(400, str(e.errors()[0].get("msg", e)), "invalid_request").body(), 400)
+
+    @app.exception_handler(Exception)
+    async def bug(_, e: Exception):
+        log.exception("unhandled error")
+        return JSONResponse(ApiError(500, f"internal error ({type(e).__name__})", "internal_error").body(), 500)
+
+    @app.get("/health")
+    async def health():
+        return server.health()
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": settings.model_name, "object": "model", "created": server.created,
+                                            "owned_by": "videosalmonn"}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(http: HttpRequest):
+        return await server.chat(http)
+
+    return app
+
+
+class Server:
+    """The state behind the endpoints: the pipeline, the batcher, the decode pool and the admission count."""
+
+    def __init__(self, pipeline: Pipeline, settings: ServeSettings):
+        self.pipeline = pipeline
+        self.settings = settings
+        self.batcher = Batcher(pipeline, settings.max_batch_size, settings.batch_wait_ms / 1000)
+        self.pool: ThreadPoolExecutor | None = None
+        self.in_flight = 0
+        self.created = int(time.time())
+
+    def start(self) -> None:
+        self.pool = ThreadPoolExecutor(self.settings.decode_workers, thread_name_prefix="videosalmonn-decode")
+        self.batcher.start()
+
+    def stop(self) -> None:
+        self.batcher.stop()
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def health(self) -> dict:
+        s = self.batcher.stats
+        return {"status": "ok", "model": self.settings.model_name, "in_flight": self.in_flight,
+                "queued": len(self.batcher), "max_batch_size": self.settings.max_batch_size,
+                "batches": s.batches, "answered": s.answered, "failed": s.failed, "largest_batch": s.largest_batch,
+                "batch_sizes": {str(k): v for k, v in sorted(s.sizes.items())}}
+
+    # ------------------------------------------------------------------------------------ one request
+
+    async def chat(self, http: HttpRequest):
+        deadline = time.monotonic() + self.settings.request_timeout_s
+        body = await self._body(http)
+        req = await asyncio.to_thread(lambda: parse_request(_json(body)))     # a big body must not block the loop
+        if req.model != self.settings.model_name:
+            raise ApiError(404, f"model '{req.model}' is not served here (this server serves "
+                                f"'{self.settings.model_name}')", "model_not_found", "model")
+        conv = conversation(req, self.settings.max_prompt_chars)
+        try:
+            gen = generation_config(req, self.pipeline.cfg.generation, self.settings.max_tokens)
+        except VideoSalmonnError as e:
+            raise ApiError(400, str(e), "invalid_value") from None
+        release = self._admit()
+        try:
+            loop = asyncio.get_running_loop()
+            future = loop.run_in_executor(self.pool, self._load, conv)
+            request, clip, text_tokens = await _until(future, deadline, self.settings.request_timeout_s)
+            events: asyncio.Queue = asyncio.Queue()
+            job = Job(request, clip, gen, _emitter(loop, events),
+                      TextDeltas(self.pipeline.tokenizer.decode, self.pipeline.tokenizer.eos_id), req.stream)
+            self.batcher.submit(job)
+        except BaseException:
+            release()
+            raise
+        reply = Reply(self.settings.model_name, req, gen, text_tokens)
+        if req.stream:
+            def finish():
+                job.cancelled.set()
+                release()
+            return StreamingResponse(reply.sse(job, events, deadline, self.settings.request_timeout_s, finish),
+                                     media_type="text/event-stream", background=BackgroundTask(finish),
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        try:
+            while True:
+                kind, value = await _until(events.get(), deadline, self.settings.request_timeout_s)
+                if kind == "done":
+                    return JSONResponse(reply.completion(value))
+                if kind == "error":
+                    raise _generation_error(value)
+        except ApiError as e:
+            if e.status == 504:
+                job.cancelled.set()
+            raise
+        finally:
+            release()
+
+    async def _body(self, http: HttpRequest) -> bytes:
+        limit = self.settings.max_body_bytes
+        too_large = ApiError(413, f"the request body is larger than {limit / MIB:.1f} MiB", "request_too_large")
+        length = http.headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            raise too_large
+        chunks, total = [], 0
+        async for chunk in http.stream():
+            total += len(chunk)
+            if total > limit:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _admit(self):
+        """Count the request in (503 when the server holds `max_queue` already); returns its idempotent release."""
+        if self.in_flight >= self.settings.max_queue:
+            raise ApiError(503, f"the server is busy ({self.in_flight} requests in progress, at most "
+                                f"{self.settings.max_queue}); retry later", "queue_full")
+        self.in_flight += 1
+        released = False
+
+        def release():
+            nonlocal released
+            if not released:
+                released = True
+                self.in_flight -= 1
+        return release
+
+    def _load(self, conv: Conversation) -> tuple[Request, MediaClip, int]:
+        """(decode thread) media refs -> files -> MediaClip, checked; and the prompt's text token count."""
+        s = self.settings
+        try:
+            with MediaFiles(s.max_media_bytes, s.allowed_root) as files:
+                paths = {}
+                for ref in conv.media:
+                    paths[ref.kind] = files.path(ref)
+                    seconds = None if ref.kind == "image" else probe_seconds(paths[ref.kind], ref.label)
+                    if seconds is not None and seconds > s.max_media_seconds:
+                        raise MediaRefused(400, ref.label, f"the media lasts {seconds:.1f} s; this server takes at "
+                                                           f"most {s.max_media_seconds:g} s", "media_too_long")
+                # The paths die with `files`; the Pipeline gets the decoded clip along with the request.
+                request = Request(conv.turns, video=paths.get("video"), audio=paths.get("audio"),
+                                  image=paths.get("image"), start=conv.start, end=conv.end,
+                                  video_audio=conv.video_audio)
+                try:
+                    clip = self.pipeline.load(request)
+                except MediaError as e:
+                    raise ApiError(400, files.describe(e), "invalid_media") from None
+        except MediaRefused as e:
+            raise ApiError(e.status, str(e), e.code, e.label) from None
+        except ApiError:
+            raise
+        except VideoSalmonnError as e:              # e.g. InputError: a video and an image, a bad time span
+            raise ApiError(400, str(e), "invalid_request") from None
+        except Exception as e:                      # a decoder choking on hostile input is still bad input
+            log.warning("media decoding failed", exc_info=True)
+            raise ApiError(400, f"the media could not be decoded ({type(e).__name__})", "invalid_media") from None
+        seconds = clip.coverage.media_seconds
+        if seconds is not None and seconds > s.max_media_seconds:
+            raise ApiError(400, f"the media lasts {seconds:.1f} s; this server takes at most {s.max_media_seconds:g} "
+                                "s", "media_too_long")
+        try:
+            return request, clip, self._text_tokens(request)
+        except VideoSalmonnError as e:
+            raise ApiError(400, str(e), "invalid_request") from None
+
+    def _text_tokens(self, request: Request) -> int:
+        """Tokenise the prompt as the Pipeline will (so a bad conversation fails here, not in a batch)."""
+        pipe = self.pipeline
+        pieces = pipe.style.render(request.turns())
+        return len(encode(pieces, pipe.tokenizer, 0, pipe.cfg.llm.max_text_tokens).ids)
+
+
+class Reply:
+    """Builds the OpenAI response objects of one request."""
+
+    def __init__(self, model: str, req: ChatCompletionRequest, gen, text_tokens: int):
+        self.id = f"chatcmpl-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+        self.model = model
+        self.req = req
+        self.gen = gen
+        self.text_tokens = text_tokens
+
+    def info(self, answer: Answer) -> dict:
+        return {**{k: v for k, v in answer.to_json().items() if k != "answer"}, "generation": asdict(self.gen)}
+
+    def usage(self, answer: Answer) -> dict:
+        prompt = self.text_tokens + answer.media_tokens
+        return {"prompt_tokens": prompt, "completion_tokens": len(answer.token_ids),
+                "total_tokens": prompt + len(answer.token_ids)}
+
+    def finish_reason(self, answer: Answer) -> str:
+        limited = any(note.startswith("answer limited") for note in answer.notes)
+        return "length" if limited or len(answer.token_ids) >= self.gen.max_new_tokens else "stop"
+
+    def completion(self, answer: Answer) -> dict:
+        return {"id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
+                             "logprobs": None, "finish_reason": self.finish_reason(answer)}],
+                "usage": self.usage(answer), "videosalmonn": self.info(answer)}
+
+    def chunk(self, delta: dict, finish_reason: str | None = None, **extra) -> str:
+        body = {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}], **extra}
+        return _sse(body)
+
+    async def sse(self, job: Job, events: asyncio.Queue, deadline: float, timeout: float, finish):
+        """`data: {chunk}` events: the role, text deltas, the finish reason (+ extension), usage, `[DONE]`."""
+        try:
+            yield self.chunk({"role": "assistant", "content": ""})
+            while True:
+                try:
+                    kind, value = await _until(events.get(), deadline, timeout)
+                except ApiError as e:
+                    yield _sse(e.body())
+                    break
+                if kind == "text":
+                    yield self.chunk({"content": value})
+                    continue
+                if kind == "error":
+                    yield _sse(_generation_error(value).body())
+                    break
+                rest = job.deltas.rest(value.text)
+                if rest:
+                    yield self.chunk({"content": rest})
+                yield self.chunk({}, self.finish_reason(value), videosalmonn=self.info(value))
+                options = self.req.stream_options
+                if options is not None and options.include_usage:
+                    yield _sse({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                                "model": self.model, "choices": [], "usage": self.usage(value)})
+                break
+            yield "data: [DONE]\n\n"
+        finally:
+            finish()
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _json(body: bytes) -> object:
+    def constant(name: str):
+        raise ValueError(f"{name} is not valid JSON")
+    try:
+        return json.loads(body, parse_constant=constant)
+    except (ValueError, RecursionError) as e:
+        raise ApiError(400, f"the request body is not valid JSON ({str(e).splitlines()[0][:200]})",
+                       "invalid_json") from None
+
+
+def _sse(body: dict) -> str:
+    return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+
+async def _until(awaitable, deadline: float, timeout: float):
+    try:
+        return await asyncio.wait_for(awaitable, max(0.0, deadline - time.monotonic()))
+    except asyncio.TimeoutError:
+        raise ApiError(504, f"no answer within the request timeout ({timeout:g} s)", "timeout") from None
+
+
+def _emitter(loop: asyncio.AbstractEventLoop, events: asyncio.Queue):
+    def emit(event):
+        try:
+            loop.call_soon_threadsafe(events.put_nowait, event)
+        except RuntimeError:                        # the event loop is closed: the server is stopping
+            pass
+    return emit
+
+
+def _generation_error(e: object) -> ApiError:
+    if isinstance(e, VideoSalmonnError):
+        return ApiError(400, str(e), "invalid_request")
+    if isinstance(e, RuntimeError) and "shutting down" in str(e):
+        return ApiError(503, str(e), "shutting_down")
+    return ApiError(500, f"generation failed ({type(e).__name__})", "internal_error")

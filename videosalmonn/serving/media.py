@@ -1,0 +1,216 @@
+"""The media of a request -> local files for `Pipeline.load`, refusing anything unsafe before it is decoded.
+
+Where media may come from:
+* a `data:<mime>;base64,...` URL, or raw base64 (`input_audio.data`): size-checked *before* decoding (from the
+  base64 length), then written to a private temporary directory that is removed when the request is decoded;
+* a local path or `file://` URL, only when the server has an allowed root: the path is resolved with every
+  symlink (`realpath`), must lie inside the (resolved) root, and must be a regular file; on Linux the file is then
+  opened once and handed over as `/proc/self/fd/N`, so swapping a symlink in after the check changes nothing;
+* nothing else (http, ftp, ... are never fetched).
+
+Before a video or audio file reaches FFmpeg's normal probing, it is opened with a whitelist of plain media
+demuxers: playlists and other formats that make FFmpeg open further files or URLs (HLS, DASH, concat, SDP, ...)
+are refused, and the header duration is checked against the server's limit.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+import av
+import av.error
+
+from videosalmonn.errors import MediaError
+
+# Demuxers that read one self-contained media file and never open another resource.
+SAFE_DEMUXERS = ("mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,flv,mpegts,mpeg,ogg,wav,w64,mp3,flac,aac,aiff,caf,"
+                 "asf,amr,ivf,h264,hevc,m4v,mjpeg,gif,png_pipe,jpeg_pipe,webp_pipe,bmp_pipe,au,nut,wv")
+# File suffixes for media MIME types (a suffix helps FFmpeg/PIL pick the format; unknown types get none).
+SUFFIXES = {
+    "video/mp4": ".mp4", "video/quicktime": ".mov", "video/webm": ".webm", "video/x-matroska": ".mkv",
+    "video/x-msvideo": ".avi", "video/avi": ".avi", "video/mpeg": ".mpg", "video/mp2t": ".ts", "video/ogg": ".ogv",
+    "video/3gpp": ".3gp", "video/x-flv": ".flv",
+    "audio/wav": ".wav", "audio/x-wav": ".wav", "audio/wave": ".wav", "audio/vnd.wave": ".wav",
+    "audio/mpeg": ".mp3", "audio/mp3": ".mp3", "audio/flac": ".flac", "audio/x-flac": ".flac", "audio/ogg": ".ogg",
+    "audio/opus": ".opus", "audio/webm": ".webm", "audio/mp4": ".m4a", "audio/x-m4a": ".m4a", "audio/aac": ".aac",
+    "audio/aiff": ".aiff", "audio/x-aiff": ".aiff",
+    "image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp", "image/gif": ".gif", "image/bmp": ".bmp",
+    "image/tiff": ".tiff",
+}
+AUDIO_FORMATS = {"wav": ".wav", "mp3": ".mp3", "flac": ".flac", "ogg": ".ogg", "opus": ".opus", "m4a": ".m4a",
+                 "aac": ".aac", "webm": ".webm", "aiff": ".aiff"}
+URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+PROC_FD = Path("/proc/self/fd")
+BASE64_BYTES_PER_CHAR = 3 / 4
+
+
+@dataclass(frozen=True)
+class MediaRef:
+    """One media part of a request, not yet read."""
+
+    kind: Literal["video", "image", "audio"]
+    source: str                   # a data: URL, raw base64 (input_audio), a file:// URL or a path
+    label: str                    # where it is in the request, for error messages ("messages.0.content.1.video_url")
+    format: str | None = None     # input_audio's format: `source` is raw base64 of such a file
+
+
+class MediaRefused(Exception):
+    """A media part that is not read at all; `status` is the HTTP status (400, 403 or 413)."""
+
+    def __init__(self, status: int, label: str, problem: str, code: str):
+        super().__init__(f"{label}: {problem}")
+        self.status, self.label, self.code = status, label, code
+
+
+class MediaFiles:
+    """A request's media as local paths; `close()` removes the temporary files and closes opened files.
+
+    Example:
+        with MediaFiles(max_bytes=64 << 20, allowed_root=None) as files:
+            path = files.path(MediaRef("video", "data:video/mp4;base64,AAAA...", "messages.0.content.1"))
+    """
+
+    def __init__(self, max_bytes: int, allowed_root: Path | str | None):
+        self.max_bytes = max_bytes
+        self.root = None if allowed_root is None else Path(os.path.realpath(allowed_root))
+        self.labels: dict[str, str] = {}          # local path -> the request label it came from
+        self._dir: str | None = None
+        self._fds: list[int] = []
+
+    def __enter__(self) -> MediaFiles:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for fd in self._fds:
+            os.close(fd)
+        self._fds.clear()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def path(self, ref: MediaRef) -> str:
+        """A local path holding `ref`'s bytes; MediaRefused for anything not allowed."""
+        if ref.format is not None and not ref.source.startswith("data:"):
+            path = self._write(ref, _decode_base64(ref.source, ref, self.max_bytes), AUDIO_FORMATS.get(ref.format, ""))
+        elif ref.source.startswith("data:"):
+            mime, payload = _split_data_url(ref)
+            path = self._write(ref, _decode_base64(payload, ref, self.max_bytes), SUFFIXES.get(mime, ""))
+        else:
+            path = self._local(ref)
+        self.labels[path] = ref.label
+        return path
+
+    def describe(self, err: MediaError) -> str:
+        """A decoding error with the request label in place of the server-side path."""
+        return f"{self.labels.get(err.path, 'media')}: {err.problem}"
+
+    # -------------------------------------------------------------------------------------- sources
+
+    def _write(self, ref: MediaRef, data: bytes, suffix: str) -> str:
+        if self._dir is None:
+            self._dir = tempfile.mkdtemp(prefix="videosalmonn-serve-")
+        path = os.path.join(self._dir, f"{len(self.labels)}-{ref.kind}{suffix}")
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
+
+    def _local(self, ref: MediaRef) -> str:
+        source = ref.source
+        if source.startswith("file:"):
+            url = urlsplit(source)
+            if url.netloc not in ("", "localhost"):
+                raise MediaRefused(400, ref.label, f"file URL of another host ({url.netloc})", "invalid_url")
+            source = unquote(url.path)
+        elif URL_SCHEME.match(source):
+            scheme = source.split(":", 1)[0].lower()
+            raise MediaRefused(400, ref.label, f"{scheme}: URLs are not fetched by this server; send the media as "
+                                               "a data: URL (base64)", "unsupported_url")
+        if self.root is None:
+            raise MediaRefused(403, ref.label, "local paths are not accepted (the server has no --allowed-root); "
+                                               "send the media as a data: URL", "path_not_allowed")
+        if not source or "\x00" in source:
+            raise MediaRefused(400, ref.label, "empty or invalid path", "invalid_path")
+        real = os.path.realpath(self.root / source)       # an absolute `source` replaces the root
+        if not _inside(real, self.root):
+            raise MediaRefused(403, ref.label, "the path is outside the allowed root", "path_not_allowed")
+        return self._open_inside(real, ref)
+
+    def _open_inside(self, real: str, ref: MediaRef) -> str:
+        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(real, flags)                       # O_NONBLOCK: a FIFO must not hang the server
+        except FileNotFoundError:
+            raise MediaRefused(400, ref.label, "file not found", "file_not_found") from None
+        except OSError as e:                                # e.g. ELOOP: a symlink swapped in after realpath
+            raise MediaRefused(403, ref.label, f"cannot open the file ({e.strerror})", "path_not_allowed") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > self.max_bytes:
+            os.close(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise MediaRefused(400, ref.label, "not a regular file", "not_a_file")
+            raise MediaRefused(413, ref.label, f"the file is {st.st_size / (1 << 20):.1f} MiB; at most "
+                                               f"{self.max_bytes / (1 << 20):.1f} MiB", "media_too_large")
+        proc = PROC_FD / str(fd)
+        if not proc.is_symlink():                           # no /proc: the checked real path it is
+            os.close(fd)
+            return real
+        self._fds.append(fd)
+        if not _inside(os.path.realpath(proc), self.root):
+            raise MediaRefused(403, ref.label, "the path is outside the allowed root", "path_not_allowed")
+        return str(proc)
+
+
+def _inside(path: str, root: Path) -> bool:
+    return path == str(root) or path.startswith(str(root).rstrip(os.sep) + os.sep)
+
+
+def _split_data_url(ref: MediaRef) -> tuple[str, str]:
+    header, comma, payload = ref.source.partition(",")
+    params = header[len("data:"):].split(";")
+    if not comma or "base64" not in (p.strip().lower() for p in params[1:]):
+        raise MediaRefused(400, ref.label, "a data: URL must be base64 (data:<type>;base64,<data>)", "invalid_data_url")
+    return params[0].strip().lower(), payload
+
+
+def _decode_base64(payload: str, ref: MediaRef, max_bytes: int) -> bytes:
+    payload = payload.strip()
+    if len(payload) * BASE64_BYTES_PER_CHAR > max_bytes + 3:      # checked before decoding anything
+        raise MediaRefused(413, ref.label, f"about {len(payload) * BASE64_BYTES_PER_CHAR / (1 << 20):.1f} MiB; "
+                                           f"at most {max_bytes / (1 << 20):.1f} MiB", "media_too_large")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise MediaRefused(400, ref.label, "not valid base64", "invalid_base64") from None
+    if not data:
+        raise MediaRefused(400, ref.label, "empty media", "empty_media")
+    if len(data) > max_bytes:
+        raise MediaRefused(413, ref.label, f"{len(data) / (1 << 20):.1f} MiB; at most {max_bytes / (1 << 20):.1f} "
+                                           "MiB", "media_too_large")
+    return data
+
+
+def probe_seconds(path: str, label: str) -> float | None:
+    """Header duration (seconds) of a video/audio file opened with plain media demuxers only.
+
+    MediaRefused when FFmpeg would need another demuxer (a playlist, a reference file, or simply not media)."""
+    try:
+        with av.open(path, container_options={"format_whitelist": SAFE_DEMUXERS}) as container:
+            seconds = [container.duration / av.time_base] if container.duration else []
+            seconds += [float(s.duration * s.time_base) for s in container.streams if s.duration and s.time_base]
+    except (av.error.FFmpegError, OSError, ValueError):
+        raise MediaRefused(400, label, "not a readable audio/video file (or a format this server does not open: "
+                                       "playlists and reference files are refused)", "invalid_media") from None
+    return max(seconds) if seconds else None

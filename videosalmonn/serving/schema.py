@@ -1,0 +1,297 @@
+"""The OpenAI chat-completions request as this server accepts it, and its translation to a `Request`.
+
+Accepted (everything else is a 400 naming the field):
+
+    model, messages, max_tokens | max_completion_tokens, temperature, top_p, seed, stream, stream_options,
+    n (= 1), frequency_penalty / presence_penalty (= 0), user (ignored), and the extension object
+    `videosalmonn`: {num_beams, length_penalty, repetition_penalty, top_k, start, end, video_audio}.
+
+Content parts of a user message:
+
+    {"type": "text", "text": "..."}
+    {"type": "video_url", "video_url": {"url": "data:video/mp4;base64,..."}}        (vLLM's video part)
+    {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,..."}}
+    {"type": "input_audio", "input_audio": {"data": "<base64>", "format": "wav"}}
+    {"type": "audio_url", "audio_url": {"url": "data:audio/wav;base64,..."}}        (vLLM's audio part)
+
+A url may also be a local path or file:// URL, read only inside the server's --allowed-root. A video's own
+sound track is used (set `videosalmonn.video_audio: false` to drop it). The model has one media slot, in the
+first user turn: a conversation carries at most one video or image and at most one audio, given in any user
+message. There is no system prompt in the model's template, so system/developer messages are refused.
+
+Decoding: neither temperature nor top_p -> the model's own setting (its preset: greedy for `tiny`, beam 5 for
+the released model; greedy when streaming); temperature 0 -> greedy; temperature > 0 or top_p -> sampling.
+Beam search cannot stream: `stream: true` with `videosalmonn.num_beams > 1` is a 400.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from videosalmonn.config import GenerationConfig
+from videosalmonn.prompting.templates import Turn
+from videosalmonn.serving.media import MediaRef
+
+# OpenAI fields this server does not implement: a clear "not supported" instead of "unknown field".
+UNSUPPORTED = ("stop", "logprobs", "top_logprobs", "logit_bias", "tools", "tool_choice", "parallel_tool_calls",
+               "functions", "function_call", "response_format", "modalities", "audio", "prediction",
+               "reasoning_effort", "service_tier", "store", "metadata", "web_search_options", "verbosity",
+               "prompt_cache_key", "safety_identifier")
+UNSET_VALUES = (None, False, [], {})
+MAX_MESSAGES = 256                        # turns per conversation (checked before the rest is validated)
+MAX_PARTS = 64                            # content parts per message
+UNION_BRANCHES = ("str", "int", "float", "bool", "list", "dict", "none")   # pydantic's names of union branches      # an unsupported field sent with one of these is simply ignored
+
+
+class ApiError(Exception):
+    """An error answered as OpenAI's `{"error": {...}}` object with an HTTP status."""
+
+    TYPES: ClassVar[dict[int, str]] = {400: "invalid_request_error", 403: "permission_error", 404: "not_found_error",
+             413: "invalid_request_error", 500: "internal_error", 503: "server_overloaded", 504: "timeout"}
+
+    def __init__(self, status: int, message: str, code: str | None = None, param: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.code, self.param = status, message, code, param
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.TYPES.get(self.status, "invalid_request_error"),
+                          "param": self.param, "code": self.code}}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class TextPart(_Strict):
+    type: Literal["text"]
+    text: str
+
+
+class ImageURL(_Strict):
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(_Strict):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+class MediaURL(_Strict):
+    url: str
+
+
+class VideoPart(_Strict):
+    type: Literal["video_url"]
+    video_url: MediaURL
+
+
+class AudioURLPart(_Strict):
+    type: Literal["audio_url"]
+    audio_url: MediaURL
+
+
+class InputAudio(_Strict):
+    data: str
+    format: str = Field(pattern=r"^[A-Za-z0-9]{1,8}$")
+
+
+class InputAudioPart(_Strict):
+    type: Literal["input_audio"]
+    input_audio: InputAudio
+
+
+Part = Annotated[TextPart | ImagePart | VideoPart | AudioURLPart | InputAudioPart, Field(discriminator="type")]
+
+
+class Message(_Strict):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | Annotated[list[Part], Field(max_length=MAX_PARTS)]
+    name: str | None = None
+
+
+class StreamOptions(_Strict):
+    include_usage: bool = False
+
+
+class Extension(_Strict):
+    """`videosalmonn`: decoding settings OpenAI has no field for, and which part of the media to use."""
+
+    num_beams: int | None = Field(None, ge=1, le=16)
+    length_penalty: float | None = None
+    repetition_penalty: float | None = Field(None, gt=0)
+    top_k: int | None = Field(None, ge=0)
+    start: float | None = Field(None, ge=0)
+    end: float | None = Field(None, gt=0)
+    video_audio: bool = True
+
+
+class ChatCompletionRequest(_Strict):
+    model: str
+    messages: list[Message] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int = 1
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    user: str | None = None
+    videosalmonn: Extension | None = None
+
+
+def parse_request(data: object) -> ChatCompletionRequest:
+    """Parsed JSON -> a validated request; ApiError(400) naming the first bad field."""
+    if not isinstance(data, dict):
+        raise ApiError(400, "the request body must be a JSON object", "invalid_json")
+    for key in UNSUPPORTED:
+        if key in data and data[key] not in UNSET_VALUES:
+            raise ApiError(400, f"'{key}' is not supported by this server", "unsupported_field", key)
+    data = {k: v for k, v in data.items() if k not in UNSUPPORTED}
+    if isinstance(data.get("messages"), list) and len(data["messages"]) > MAX_MESSAGES:
+        raise ApiError(400, f"{len(data['messages'])} messages; this server takes at most {MAX_MESSAGES}",
+                       "too_many_messages", "messages")
+    try:
+        req = ChatCompletionRequest.model_validate(data)
+    except ValidationError as e:
+        raise _first_error(e) from None
+    for key, supported in (("n", 1), ("frequency_penalty", 0), ("presence_penalty", 0)):
+        if getattr(req, key) != supported:
+            raise ApiError(400, f"'{key}' must be {supported} (this server does not support other values)",
+                           "unsupported_value", key)
+    return req
+
+
+def _first_error(e: ValidationError) -> ApiError:
+    """The most telling error: an unknown field first, else the deepest one (a union reports every branch)."""
+    errors = e.errors(include_url=False)
+    unknown = [err for err in errors if err["type"] == "extra_forbidden"]
+    err = unknown[0] if unknown else max(errors, key=lambda err: len(err["loc"]))
+    where = _where(err["loc"])
+    if unknown:
+        return ApiError(400, f"unknown field '{where}'", "unknown_field", where)
+    return ApiError(400, f"{where}: {err['msg']}" if where else err["msg"], "invalid_value", where or None)
+
+
+def _where(loc: tuple) -> str:
+    """('messages', 0, 'content', 'list[...]', 1, 'video_url', 'video_url', 'x') -> 'messages.0.content.1.video_url.x'."""
+    parts = [str(p) for p in loc if not (isinstance(p, str) and (p in UNION_BRANCHES or "[" in p))]
+    return ".".join(p for i, p in enumerate(parts) if i == 0 or p != parts[i - 1])
+
+
+# ------------------------------------------------------------------------------------ -> Request
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A validated conversation: the turns, the media it refers to, and the extension's media settings."""
+
+    turns: tuple[Turn, ...]
+    media: tuple[MediaRef, ...]
+    start: float | None
+    end: float | None
+    video_audio: bool
+
+    @property
+    def chars(self) -> int:
+        return sum(len(t.text) for t in self.turns)
+
+
+def conversation(req: ChatCompletionRequest, max_prompt_chars: int) -> Conversation:
+    """Messages -> turns (alternating, user first and last) + media refs; ApiError(400) when they don't fit."""
+    turns: list[Turn] = []
+    media: list[MediaRef] = []
+    for i, msg in enumerate(req.messages):
+        where = f"messages.{i}"
+        if msg.role in ("system", "developer"):
+            raise ApiError(400, f"{where}: {msg.role} messages are not supported (this model's prompt template "
+                                "has no system prompt; put instructions in the user message)", "unsupported_role",
+                           f"{where}.role")
+        expected = "user" if len(turns) % 2 == 0 else "assistant"
+        if msg.role != expected:
+            raise ApiError(400, f"{where}: expected a {expected} message (turns alternate, starting with the "
+                                "user)", "invalid_conversation", f"{where}.role")
+        parts = [TextPart(type="text", text=msg.content)] if isinstance(msg.content, str) else msg.content
+        texts = []
+        for j, part in enumerate(parts):
+            if isinstance(part, TextPart):
+                texts.append(part.text)
+            elif msg.role == "assistant":
+                raise ApiError(400, f"{where}.content.{j}: an assistant message can only hold text",
+                               "invalid_conversation", f"{where}.content.{j}")
+            else:
+                media.append(_media_ref(part, f"{where}.content.{j}"))
+        turns.append(Turn(msg.role, "\n".join(texts)))
+    if turns[-1].role != "user":
+        raise ApiError(400, "the last message must be a user message", "invalid_conversation", "messages")
+    _check_media(media)
+    ext = req.videosalmonn or Extension()
+    if ext.start is not None and ext.end is not None and ext.end <= ext.start:
+        raise ApiError(400, f"videosalmonn.end ({ext.end:g}) must be after videosalmonn.start ({ext.start:g})",
+                       "invalid_value", "videosalmonn.end")
+    conv = Conversation(tuple(turns), tuple(media), ext.start, ext.end, ext.video_audio)
+    if conv.chars > max_prompt_chars:
+        raise ApiError(400, f"the messages hold {conv.chars} characters of text; this server takes at most "
+                            f"{max_prompt_chars}", "prompt_too_long", "messages")
+    return conv
+
+
+def _media_ref(part, where: str) -> MediaRef:
+    if isinstance(part, VideoPart):
+        return MediaRef("video", part.video_url.url, f"{where}.video_url")
+    if isinstance(part, ImagePart):
+        return MediaRef("image", part.image_url.url, f"{where}.image_url")
+    if isinstance(part, AudioURLPart):
+        return MediaRef("audio", part.audio_url.url, f"{where}.audio_url")
+    return MediaRef("audio", part.input_audio.data, f"{where}.input_audio", part.input_audio.format.lower())
+
+
+def _check_media(media: list[MediaRef]) -> None:
+    if not media:
+        raise ApiError(400, "no media: this model answers about a video, an image or an audio; add a video_url, "
+                            "image_url or input_audio part to a user message", "no_media", "messages")
+    visual = [m for m in media if m.kind in ("video", "image")]
+    audio = [m for m in media if m.kind == "audio"]
+    if len(visual) > 1:
+        raise ApiError(400, f"{visual[1].label}: one video or image per conversation (the model has one media "
+                            f"slot; the first is {visual[0].label})", "too_many_media", visual[1].label)
+    if len(audio) > 1:
+        raise ApiError(400, f"{audio[1].label}: one audio per conversation (the first is {audio[0].label})",
+                       "too_many_media", audio[1].label)
+
+
+# ------------------------------------------------------------------------------------ decoding settings
+
+
+def generation_config(req: ChatCompletionRequest, base: GenerationConfig, max_tokens: int) -> GenerationConfig:
+    """OpenAI's decoding fields + the extension over the model's own GenerationConfig (see module docstring)."""
+    ext = req.videosalmonn or Extension()
+    if req.max_tokens and req.max_completion_tokens and req.max_tokens != req.max_completion_tokens:
+        raise ApiError(400, "max_tokens and max_completion_tokens differ; give one", "invalid_value", "max_tokens")
+    new_tokens = req.max_completion_tokens or req.max_tokens or min(base.max_new_tokens, max_tokens)
+    if new_tokens > max_tokens:
+        raise ApiError(400, f"max_tokens={new_tokens} is more than this server allows ({max_tokens})",
+                       "max_tokens_too_large", "max_tokens")
+    sample = req.temperature > 0 if req.temperature is not None else req.top_p is not None
+    beams = ext.num_beams or (1 if sample or req.stream else base.num_beams)
+    if sample and beams > 1:
+        raise ApiError(400, "sampling (temperature > 0 or top_p) and videosalmonn.num_beams > 1 cannot be combined",
+                       "invalid_value", "videosalmonn.num_beams")
+    if req.stream and beams > 1:
+        raise ApiError(400, "stream: true needs videosalmonn.num_beams = 1: beam search only knows its answer at "
+                            "the end (send stream: false to use beams)", "beam_search_cannot_stream",
+                       "videosalmonn.num_beams")
+    return replace(
+        base, max_new_tokens=new_tokens, num_beams=beams, do_sample=sample,
+        temperature=req.temperature if sample and req.temperature else (1.0 if sample else base.temperature),
+        top_p=req.top_p if req.top_p is not None else (1.0 if sample else base.top_p),
+        top_k=ext.top_k if ext.top_k is not None else base.top_k,
+        repetition_penalty=ext.repetition_penalty if ext.repetition_penalty is not None else base.repetition_penalty,
+        length_penalty=ext.length_penalty if ext.length_penalty is not None else base.length_penalty,
+        seed=req.seed if req.seed is not None else base.seed)

@@ -1,0 +1,51 @@
+"""ServeSettings: every limit and knob of the HTTP server, written once (the `serve` flags map onto these)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from videosalmonn.errors import ConfigError
+
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    model_name: str = "tiny"
+    """The model id clients send as `model` and `GET /v1/models` lists."""
+    allowed_root: Path | None = None
+    """Local media paths are read only inside this directory (symlinks resolved); None: no local paths at all."""
+    max_batch_size: int = 8
+    """Requests generated together at most; 1 turns dynamic batching off."""
+    batch_wait_ms: float = 10.0
+    """How long the worker waits for more requests to join a batch once one is waiting."""
+    max_queue: int = 64
+    """Requests in the server at once (decoding, waiting or generating); more get 503."""
+    max_body_bytes: int = 128 * MIB
+    """Largest request body (the JSON with its base64 media); more gets 413."""
+    max_media_bytes: int = 64 * MIB
+    """Largest single media item (decoded bytes of a data: URL, or a local file); more gets 413."""
+    max_media_seconds: float = 120.0
+    """Longest media (seconds, from the file header, checked again after decoding); longer gets 400."""
+    max_prompt_chars: int = 20_000
+    """Characters of text over all messages; more gets 400."""
+    max_tokens: int = 1024
+    """Largest `max_tokens` a request may ask for; the default is min(the model's own setting, this)."""
+    request_timeout_s: float = 300.0
+    """Per request, from arrival to the last token (decoding, queueing and generation); then 504."""
+    decode_workers: int = 2
+    """Threads decoding media before requests join the queue."""
+
+    def __post_init__(self):
+        for name in ("max_batch_size", "max_queue", "max_body_bytes", "max_media_bytes", "max_prompt_chars",
+                     "max_tokens", "decode_workers"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"serve: {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_media_seconds", "request_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"serve: {name} must be positive, got {getattr(self, name)}")
+        if self.batch_wait_ms < 0:
+            raise ConfigError(f"serve: batch_wait_ms must be >= 0, got {self.batch_wait_ms}")
+        if self.allowed_root is not None and not Path(self.allowed_root).is_dir():
+            raise ConfigError(f"serve: allowed_root {self.allowed_root} is not a directory")
