@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Command groups living next to their library code: each module has `register(subparsers)`.
     # -- more commands register here --
+    from videosalmonn.training.cli import register; register(sub)
+    from videosalmonn.evaluation.cli import register; register(sub)
+    from videosalmonn.serving.cli import register; register(sub)
     return parser
 
 

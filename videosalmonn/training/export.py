@@ -1,0 +1,81 @@
+"""Exporting a trained checkpoint: the official delta format, and a merged Hugging Face model directory.
+
+    export_official(model, "pytorch_model.pt")
+        the official flat state dict of the trainable tensors under the official names (spec §7), loadable by the
+        official code's `load_state_dict(ckpt, strict=False)` and by our `weights.delta`
+    export_merged(model, tokenizer, "merged/")
+        merged/llm/                  the LLM with LoRA merged into its weights (peft `merge_and_unload`), saved with
+                                     `save_pretrained` together with its tokenizer: a plain HF causal LM
+        merged/connector.safetensors the connector (the model's only trained part once LoRA is merged)
+        merged/model.yaml            the model config for it: `llm.lora: null`, `weights.llm: merged/llm`,
+                                     `weights.delta: merged/connector.safetensors`, the encoders as trained
+
+Merging adds B·A·scale into W in the LLM's storage dtype: in fp16/bf16 this rounds differently from the unmerged
+forward (spec §6.1), so the merged model is close to, not bit-identical with, the trained one.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+
+import yaml
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from videosalmonn.checkpoint import atomic_write, export_official_delta, load_model, load_trainable
+from videosalmonn.config import ModelConfig, from_dict, to_dict
+from videosalmonn.errors import CheckpointError
+from videosalmonn.llm.tokenizer import TextTokenizer
+from videosalmonn.model import VideoSalmonn
+
+CONNECTOR = "connector.safetensors"
+
+
+def model_from_checkpoint(path: str | Path, device: str = "cpu") -> VideoSalmonn:
+    """The model of a training checkpoint (`step-XXXXXX/` or its `trainable.safetensors`) with the trained weights.
+    The model config travels in the file's metadata; the frozen parts come from its `weights.*` as in training."""
+    path = Path(path)
+    file = path / "trainable.safetensors" if path.is_dir() else path
+    if not file.is_file():
+        raise CheckpointError(f"{file}: trained weights not found")
+    with safe_open(str(file), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != "videosalmonn-trainable":
+        raise CheckpointError(f"{file}: not a videosalmonn trainable checkpoint (no model config in its metadata)")
+    cfg = from_dict(ModelConfig, json.loads(meta["config"]), where=str(file))
+    cfg = dataclasses.replace(cfg, weights=dataclasses.replace(cfg.weights, delta=None))
+    model = load_model(cfg, device)
+    load_trainable(model, file)
+    return model
+
+
+def export_official(model: VideoSalmonn, path: str | Path) -> Path:
+    export_official_delta(model, path)
+    return Path(path)
+
+
+def export_merged(model: VideoSalmonn, tokenizer: TextTokenizer, out_dir: str | Path, inplace: bool = False) -> Path:
+    """Write `out_dir/{llm/, connector.safetensors, model.yaml}` (see the module docstring).
+
+    The LoRA merge happens on a copy of the LLM unless `inplace` (saves memory; the model's LLM is then merged).
+    """
+    if model.cfg.llm.lora is None:
+        raise CheckpointError("the model has no LoRA adapters to merge")
+    out = Path(out_dir)
+    llm_dir = out / "llm"
+    peft_model = model.llm.model if inplace else copy.deepcopy(model.llm.model)
+    merged = peft_model.merge_and_unload()
+    merged.save_pretrained(str(llm_dir), safe_serialization=True)
+    tokenizer.hf.save_pretrained(str(llm_dir))
+    connector = {f"connector.{k}": p.detach().cpu().contiguous() for k, p in model.connector.named_parameters()}
+    meta = {"format": "videosalmonn-trainable"}
+    atomic_write(out / CONNECTOR, lambda tmp: save_file(connector, tmp, metadata=meta))
+    cfg = to_dict(model.cfg)
+    cfg["llm"]["lora"] = None
+    cfg["weights"].update(llm=str(llm_dir), tokenizer=str(llm_dir), delta=str(out / CONNECTOR))
+    header = "# Written by `videosalmonn export --merged`: the LLM has its LoRA merged; the connector is separate.\n"
+    atomic_write(out / "model.yaml", lambda tmp: Path(tmp).write_text(header + yaml.safe_dump(cfg, sort_keys=False)))
+    return out
