@@ -51,3 +51,13 @@ def test_levels_must_emit_equal_token_counts():
     assert ConnectorConfig(levels=(ResolutionLevel(2, 6), ResolutionLevel(5, 15))).window_multiple == 10
     with pytest.raises(ConfigError, match="diversity_levels"):
         ModelConfig.from_name("tiny", ["loss.diversity_levels=[5]"])
+
+
+def test_exponent_without_dot_is_a_number(tmp_path):
+    """PyYAML (YAML 1.1) reads `1e-3` as a string; a float field still takes it."""
+    assert ModelConfig.from_name("tiny", ["loss.diversity_weight=1e-2"]).loss.diversity_weight == 0.01
+    path = tmp_path / "m.yaml"
+    path.write_text("loss:\n  diversity_weight: 5e-3\n")
+    assert ModelConfig.from_name(str(path)).loss.diversity_weight == 0.005
+    with pytest.raises(ConfigError, match="expected a number"):
+        ModelConfig.from_name("tiny", ["loss.diversity_weight=lots"])

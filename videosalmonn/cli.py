@@ -6,6 +6,7 @@ User mistakes (missing files, bad media, bad settings) end with one line on stde
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from videosalmonn.errors import InputError, VideoSalmonnError  # noqa: E402
 
 EXIT_USER_ERROR = 2
+COMMAND_GROUPS = ("videosalmonn.training.cli", "videosalmonn.evaluation.cli", "videosalmonn.serving.cli")
 
 
 def cmd_check_official(args: argparse.Namespace) -> int:
@@ -106,10 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check_official)
 
     # Command groups living next to their library code: each module has `register(subparsers)`.
-    # -- more commands register here --
-    from videosalmonn.training.cli import register; register(sub)
-    from videosalmonn.evaluation.cli import register; register(sub)
-    from videosalmonn.serving.cli import register; register(sub)
+    for module in COMMAND_GROUPS:
+        importlib.import_module(module).register(sub)
     return parser
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -432,6 +433,8 @@ def _convert(tp, value, where: str, key: str):
             raise ConfigError(f"{where}: {key}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and _BARE_EXPONENT.match(value.strip()):
+            value = float(value)         # YAML 1.1 (PyYAML) reads `1e-3` (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: {key}: expected a number, got {value!r}")
         return float(value)
@@ -440,6 +443,9 @@ def _convert(tp, value, where: str, key: str):
             raise ConfigError(f"{where}: {key}: expected a string, got {value!r}")
         return value
     raise ConfigError(f"{where}: {key}: unsupported type {tp}")
+
+
+_BARE_EXPONENT = re.compile(r"^[-+]?\d+(\.\d*)?[eE][-+]?\d+$")
 
 
 def _join(prefix: str, name: str) -> str:

@@ -6,7 +6,8 @@ Our JSONL line (every key but the conversation/prompt optional):
      "conversation": [{"role": "user", "content": "What happens?"}, {"role": "assistant", "content": "..."}],
      "task": "video-qa"}
 
-`"prompt": "..."` is a shorthand for a one-turn conversation (inference), `"answer": "..."` adds the reply.
+`"prompt": "..."` is a shorthand for a one-turn conversation (inference), `"answer": "..."` adds the reply;
+`"video_audio": false` ignores a video's own sound track (video-only input, as the official format means it).
 The official format (spec §1.1) is a JSON list of `{"image_name": path | [media, audio], "conversation":
 [{"from": "human", "value": ...}, {"from": "gpt", "value": ...}]}` (a `.jpg/.png/...` first item is an image).
 
@@ -25,7 +26,7 @@ from videosalmonn.prompting.templates import Turn
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac"}
-OUR_KEYS = {"id", "video", "audio", "image", "start", "end", "conversation", "prompt", "answer", "task"}
+OUR_KEYS = {"id", "video", "audio", "image", "start", "end", "conversation", "prompt", "answer", "task", "video_audio"}
 ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
 
 
@@ -121,7 +122,11 @@ def _ours(entry, root: Path, where: str, n: int) -> Sample:
     task = entry.get("task")
     if task is not None and not isinstance(task, str):
         raise InputError(f"{where}: task must be a string")
-    return Sample(str(entry.get("id", n)), tuple(turns), **media, start=start, end=end, task=task, source=where)
+    video_audio = entry.get("video_audio", True)
+    if not isinstance(video_audio, bool):
+        raise InputError(f"{where}: video_audio must be true or false")
+    return Sample(str(entry.get("id", n)), tuple(turns), **media, start=start, end=end, task=task, source=where,
+                  video_audio=video_audio)
 
 
 def _official(entry, root: Path, where: str, i: int) -> Sample:

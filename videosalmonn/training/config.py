@@ -17,7 +17,6 @@ Distribution (DDP, FSDP, DeepSpeed) is not part of this tree: it comes from the 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -199,14 +198,4 @@ def load_train_config(path: str | Path, overrides: list[str] | tuple[str, ...] =
     """A training YAML (strict: unknown keys and wrong types are errors) with dotted overrides."""
     if Path(path).suffix not in (".yaml", ".yml"):
         raise ConfigError(f"{path}: a training config is a .yaml file")
-    return load_config(TrainConfig, path, [_yaml_float(o) for o in overrides])
-
-
-_BARE_EXPONENT = re.compile(r"^([-+]?\d+)([eE][-+]?\d+)$")
-
-
-def _yaml_float(override: str) -> str:
-    """`optim.lr=1e-3` -> `optim.lr=1.0e-3`: YAML 1.1 (PyYAML) reads a mantissa without a dot as a string."""
-    key, eq, value = override.partition("=")
-    m = _BARE_EXPONENT.match(value.strip())
-    return f"{key}={m.group(1)}.0{m.group(2)}" if eq and m else override
+    return load_config(TrainConfig, path, overrides)
