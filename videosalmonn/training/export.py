@@ -2,7 +2,7 @@
 
     export_official(model, "pytorch_model.pt")
         the official flat state dict of the trainable tensors under the official names (spec §7), loadable by the
-        official code's `load_state_dict(ckpt, strict=False)` and by our `weights.delta`
+        official code's non-strict `load_state_dict` and by our `weights.delta`
     export_merged(model, tokenizer, "merged/")
         merged/llm/                  the LLM with LoRA merged into its weights (peft `merge_and_unload`), saved with
                                      `save_pretrained` together with its tokenizer: a plain HF causal LM

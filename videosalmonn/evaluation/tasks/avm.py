@@ -16,23 +16,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from videosalmonn.evaluation.metrics import MetricResult, avm_correct
-from videosalmonn.evaluation.tasks.common import (SAVEBENCH_SOURCE, Sample, Task, accuracy_results, get,
-                                                  load_json_list, media_fields, media_root_for, text_list)
+from videosalmonn.evaluation.tasks.common import SAVEBENCH_SOURCE, Sample, Task, accuracy_results, read_question_answer
 
 MANIFEST = "audiovisualmatching_combined.json"
 
 
 def read(manifest_path: str | Path, media_root: str | Path | None = None) -> list[Sample]:
-    root = media_root_for(manifest_path, media_root)
-    samples = []
-    for i, entry in enumerate(load_json_list(manifest_path)):
-        where = f"{manifest_path}[{i}]"
-        question = get(entry, "question", where=where)
-        media = media_fields(get(entry, "image", "image_name", where=where), root, where)
-        group = "vggss" if "video" in media else "spokencoco"
-        samples.append(Sample(id=f"avm-{i:04d}", prompt=question, question=question, group=group,
-                              references=text_list(get(entry, "answer", where=where), where), **media))
-    return samples
+    return read_question_answer(manifest_path, media_root, "avm",
+                                group=lambda media: "vggss" if "video" in media else "spokencoco")
 
 
 def score(sample: Sample, prediction: str) -> float:

@@ -174,6 +174,25 @@ def multiple_choice_prompt(question: str, candidates: Sequence[str]) -> str:
     return "\n".join([question.strip(), "Choose one from:", *(c.strip() for c in candidates)])
 
 
+def read_question_answer(manifest_path: str | Path, media_root: str | Path | None, id_prefix: str,
+                         indices: Sequence[int] | None = None, group=None) -> list[Sample]:
+    """The common SAVEBench layout {"image" or "image_name": media, "question", "answer": text or [texts]}
+    -> samples prompted with the question verbatim. `indices`: a subset (manifest order kept, ids keep the
+    manifest index); `group(media) -> str`: an optional per-sample group for split results."""
+    root = media_root_for(manifest_path, media_root)
+    entries = load_json_list(manifest_path)
+    width = max(4, len(str(len(entries) - 1)))
+    samples = []
+    for i in range(len(entries)) if indices is None else indices:
+        entry, where = entries[i], f"{manifest_path}[{i}]"
+        question = get(entry, "question", where=where)
+        media = media_fields(get(entry, "image", "image_name", where=where), root, where)
+        samples.append(Sample(id=f"{id_prefix}-{i:0{width}d}", prompt=question, question=question,
+                              references=text_list(get(entry, "answer", where=where), where),
+                              group=group(media) if group else "", **media))
+    return samples
+
+
 def read_multiple_choice(manifest_path: str | Path, media_root: str | Path | None, id_prefix: str,
                          span_key: str | None = None) -> list[Sample]:
     """NExT-QA / Ego4D-QA / Presentation-QA: {"image" or "image_name": media, "question", "answer",

@@ -9,23 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from videosalmonn.evaluation.tasks.common import (SAVEBENCH_SOURCE, Sample, Task, get, load_json_list,
-                                                  media_fields, media_root_for, text_list)
+from videosalmonn.evaluation.tasks.common import SAVEBENCH_SOURCE, Sample, Task, read_question_answer
 from videosalmonn.evaluation.tasks.scoring import cider_aggregate, corpus_only
 
 MANIFEST = "flickr30k_captions.json"
 
 
 def read(manifest_path: str | Path, media_root: str | Path | None = None) -> list[Sample]:
-    root = media_root_for(manifest_path, media_root)
-    samples = []
-    for i, entry in enumerate(load_json_list(manifest_path)):
-        where = f"{manifest_path}[{i}]"
-        question = get(entry, "question", where=where)
-        samples.append(Sample(id=f"ic-{i:04d}", prompt=question, question=question,
-                              references=text_list(get(entry, "answer", where=where), where),
-                              **media_fields(get(entry, "image", "image_name", where=where), root, where)))
-    return samples
+    return read_question_answer(manifest_path, media_root, "ic")
 
 
 TASK = Task(

@@ -14,9 +14,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from videosalmonn.evaluation.metrics import MetricResult, textvqa_accuracy
-from videosalmonn.evaluation.tasks.common import (SAVEBENCH_SOURCE, SUBSET_SEED, Sample, Task, accuracy_results, get,
-                                                  load_json_list, media_fields, media_root_for, seeded_subset,
-                                                  text_list)
+from videosalmonn.evaluation.tasks.common import (
+    SAVEBENCH_SOURCE,
+    SUBSET_SEED,
+    Sample,
+    Task,
+    accuracy_results,
+    load_json_list,
+    read_question_answer,
+    seeded_subset,
+)
 
 MANIFEST = "textvqa.json"
 SUBSET_SIZE = 1000
@@ -24,16 +31,8 @@ SUBSET_SIZE = 1000
 
 def read(manifest_path: str | Path, media_root: str | Path | None = None, subset: int | None = SUBSET_SIZE,
          seed: int = SUBSET_SEED) -> list[Sample]:
-    root = media_root_for(manifest_path, media_root)
-    entries = load_json_list(manifest_path)
-    samples = []
-    for i in seeded_subset(len(entries), subset, seed):
-        entry, where = entries[i], f"{manifest_path}[{i}]"
-        question = get(entry, "question", where=where)
-        samples.append(Sample(id=f"ocr-{i:04d}", prompt=question, question=question,
-                              references=text_list(get(entry, "answer", where=where), where),
-                              **media_fields(get(entry, "image", "image_name", where=where), root, where)))
-    return samples
+    n = len(load_json_list(manifest_path))
+    return read_question_answer(manifest_path, media_root, "ocr", indices=seeded_subset(n, subset, seed))
 
 
 def score(sample: Sample, prediction: str) -> float:

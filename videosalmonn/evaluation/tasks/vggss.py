@@ -19,8 +19,7 @@ from pathlib import Path
 
 from videosalmonn.evaluation.judge import ChatClient, JudgeVerdict, judge_equivalent, string_match_judge
 from videosalmonn.evaluation.metrics import MetricResult
-from videosalmonn.evaluation.tasks.common import (SAVEBENCH_SOURCE, Sample, Task, accuracy_results, get,
-                                                  load_json_list, media_fields, media_root_for, text_list)
+from videosalmonn.evaluation.tasks.common import SAVEBENCH_SOURCE, Sample, Task, accuracy_results, read_question_answer
 
 MANIFEST = "testdata_formatted.json"
 Judge = Callable[[str, str, str], JudgeVerdict]       # (question, reference, hypothesis) -> verdict
@@ -29,15 +28,7 @@ LLM_NAME = "accuracy (LLM judge, App. D prompt)"
 
 
 def read(manifest_path: str | Path, media_root: str | Path | None = None) -> list[Sample]:
-    root = media_root_for(manifest_path, media_root)
-    samples = []
-    for i, entry in enumerate(load_json_list(manifest_path)):
-        where = f"{manifest_path}[{i}]"
-        question = get(entry, "question", where=where)
-        samples.append(Sample(id=f"avssd-{i:04d}", prompt=question, question=question,
-                              references=text_list(get(entry, "answer", where=where), where),
-                              **media_fields(get(entry, "image", "image_name", where=where), root, where)))
-    return samples
+    return read_question_answer(manifest_path, media_root, "avssd")
 
 
 def make_task(judge: Judge, metric_name: str) -> Task:
