@@ -154,12 +154,19 @@ class Chromium:
             time.sleep(0.2)
         raise TimeoutError(f"still false after {timeout} s: {expression}")
 
-    def upload(self, selector: str, path: str) -> None:
-        document = self.send("DOM.getDocument", {"depth": -1, "pierce": True})["root"]["nodeId"]
-        node = self.send("DOM.querySelector", {"nodeId": document, "selector": selector})["nodeId"]
-        if not node:
-            raise RuntimeError(f"no element {selector}")
-        self.send("DOM.setFileInputFiles", {"nodeId": node, "files": [path]})
+    def upload(self, selector: str, path: str, attempts: int = 5) -> None:
+        for attempt in range(attempts):      # node ids go stale when the page re-renders in between: retry
+            try:
+                document = self.send("DOM.getDocument", {"depth": -1, "pierce": True})["root"]["nodeId"]
+                node = self.send("DOM.querySelector", {"nodeId": document, "selector": selector})["nodeId"]
+                if not node:
+                    raise RuntimeError(f"no element {selector}")
+                self.send("DOM.setFileInputFiles", {"nodeId": node, "files": [path]})
+                return
+            except RuntimeError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.5)
 
     def type_into(self, selector: str, text: str) -> None:
         self.js(f"""(() => {{ const el = document.querySelector({json.dumps(selector)});
@@ -191,9 +198,12 @@ def test_page_in_headless_chromium(demo_url):
     try:
         browser.open(demo_url)
         browser.wait_for("document.querySelector('#question textarea') !== null")
+        # every element is awaited before use: Gradio renders components one by one (a bare query can race)
+        browser.wait_for("document.querySelector('#video input[type=file]') !== null")
         browser.upload("#video input[type=file]", str(CLIP))
         browser.wait_for("document.querySelector('#video video') !== null")
         browser.type_into("#question textarea", "What is moving, and what do you hear?")
+        browser.wait_for("document.querySelector('#ask') !== null")
         browser.js("document.querySelector('#ask').click()")
         answer = browser.wait_for("""(() => { const t = document.querySelector('#answer textarea');
             const used = document.querySelector('#used');
