@@ -194,6 +194,20 @@ class Chromium:
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian: apt-get install chromium)")
 def test_page_in_headless_chromium(demo_url):
+    # The DevTools session itself can fail on a loaded machine (a stale node, a slow first render): one retry
+    # with a fresh browser for driver errors only; the assertions below are never retried.
+    for attempt in range(2):
+        try:
+            answer, used, frames = _ask_through_the_page(demo_url)
+            break
+        except (RuntimeError, TimeoutError):
+            if attempt == 1:
+                raise
+    assert answer and "2.00 s of 2.00 s" in used and "audio: yes" in used and frames == 4
+    assert (ARTIFACTS / "demo-ui.png").stat().st_size > 10_000
+
+
+def _ask_through_the_page(demo_url: str) -> tuple[str, str, int]:
     browser = Chromium()
     try:
         browser.open(demo_url)
@@ -212,7 +226,6 @@ def test_page_in_headless_chromium(demo_url):
         frames = browser.wait_for("document.querySelectorAll('#frames img').length")
         ARTIFACTS.mkdir(exist_ok=True)
         browser.screenshot(ARTIFACTS / "demo-ui.png")
+        return answer, used, frames
     finally:
         browser.close()
-    assert answer and "2.00 s of 2.00 s" in used and "audio: yes" in used and frames == 4
-    assert (ARTIFACTS / "demo-ui.png").stat().st_size > 10_000
