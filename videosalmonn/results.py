@@ -37,14 +37,7 @@ class ResultsFile:
         if not self.path.exists():
             return []
         raw = self.path.read_bytes()
-        *lines, tail = raw.split(b"\n")              # `tail`: bytes after the last newline ("" if none)
-        records = []
-        for n, line in enumerate(lines, start=1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    raise InputError(f"{self.path}:{n}: not a JSON line; is this a results file?") from None
+        records, tail = complete_lines(raw, self.path)
         if tail.strip():                            # the last write was cut (killed run) or lacks its newline
             try:
                 records.append(json.loads(tail))
@@ -55,3 +48,16 @@ class ResultsFile:
             tmp.write_bytes(fixed)
             os.replace(tmp, self.path)
         return records
+
+
+def complete_lines(raw: bytes, path: Path) -> tuple[list[dict], bytes]:
+    """The records of every newline-terminated line, and the unterminated tail (a line being written, or torn)."""
+    *lines, tail = raw.split(b"\n")
+    records = []
+    for n, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise InputError(f"{path}:{n}: not a JSON line; is this a results file?") from None
+    return records, tail

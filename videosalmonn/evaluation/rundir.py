@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from videosalmonn.errors import InputError
-from videosalmonn.results import ResultsFile
+from videosalmonn.results import ResultsFile, complete_lines
 
 RUN_FILE = "run.json"
 SAMPLES_FILE = "samples.jsonl"
@@ -128,13 +128,5 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def _read_complete_lines(path: Path) -> list[dict]:
-    raw = path.read_bytes()
-    *lines, _tail = raw.split(b"\n")             # `_tail`: a line still being written (or torn by a kill)
-    out = []
-    for n, line in enumerate(lines, start=1):
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise InputError(f"{path}:{n}: not a JSON line; is this a results file?") from None
-    return out
+    """Records of a shard another process may be appending to: its unfinished last line is left alone."""
+    return complete_lines(path.read_bytes(), path)[0]

@@ -11,20 +11,18 @@ the opposite word does not). Images resolve against `media_root` (GQA's images/)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
-from videosalmonn.evaluation.metrics import MetricResult, containment_correct
 from videosalmonn.evaluation.tasks.common import (
     SAVEBENCH_SOURCE,
     SUBSET_SEED,
     Sample,
     Task,
-    accuracy_results,
     load_json_list,
     read_question_answer,
     seeded_subset,
 )
+from videosalmonn.evaluation.tasks.scoring import containment_aggregate, containment_score
 
 MANIFEST = "testdev_balanced_questions_with_images.json"
 SUBSET_SIZE = 1000
@@ -36,14 +34,6 @@ def read(manifest_path: str | Path, media_root: str | Path | None = None, subset
     return read_question_answer(manifest_path, media_root, "vqa", indices=seeded_subset(n, subset, seed))
 
 
-def score(sample: Sample, prediction: str) -> float:
-    return float(containment_correct(prediction, sample.references[0]))
-
-
-def aggregate(samples: Sequence[Sample], predictions: Sequence[str],
-              scores: Sequence[float | None] | None = None) -> list[MetricResult]:
-    return accuracy_results("accuracy", samples, predictions, score, scores)
-
 
 TASK = Task(
     name="vqa",
@@ -53,6 +43,6 @@ TASK = Task(
     source=f"{SAVEBENCH_SOURCE}; images: GQA images.zip (https://cs.stanford.edu/people/dorarad/gqa/download.html)",
     default_manifest=MANIFEST,
     read=read,
-    score=score,
-    aggregate=aggregate,
+    score=containment_score,
+    aggregate=containment_aggregate,
 )

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from videosalmonn.errors import InputError
-from videosalmonn.evaluation.metrics import MetricResult, containment_correct
-from videosalmonn.evaluation.tasks.common import Sample, Task, accuracy_results, get, load_json_list, media_root_for
+from videosalmonn.evaluation.tasks.common import Sample, Task, get, load_json_list, media_root_for
+from videosalmonn.evaluation.tasks.scoring import containment_aggregate, containment_score
 
 PLACEHOLDER = re.compile(r"<[^<>]+>")
 
@@ -67,14 +67,6 @@ def _json_list(value: Any, where: str) -> list:
     return parsed
 
 
-def score(sample: Sample, prediction: str) -> float:
-    return float(containment_correct(prediction, sample.references[0]))
-
-
-def aggregate(samples: Sequence[Sample], predictions: Sequence[str],
-              scores: Sequence[float | None] | None = None) -> list[MetricResult]:
-    return accuracy_results("accuracy", samples, predictions, score, scores)
-
 
 TASK = Task(
     name="music-avqa",
@@ -85,6 +77,6 @@ TASK = Task(
            "from https://gewu-lab.github.io/MUSIC-AVQA/ as <video_id>.mp4",
     default_manifest=None,
     read=read,
-    score=score,
-    aggregate=aggregate,
+    score=containment_score,
+    aggregate=containment_aggregate,
 )

@@ -1,12 +1,13 @@
 """Scorers shared by several tasks: WER (ASR, AVSR), captions (AAC, IC, AVSD), multiple choice (Video QA,
-AVQA). Each is a `score(sample, prediction)` / `aggregate(samples, predictions, scores=None)` pair."""
+AVQA), word containment (VQA, MUSIC-AVQA). Each is a `score(sample, prediction)` /
+`aggregate(samples, predictions, scores=None)` pair."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from videosalmonn.evaluation.metrics import (MetricResult, cider_d, combine_spider, multiple_choice_correct, spice,
-                                             wer, wer_ci_from_counts, wer_counts)
+from videosalmonn.evaluation.metrics import (MetricResult, cider_d, combine_spider, containment_correct,
+                                             multiple_choice_correct, spice, wer, wer_ci_from_counts, wer_counts)
 from videosalmonn.evaluation.tasks.common import Sample, accuracy_results, check_aligned
 
 # ---------------------------------------------------------------------------------------------------------
@@ -70,3 +71,17 @@ def choice_score(sample: Sample, prediction: str) -> float:
 def choice_aggregate(samples: Sequence[Sample], predictions: Sequence[str],
                      scores: Sequence[float | None] | None = None) -> list[MetricResult]:
     return accuracy_results("accuracy", samples, predictions, choice_score, scores)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Word containment
+
+
+def containment_score(sample: Sample, prediction: str) -> float:
+    """1.0 iff the reference occurs word by word in the answer, and for yes/no not its opposite (App. C)."""
+    return float(containment_correct(prediction, sample.references[0]))
+
+
+def containment_aggregate(samples: Sequence[Sample], predictions: Sequence[str],
+                          scores: Sequence[float | None] | None = None) -> list[MetricResult]:
+    return accuracy_results("accuracy", samples, predictions, containment_score, scores)
