@@ -210,3 +210,10 @@ def test_odd_but_valid_media_are_answered(pipe, tmp_path):
             assert answer.coverage.audio_present and answer.coverage.frames == 0
         else:
             assert answer.coverage.frames >= 1
+
+
+def test_batch_size_must_be_positive(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["infer", "--manifest", str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "o.jsonl"),
+              "--batch-size", "0"])
+    assert e.value.code == 2 and "expected a positive integer, got '0'" in capsys.readouterr().err

@@ -106,3 +106,16 @@ def test_sampling_is_seeded(pipe):
     others = {tuple(pipe.answer_batch(requests, dataclasses.replace(gen, seed=s), clips)[0].token_ids)
               for s in range(12, 16)}
     assert len(others | {tuple(first)}) > 1
+
+
+def test_instruction_reaches_instructblip_only_when_configured(pipe):
+    """encoders.image_qformer.use_instruction: the question changes the visual tokens, or (false) does not."""
+    frames = [clip(2, 0, seed=8), clip(2, 0, seed=8)]
+    requests = [Request("Describe the video"), Request("Who is singing on the stage?")]
+    for use, differ in ((True, True), (False, False)):
+        model = load_model(ModelConfig.from_name("tiny", [f"encoders.image_qformer.use_instruction={use}"]), "cpu")
+        p = Pipeline(model, pipe.tokenizer, pipe.instruction_tokenizer)
+        batch, _ = p.prepare(requests, frames)
+        with torch.no_grad():
+            visual = model.encoder(batch.media).visual
+        assert (not torch.allclose(visual[0], visual[1])) == differ

@@ -81,6 +81,13 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return list(args.set) + ([f"media.limits={args.limits}"] if args.limits else [])
 
 
+def positive_int(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="videosalmonn", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
@@ -95,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", help="answer every sample of a JSONL (or official JSON) manifest instead")
     p.add_argument("--out", help="with --manifest: results JSONL (appended; a rerun resumes)")
     p.add_argument("--media-root", help="with --manifest: base of relative media paths (default: its folder)")
-    p.add_argument("--batch-size", type=int, default=8, help="with --manifest: samples generated together")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="with --manifest: samples generated together")
     p.add_argument("--json", action="store_true", help="print one JSON object: answer and what was used")
     p.add_argument("--limits", choices=["official", "none"], help="official: drop audio after 30 s, video after 60 s")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

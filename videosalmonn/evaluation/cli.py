@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from videosalmonn.cli import positive_int
+
 
 def cmd_run(args: argparse.Namespace) -> int:
     from videosalmonn.evaluation.runner import run_eval
@@ -99,7 +101,7 @@ def register(subparsers) -> None:
     p.add_argument("--model", default="tiny", help="preset name (tiny, video-salmonn-13b) or a YAML config file")
     p.add_argument("--out", required=True, help="run directory (a rerun resumes it)")
     p.add_argument("--limit", type=int, help="only the first N samples")
-    p.add_argument("--batch-size", type=int, default=8, help="samples generated together")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="samples generated together")
     p.add_argument("--mask", choices=["audio", "video"], help="diagnostics: mask the audio or the visual stream")
     p.add_argument("--zero-level", type=int, metavar="I", help="diagnostics: zero resolution level I's output")
     p.add_argument("--spans", choices=["auto", "cut", "whole"], default="auto",
