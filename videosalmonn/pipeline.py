@@ -116,9 +116,11 @@ class Pipeline:
             gen = GenerationConfig(**{**asdict(gen), "max_new_tokens": room})
         ids = self.model.generate(batch.to(self.device, DTYPES[self.cfg.dtype]), gen, self.tokenizer.eos_id,
                                   self.tokenizer.pad_id, streamer)
-        return [Answer(self.tokenizer.decode(_until_eos(row.tolist(), self.tokenizer.eos_id)).strip(),
-                       _until_eos(row.tolist(), self.tokenizer.eos_id), clip.coverage, n, list(notes))
-                for row, clip, n in zip(ids, clips, counts)]
+        answers = []
+        for row, clip, n in zip(ids, clips, counts):
+            tokens = _until_eos(row.tolist(), self.tokenizer.eos_id)
+            answers.append(Answer(self.tokenizer.decode(tokens).strip(), tokens, clip.coverage, n, list(notes)))
+        return answers
 
     # ------------------------------------------------------------------------------------------ batching
 
