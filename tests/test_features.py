@@ -10,9 +10,9 @@ from conftest import GOLDEN, needs_golden
 from videosalmonn.media.audio import load_audio
 from videosalmonn.media.features import (audio_features, beats_fbank, kaldi_fbank, slaney_mel_filters,
                                          split_chunks, whisper_log_mel, whisper_log_mel_batch)
-from videosalmonn.media.timeline import SAMPLE_RATE, WHISPER_CHUNK_SAMPLES
+from videosalmonn.media.timeline import BEATS_FBANK_MEAN, BEATS_FBANK_STD, SAMPLE_RATE, WHISPER_CHUNK_SAMPLES
+from videosalmonn.official.tolerance import POWER_TOLERANCE, TOLERANCE, beats_fbank_error
 
-TOLERANCE = 1e-4
 CASES = {"av": "4405327307.wav", "audioimage": "1272-128104-0000.flac"}
 MIN_SAMPLES = 3 * SAMPLE_RATE
 
@@ -53,7 +53,7 @@ def test_beats_fbank_matches_golden(case, golden_tensors):
     fbank = beats_fbank(official_input(case))
     golden = golden_tensors(case)["beats_fbank"][0]
     assert fbank.shape == golden.shape
-    assert (fbank - golden).abs().max().item() <= TOLERANCE
+    assert beats_fbank_error(fbank, golden) <= POWER_TOLERANCE
 
 
 @needs_golden
@@ -64,7 +64,18 @@ def test_audio_features_single_window_is_official(case, golden_tensors):
     golden = golden_tensors(case)
     assert feats.mel.shape == (1, 80, 3000) and len(feats.fbank) == 1
     assert (feats.mel[0] - golden["whisper_logmel"]).abs().max().item() <= TOLERANCE
-    assert (feats.fbank[0] - golden["beats_fbank"][0]).abs().max().item() <= TOLERANCE
+    assert beats_fbank_error(feats.fbank[0], golden["beats_fbank"][0]) <= POWER_TOLERANCE
+
+
+@needs_golden
+def test_fbank_yardstick_rejects_real_errors(golden_tensors):
+    """The power-domain tolerance still fails a wrong pre-emphasis, window or input by orders of magnitude."""
+    golden = golden_tensors("av")["beats_fbank"][0]
+    samples = official_input("av") * 2 ** 15
+    wrong = [kaldi_fbank(samples, preemphasis=0.9), kaldi_fbank(samples * 1.01), kaldi_fbank(samples, low_freq=30)]
+    for fbank in wrong:
+        normalised = (fbank - BEATS_FBANK_MEAN) / (2 * BEATS_FBANK_STD)
+        assert beats_fbank_error(normalised, golden) > 100 * POWER_TOLERANCE
 
 
 def test_chunking_long_audio():

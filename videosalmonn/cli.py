@@ -21,14 +21,16 @@ COMMAND_GROUPS = ("videosalmonn.training.cli", "videosalmonn.evaluation.cli", "v
 
 
 def cmd_check_official(args: argparse.Namespace) -> int:
-    from videosalmonn.official.parity import TOLERANCE, check_official
+    from videosalmonn.official.parity import check_official
+    from videosalmonn.official.tolerance import POWER_TOLERANCE, TOLERANCE
 
     report = check_official(args.directory)
     print(json.dumps(report.values, indent=1))
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
     if report.ok:
-        print(f"OK: {len(report.values)} stages within {TOLERANCE:g}, all ids identical", file=sys.stderr)
+        print(f"OK: {len(report.values)} stages within {TOLERANCE:g} (BEATs fbank: {POWER_TOLERANCE:g} of each "
+              "frame's peak power), all ids identical", file=sys.stderr)
         return 0
     print(f"FAILED: {len(report.failed)} of {len(report.values)} stages", file=sys.stderr)
     for line in report.failed:

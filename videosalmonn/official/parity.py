@@ -37,13 +37,13 @@ from videosalmonn.media.timeline import (AUDIO_FRAMES_PER_SLOT, OFFICIAL_MAX_AUD
 from videosalmonn.media.video import sample_frames, transform_frames
 from videosalmonn.model import VideoSalmonn
 from videosalmonn.official.golden import GoldenCase, GoldenDir
+from videosalmonn.official.tolerance import (PIXEL_TOLERANCE, POWER_TOLERANCE, TOLERANCE, beats_fbank_error,
+                                             max_abs_error)
 from videosalmonn.prompting.conversation import collate_prompts, encode
 from videosalmonn.prompting.instruction import load_instruction_tokenizer
 from videosalmonn.prompting.templates import Turn, prompt_style
 from videosalmonn.types import AVFeatures
 
-TOLERANCE = 1e-4
-PIXEL_TOLERANCE = 1          # uint8 frames of another FFmpeg build (golden README §6)
 DIVERSITY_WEIGHT = 0.01      # golden `train_div` (official diversity_loss_factor default)
 VISUAL_STAGES = ("eva_out", "instructblip_query_out", "joint_X", "mrc_low_out", "mrc_coarse_out", "H",
                  "media_embeds", "inputs_embeds", "greedy_path_logits", "train.")
@@ -56,15 +56,20 @@ class Report:
     notes: list[str] = field(default_factory=list)
     unjudged: set[str] = field(default_factory=set)
 
-    def float(self, key: str, ours: Tensor, golden: Tensor, tol: float = TOLERANCE):
+    def float(self, key: str, ours: Tensor, golden: Tensor, tol: float = TOLERANCE, error=max_abs_error,
+              what: str = "max abs error"):
         if ours.shape != golden.shape:
             self.values[key] = math.inf
             self.failed.append(f"{key}: shape {tuple(ours.shape)} vs golden {tuple(golden.shape)}")
             return
-        err = (ours.double() - golden.double()).abs().max().item() if ours.numel() else 0.0
+        err = error(ours, golden)
         self.values[key] = err
         if not err <= tol and key not in self.unjudged:
-            self.failed.append(f"{key}: max abs error {err:.3g} > {tol:g}")
+            self.failed.append(f"{key}: {what} {err:.3g} > {tol:g}")
+
+    def log_power(self, key: str, ours: Tensor, golden: Tensor):
+        """BEATs log-fbank: error in the power domain relative to each frame's peak (`official.tolerance`)."""
+        self.float(key, ours, golden, POWER_TOLERANCE, beats_fbank_error, "power error / frame peak")
 
     def ids(self, key: str, ours: list[int] | Tensor, golden: list[int] | Tensor):
         ours, golden = _as_list(ours), _as_list(golden)
@@ -186,7 +191,7 @@ class _Checker:
         if "whisper_logmel" in g:
             r.float(f"{name}/whisper_logmel/end_to_end", feats.mel[0], g["whisper_logmel"])
         if "beats_fbank" in g:
-            r.float(f"{name}/beats_fbank/end_to_end", feats.fbank[0][None], g["beats_fbank"])
+            r.log_power(f"{name}/beats_fbank/end_to_end", feats.fbank[0][None], g["beats_fbank"])
         return feats
 
     # ---------------------------------------------------------------------------------------- encoders
