@@ -14,7 +14,7 @@ from conftest import ROOT  # noqa: E402
 from videosalmonn.config import GenerationConfig  # noqa: E402
 from videosalmonn.serving.media import MediaFiles, MediaRef, MediaRefused, probe_seconds  # noqa: E402
 from videosalmonn.serving.schema import ApiError, conversation, generation_config, parse_request  # noqa: E402
-from videosalmonn.serving.streaming import RowStreamer, StreamAborted, TextDeltas  # noqa: E402
+from videosalmonn.streaming import RowStreamer, StreamAborted, TextDeltas  # noqa: E402
 
 CLIP = ROOT / "tests" / "assets" / "clip2s.mp4"
 MB = 1 << 20

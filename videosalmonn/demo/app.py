@@ -21,7 +21,7 @@ import torch
 from videosalmonn.errors import VideoSalmonnError
 from videosalmonn.media.timeline import IMAGE_MEAN, IMAGE_STD, VIDEO_FPS
 from videosalmonn.pipeline import Answer, Pipeline, Request
-from videosalmonn.serving.streaming import RowStreamer, TextDeltas
+from videosalmonn.streaming import RowStreamer, TextDeltas
 from videosalmonn.types import MediaClip
 
 STEP_TIMEOUT_S = 600            # a generation step slower than this is a hang, not a slow model

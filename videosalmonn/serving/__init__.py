@@ -3,12 +3,12 @@
     settings.py   ServeSettings: limits, batching, allowed root (one frozen dataclass)
     schema.py     the OpenAI chat-completions request (strict), its translation to a `Request`, error objects
     media.py      data: URLs / base64 / paths inside --allowed-root -> temporary local files, size checks
-    streaming.py  per-row token streaming out of a batched generation (also used by the Gradio demo)
     batcher.py    the request queue and the worker thread that batches requests into `Pipeline.answer_batch`
     app.py        create_app(pipeline, settings): the endpoints
     cli.py        `serve` and `demo-ui` sub-commands
 
-No model logic lives here: media is decoded by `Pipeline.load`, answers come from `Pipeline.answer_batch`.
+No model logic lives here: media is decoded by `Pipeline.load`, answers come from `Pipeline.answer_batch`, token
+streaming is `videosalmonn.streaming` (shared with the Gradio demo).
 """
 
 from videosalmonn.serving.settings import ServeSettings

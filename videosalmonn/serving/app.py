@@ -46,7 +46,7 @@ from videosalmonn.serving.schema import (
     parse_request,
 )
 from videosalmonn.serving.settings import ServeSettings
-from videosalmonn.serving.streaming import TextDeltas
+from videosalmonn.streaming import TextDeltas
 from videosalmonn.types import MediaClip
 
 log = logging.getLogger(__name__)

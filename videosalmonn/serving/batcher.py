@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from videosalmonn.config import GenerationConfig
 from videosalmonn.errors import VideoSalmonnError
 from videosalmonn.pipeline import Pipeline, Request
-from videosalmonn.serving.streaming import RowStreamer, StreamAborted, TextDeltas
+from videosalmonn.streaming import RowStreamer, StreamAborted, TextDeltas
 from videosalmonn.types import MediaClip
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Token streaming out of a batched generation: which new text belongs to which request.
+"""Token streaming out of a batched generation: which new text belongs to which request (serving and the demo).
 
 `Pipeline.answer_batch(..., streamer=RowStreamer(...))` calls `put` once with the (B, 0) prompt ids, then once per
 step with the (B,) new ids. `RowStreamer` hands each row's ids to a `TextDeltas`, which turns them into text
