@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from conftest import GOLDEN, needs_golden
 from videosalmonn.media.audio import load_audio
-from videosalmonn.media.features import (audio_features, beats_fbank, kaldi_fbank, slaney_mel_filters,
-                                         split_chunks, whisper_log_mel, whisper_log_mel_batch)
+from videosalmonn.media.features import (audio_features, beats_fbank, kaldi_fbank, split_chunks,
+                                         whisper_log_mel, whisper_log_mel_batch, whisper_mel_filters)
 from videosalmonn.media.timeline import BEATS_FBANK_MEAN, BEATS_FBANK_STD, SAMPLE_RATE, WHISPER_CHUNK_SAMPLES
 from videosalmonn.official.tolerance import POWER_TOLERANCE, TOLERANCE, beats_fbank_error
 
@@ -27,12 +27,11 @@ def fbank_frames(n_samples: int) -> int:
     return 1 + (n_samples - 400) // 160
 
 
-def test_slaney_filters_equal_transformers():
-    from transformers.audio_utils import mel_filter_bank
+def test_mel_filters_equal_whisper_feature_extractor():
+    from transformers import WhisperFeatureExtractor
 
-    reference = mel_filter_bank(num_frequency_bins=201, num_mel_filters=80, min_frequency=0.0, max_frequency=8000.0,
-                                sampling_rate=16000, norm="slaney", mel_scale="slaney")
-    ours = slaney_mel_filters()
+    reference = WhisperFeatureExtractor(feature_size=80).mel_filters          # what the official preprocessing uses
+    ours = whisper_mel_filters()
     assert ours.shape == (201, 80)
     assert torch.allclose(ours, torch.from_numpy(reference), rtol=1e-12, atol=1e-15)
     assert torch.equal(ours.float(), torch.from_numpy(reference).float())

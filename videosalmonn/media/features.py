@@ -19,6 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from transformers.audio_utils import mel_filter_bank
 
 from videosalmonn.media.timeline import (BEATS_FBANK_MEAN, BEATS_FBANK_STD, BEATS_FRAME_LENGTH, BEATS_FRAME_SHIFT,
                                          BEATS_N_MELS, OFFICIAL_MIN_AUDIO_SECONDS, SAMPLE_RATE,
@@ -44,46 +45,21 @@ MIN_CHUNK_SAMPLES = OFFICIAL_MIN_AUDIO_SECONDS * SAMPLE_RATE    # 48,000: shorte
 # ------------------------------------------------------------------------------------- Whisper log-mel
 
 
-def slaney_mel_filters(n_mels: int = WHISPER_N_MELS, n_fft: int = WHISPER_N_FFT, sample_rate: int = SAMPLE_RATE,
-                       max_frequency: float = WHISPER_MAX_FREQUENCY) -> Tensor:
-    """(n_fft//2 + 1, n_mels) float64 Slaney-scale, Slaney-normalised triangular filters.
+def whisper_mel_filters() -> Tensor:
+    """(n_fft//2 + 1, n_mels) = (201, 80) float64 Slaney-scale, Slaney-normalised triangular filters.
 
-    Port of transformers `audio_utils.mel_filter_bank(..., norm="slaney", mel_scale="slaney")` (float64, then
-    cast to float32 by the caller like the feature extractor does).
+    transformers' own `audio_utils.mel_filter_bank`, called as `WhisperFeatureExtractor` calls it; the caller
+    casts to float32 like the feature extractor does.
     """
-    mel_edges = torch.linspace(_hz_to_slaney_mel(0.0), _hz_to_slaney_mel(max_frequency), n_mels + 2,
-                               dtype=torch.float64)
-    hz_edges = _slaney_mel_to_hz(mel_edges)                                      # (M+2,)
-    fft_freqs = torch.linspace(0, sample_rate // 2, n_fft // 2 + 1, dtype=torch.float64)   # (K,)
-    slopes = hz_edges[None, :] - fft_freqs[:, None]                              # (K, M+2)
-    widths = hz_edges.diff()                                                     # (M+1,)
-    down = -slopes[:, :-2] / widths[:-1]                                         # (K, M)
-    up = slopes[:, 2:] / widths[1:]                                              # (K, M)
-    filters = torch.clamp(torch.minimum(down, up), min=0.0)
-    enorm = 2.0 / (hz_edges[2:n_mels + 2] - hz_edges[:n_mels])                   # constant energy per filter
-    return filters * enorm[None, :]
-
-
-_SLANEY_LINEAR_HZ = 1000.0           # linear below 1 kHz, logarithmic above
-_SLANEY_LINEAR_MEL = 15.0
-_SLANEY_LOGSTEP = 27.0 / math.log(6.4)
-
-
-def _hz_to_slaney_mel(hz: float) -> float:
-    if hz < _SLANEY_LINEAR_HZ:
-        return 3.0 * hz / 200.0
-    return _SLANEY_LINEAR_MEL + math.log(hz / _SLANEY_LINEAR_HZ) * _SLANEY_LOGSTEP
-
-
-def _slaney_mel_to_hz(mel: Tensor) -> Tensor:
-    linear = 200.0 * mel / 3.0
-    log = _SLANEY_LINEAR_HZ * torch.exp((mel - _SLANEY_LINEAR_MEL) / _SLANEY_LOGSTEP)
-    return torch.where(mel >= _SLANEY_LINEAR_MEL, log, linear)
+    filters = mel_filter_bank(num_frequency_bins=WHISPER_N_FFT // 2 + 1, num_mel_filters=WHISPER_N_MELS,
+                              min_frequency=0.0, max_frequency=WHISPER_MAX_FREQUENCY, sampling_rate=SAMPLE_RATE,
+                              norm="slaney", mel_scale="slaney")
+    return torch.from_numpy(filters)
 
 
 @functools.lru_cache(maxsize=None)
 def _whisper_filters() -> Tensor:
-    return slaney_mel_filters().to(torch.float32)                               # (201, 80)
+    return whisper_mel_filters().to(torch.float32)                              # (201, 80)
 
 
 def whisper_log_mel_batch(chunks: Tensor) -> Tensor:
