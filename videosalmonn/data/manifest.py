@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from videosalmonn.errors import InputError
+from videosalmonn.media.files import kind_of
 from videosalmonn.prompting.templates import Turn
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac"}
 OUR_KEYS = {"id", "video", "audio", "image", "start", "end", "conversation", "prompt", "answer", "task", "video_audio"}
 ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
 
@@ -137,9 +136,8 @@ def _official(entry, root: Path, where: str, i: int) -> Sample:
     if not isinstance(names, list) or not 1 <= len(names) <= 2 or not all(isinstance(x, str) for x in names):
         raise InputError(f"{where}: image_name must be a path or [media, audio]")
     first = _path(names[0], root, where, "image_name")
-    kind = Path(first).suffix.lower()
     media = {"video": None, "audio": None, "image": None}
-    media["image" if kind in IMAGE_SUFFIXES else "audio" if kind in AUDIO_SUFFIXES else "video"] = first
+    media[kind_of(first) or "video"] = first
     if len(names) == 2:
         media["audio"] = _path(names[1], root, where, "image_name[1]")
     turns = _turns(entry["conversation"], where, "from", "value")

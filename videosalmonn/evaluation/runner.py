@@ -34,7 +34,7 @@ from videosalmonn.evaluation.merge import BOOTSTRAP, FORMAT, base_record, merge
 from videosalmonn.evaluation.rundir import RunDir
 from videosalmonn.evaluation.settings import EvalSettings, missing_media, select_samples
 from videosalmonn.evaluation.tasks import Sample, Task
-from videosalmonn.evaluation.tasks.common import AUDIO_SUFFIXES
+from videosalmonn.media.files import kind_of
 from videosalmonn.media.video import probe_video
 from videosalmonn.pipeline import Answer, Pipeline, Request
 from videosalmonn.prompting.templates import Turn
@@ -152,7 +152,7 @@ def span_for(sample: Sample, mode: str) -> tuple[float, float] | None:
 
 def media_seconds(path: Path) -> float:
     """Header duration of a video (as the frame sampler sees it) or of an audio file."""
-    if path.suffix.lower() in AUDIO_SUFFIXES:
+    if kind_of(path) == "audio":
         return _audio_seconds(path)
     return float(probe_video(path).duration)
 

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from videosalmonn.errors import MediaError
+from videosalmonn.media.files import check_file
 from videosalmonn.media.timeline import SAMPLE_RATE
 
 ChannelPolicy = Literal["first", "downmix"]
@@ -108,12 +109,7 @@ def has_audio_stream(path: str | Path) -> bool:
 
 def _open(path: Path):
     """`av.open` with the usual failures turned into one-line MediaErrors."""
-    if not path.exists():
-        raise MediaError(path, "file not found")
-    if path.is_dir():
-        raise MediaError(path, "is a directory, not a media file")
-    if path.stat().st_size == 0:
-        raise MediaError(path, "is empty (0 bytes)")
+    check_file(path)
     try:
         return av.open(str(path), mode="r")
     except (av.error.FFmpegError, OSError, ValueError) as e:

@@ -27,6 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from videosalmonn.errors import MediaError
+from videosalmonn.media.files import check_file
 from videosalmonn.media.timeline import IMAGE_MEAN, IMAGE_STD
 
 DEFAULT_SIZE = 224                      # EVA-ViT input side
@@ -37,7 +38,7 @@ VIA_MODES = ("LA", "RGBA")              # intermediate modes for modes that cann
 
 def load_image(path: str | Path) -> Image.Image:
     """Read `path` fully and return it as an RGB PIL image; MediaError for anything that is not one."""
-    p = _check_file(path)
+    p = check_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")     # e.g. "Palette images with Transparency ..."
@@ -91,16 +92,3 @@ def transform_image(img: Image.Image, size: int = DEFAULT_SIZE) -> Tensor:
     mean = torch.tensor(IMAGE_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGE_STD).view(3, 1, 1)
     return ((x - mean) / std)[None]                                                          # (1, 3, S, S)
-
-
-def _check_file(path: str | Path) -> Path:
-    p = Path(path)
-    if not p.exists():
-        raise MediaError(p, "file not found")
-    if p.is_dir():
-        raise MediaError(p, "is a directory, not an image file")
-    if not p.is_file():
-        raise MediaError(p, "not a regular file")
-    if p.stat().st_size == 0:
-        raise MediaError(p, "file is empty")
-    return p

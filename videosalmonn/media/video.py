@@ -58,6 +58,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from videosalmonn.errors import MediaError
+from videosalmonn.media.files import check_file
 from videosalmonn.media.timeline import IMAGE_MEAN, IMAGE_STD, SECONDS_PER_SLOT, VIDEO_FPS, seconds_to_slots
 
 Policy = Literal["official", "uniform"]
@@ -208,15 +209,7 @@ def _backpadded_clip(last_end: Fraction, duration: Fraction) -> tuple[Fraction, 
 
 def _open(path: str | Path) -> av.container.InputContainer:
     """av.open with one-line MediaErrors for the usual bad inputs (never a hang on a pipe or device)."""
-    p = Path(path)
-    if not p.exists():
-        raise MediaError(p, "file not found")
-    if p.is_dir():
-        raise MediaError(p, "is a directory, not a video file")
-    if not p.is_file():
-        raise MediaError(p, "not a regular file")
-    if p.stat().st_size == 0:
-        raise MediaError(p, "file is empty")
+    p = check_file(path)
     try:
         return av.open(str(p), metadata_errors="ignore")
     except av.error.FFmpegError as e:

@@ -31,22 +31,11 @@ import av
 import av.error
 
 from videosalmonn.errors import MediaError
+from videosalmonn.media.files import MIME_SUFFIXES
 
 # Demuxers that read one self-contained media file and never open another resource.
 SAFE_DEMUXERS = ("mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,flv,mpegts,mpeg,ogg,wav,w64,mp3,flac,aac,aiff,caf,"
                  "asf,amr,ivf,h264,hevc,m4v,mjpeg,gif,png_pipe,jpeg_pipe,webp_pipe,bmp_pipe,au,nut,wv")
-# File suffixes for media MIME types (a suffix helps FFmpeg/PIL pick the format; unknown types get none).
-SUFFIXES = {
-    "video/mp4": ".mp4", "video/quicktime": ".mov", "video/webm": ".webm", "video/x-matroska": ".mkv",
-    "video/x-msvideo": ".avi", "video/avi": ".avi", "video/mpeg": ".mpg", "video/mp2t": ".ts", "video/ogg": ".ogv",
-    "video/3gpp": ".3gp", "video/x-flv": ".flv",
-    "audio/wav": ".wav", "audio/x-wav": ".wav", "audio/wave": ".wav", "audio/vnd.wave": ".wav",
-    "audio/mpeg": ".mp3", "audio/mp3": ".mp3", "audio/flac": ".flac", "audio/x-flac": ".flac", "audio/ogg": ".ogg",
-    "audio/opus": ".opus", "audio/webm": ".webm", "audio/mp4": ".m4a", "audio/x-m4a": ".m4a", "audio/aac": ".aac",
-    "audio/aiff": ".aiff", "audio/x-aiff": ".aiff",
-    "image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp", "image/gif": ".gif", "image/bmp": ".bmp",
-    "image/tiff": ".tiff",
-}
 AUDIO_FORMATS = {"wav": ".wav", "mp3": ".mp3", "flac": ".flac", "ogg": ".ogg", "opus": ".opus", "m4a": ".m4a",
                  "aac": ".aac", "webm": ".webm", "aiff": ".aiff"}
 URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
@@ -107,7 +96,7 @@ class MediaFiles:
             path = self._write(ref, _decode_base64(ref.source, ref, self.max_bytes), AUDIO_FORMATS.get(ref.format, ""))
         elif ref.source.startswith("data:"):
             mime, payload = _split_data_url(ref)
-            path = self._write(ref, _decode_base64(payload, ref, self.max_bytes), SUFFIXES.get(mime, ""))
+            path = self._write(ref, _decode_base64(payload, ref, self.max_bytes), MIME_SUFFIXES.get(mime, ""))
         else:
             path = self._local(ref)
         self.labels[path] = ref.label

@@ -20,12 +20,10 @@ from typing import Any
 from videosalmonn.errors import InputError
 from videosalmonn.evaluation.bootstrap import bootstrap_ci
 from videosalmonn.evaluation.metrics import MetricResult, accuracy
+from videosalmonn.media.files import kind_of
 
 SAVEBENCH_SOURCE = "SAVEBench manifests: https://huggingface.co/datasets/tsinghua-ee/SAVEBench"
 SUBSET_SEED = 0          # the paper's TextVQA/GQA subsets are not published; ours are reproducible
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".avi", ".mov"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a"}
 
 
 @dataclass(frozen=True)
@@ -124,11 +122,10 @@ def media_fields(paths: str | Sequence[str], root: Path, where: str) -> dict[str
 
 
 def media_kind(path: str, where: str) -> str:
-    suffix = Path(path).suffix.lower()
-    for kind, suffixes in (("video", VIDEO_SUFFIXES), ("image", IMAGE_SUFFIXES), ("audio", AUDIO_SUFFIXES)):
-        if suffix in suffixes:
-            return kind
-    raise InputError(f"{where}: cannot tell the media kind of {path!r} from its suffix")
+    kind = kind_of(path)
+    if kind is None:
+        raise InputError(f"{where}: cannot tell the media kind of {path!r} from its suffix")
+    return kind
 
 
 def seeded_subset(n_total: int, size: int | None, seed: int = SUBSET_SEED) -> list[int]:
