@@ -9,7 +9,7 @@ from videosalmonn.checkpoint import (export_official_delta, load_delta, load_mod
 from videosalmonn.config import ModelConfig
 from videosalmonn.errors import CheckpointError
 from videosalmonn.official.golden import GoldenDir
-from videosalmonn.official_delta import convert_official_delta, official_to_ours
+from videosalmonn.official.delta import convert_official_delta, official_to_ours
 from videosalmonn.weights import read_tensors
 
 

@@ -4,7 +4,7 @@ import torch
 
 from videosalmonn.config import ModelConfig
 from videosalmonn.model import VideoSalmonn, trainable_names
-from videosalmonn.official_delta import ours_to_official
+from videosalmonn.official.delta import ours_to_official
 
 # official delta keys and shapes (spec §7.2)
 OFFICIAL_SHAPES = {

@@ -24,7 +24,7 @@ from videosalmonn.config import ModelConfig, to_dict
 from videosalmonn.errors import CheckpointError
 from videosalmonn.llm.language_model import LanguageModel
 from videosalmonn.model import DTYPES, VideoSalmonn, trainable_names
-from videosalmonn.official_delta import convert_official_delta, ours_to_official
+from videosalmonn.official.delta import convert_official_delta, ours_to_official
 from videosalmonn.weights import PICKLE_SUFFIXES, read_tensors
 
 log = logging.getLogger(__name__)
