@@ -9,7 +9,7 @@ import yaml
 from videosalmonn.config import ModelConfig, from_dict, preset_names, to_dict
 from videosalmonn.errors import ConfigError
 from videosalmonn.model import VideoSalmonn, trainable_names
-from videosalmonn.official_delta import ours_to_official
+from videosalmonn.official.delta import ours_to_official
 
 # official delta keys and shapes (spec §7.2)
 OFFICIAL_SHAPES = {
