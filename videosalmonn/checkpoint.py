@@ -25,7 +25,7 @@ from videosalmonn.errors import CheckpointError
 from videosalmonn.llm.language_model import LanguageModel
 from videosalmonn.model import DTYPES, VideoSalmonn, trainable_names
 from videosalmonn.official.delta import convert_official_delta, ours_to_official
-from videosalmonn.weights import PICKLE_SUFFIXES, read_tensors
+from videosalmonn.weights import PICKLE_SUFFIXES, load_checked, read_tensors
 
 log = logging.getLogger(__name__)
 
@@ -76,24 +76,8 @@ def load_delta(model: VideoSalmonn, path: str | Path) -> list[str]:
                      path, len(unused), unused[0])
     else:
         state, unused = read_tensors(path), []
-    _load_trainable_state(model, state, str(path))
+    load_checked(model, state, source=str(path), expected=trainable_names(model))
     return unused
-
-
-def _load_trainable_state(model: VideoSalmonn, state: dict[str, Tensor], source: str) -> None:
-    params = dict(model.named_parameters())
-    expected = set(trainable_names(model))
-    missing = sorted(expected - set(state))
-    unexpected = sorted(set(state) - expected)
-    bad = sorted(f"{k} {tuple(v.shape)} vs {tuple(params[k].shape)}" for k, v in state.items()
-                 if k in params and params[k].shape != v.shape)
-    problems = [f"{len(x)} {what} ({', '.join(x[:3])}{', ...' if len(x) > 3 else ''})"
-                for x, what in ((missing, "missing"), (unexpected, "unexpected"), (bad, "shape mismatches")) if x]
-    if problems:
-        raise CheckpointError(f"{source}: does not match the model's trainable weights: " + "; ".join(problems))
-    with torch.no_grad():
-        for k, v in state.items():
-            params[k].copy_(v.to(params[k].dtype))
 
 
 def trainable_state(model: VideoSalmonn) -> dict[str, Tensor]:
@@ -115,7 +99,7 @@ def export_official_delta(model: VideoSalmonn, path: str | Path) -> None:
 
 
 def load_trainable(model: VideoSalmonn, path: str | Path) -> None:
-    _load_trainable_state(model, read_tensors(path), str(path))
+    load_checked(model, read_tensors(path), source=str(path), expected=trainable_names(model))
 
 
 def atomic_write(path: str | Path, write) -> None:

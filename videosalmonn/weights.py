@@ -1,7 +1,15 @@
-"""Reading weights from files, directories and Hugging Face hub ids, and loading them with a coverage check.
+"""The one home of weight files: reading, resolving and checking state dicts.
+
+    resolve(source)            a local path, or the local snapshot of a hub id
+    load_pickle(path)          `torch.load(..., weights_only=True)`, one-line errors naming the file
+    read_pickled_tensors(...)  the tensors of a pickled state dict (optionally wrapped, e.g. LAVIS {'model': sd})
+    read_tensors(path)         the tensors of one safetensors or pickle file
+    read_state_dict(source)    the `prefix`ed tensors of a file, an HF directory (sharded or not) or a hub id
+    read_hf_config(source)     an HF directory's config.json (None for a single file)
+    load_checked(module, sd)   copy into a module; missing, unexpected and mis-shaped keys are one error
 
 Every pickle goes through `torch.load(..., weights_only=True)`. Every load reports missing and unexpected keys:
-nothing is silently dropped (`load_checked`).
+nothing is silently dropped.
 """
 
 from __future__ import annotations
@@ -34,6 +42,18 @@ def load_pickle(path: str | Path) -> object:
         raise CheckpointError(f"{path}: cannot be read as a weights-only torch checkpoint ({first})") from None
 
 
+def read_pickled_tensors(path: str | Path, wrapped_in: str | None = None) -> dict[str, Tensor]:
+    """The tensors of a pickled state dict; `wrapped_in`: the key holding it (LAVIS files: `{'model': sd}`)."""
+    obj = load_pickle(path)
+    if wrapped_in is not None:
+        if not isinstance(obj, dict) or wrapped_in not in obj:
+            raise CheckpointError(f"{path}: expected a checkpoint {{{wrapped_in!r}: state_dict}}")
+        obj = obj[wrapped_in]
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a state dict, found {type(obj).__name__}")
+    return {k: (v.data if isinstance(v, nn.Parameter) else v) for k, v in obj.items() if isinstance(v, Tensor)}
+
+
 def read_tensors(path: str | Path, keys: Iterable[str] | None = None, prefix: str = "") -> dict[str, Tensor]:
     """All (or the given, or the `prefix`ed) tensors of one `.safetensors` or pickle file.
 
@@ -49,10 +69,7 @@ def read_tensors(path: str | Path, keys: Iterable[str] | None = None, prefix: st
                 return {k: f.get_tensor(k) for k in names if k.startswith(prefix)}
         except Exception as e:  # noqa: BLE001
             raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
-    obj = load_pickle(path)
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: expected a state dict, found {type(obj).__name__}")
-    sd = {k: (v.data if isinstance(v, nn.Parameter) else v) for k, v in obj.items() if isinstance(v, Tensor)}
+    sd = read_pickled_tensors(path)
     if keys is not None:
         wanted = set(keys)
         sd = {k: v for k, v in sd.items() if k in wanted}
@@ -90,6 +107,21 @@ def read_state_dict(source: str | Path, prefix: str = "") -> dict[str, Tensor]:
     return out
 
 
+def read_hf_config(source: str | Path) -> dict | None:
+    """The `config.json` of an HF directory or hub id; None for a single file or a directory without one.
+
+    Resolving first also makes a missing path fail here, with one line, before any weights are read.
+    """
+    root = resolve(source)
+    path = root / "config.json"
+    if not root.is_dir() or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not a readable config.json ({e})") from None
+
+
 def _read_hf_dir(root: Path, source: str, prefix: str) -> dict[str, Tensor]:
     for name in WEIGHT_FILES:
         path = root / name if (root / name).is_file() else _hub_file(source, name)
@@ -121,26 +153,22 @@ def _hub_file(source: str, filename: str) -> Path | None:
 
 
 def load_checked(module: nn.Module, state_dict: dict[str, Tensor], *, source: str,
-                 ignore_unexpected: Iterable[str] = (), allow_missing: Iterable[str] = ()) -> None:
+                 expected: Iterable[str] | None = None) -> None:
     """`load_state_dict` that fails loudly on missing or unexpected keys and on shape mismatches.
 
-    `ignore_unexpected`: key prefixes known to be unused (reported by the caller, not an error);
-    `allow_missing`: key prefixes the checkpoint is allowed not to provide (e.g. frozen parts loaded elsewhere).
+    `expected`: the keys the state dict must hold, no more, no fewer (default: all of `module.state_dict()`;
+    e.g. only the trainable parameters for a trainable-only checkpoint).
     """
-    ignore_unexpected, allow_missing = tuple(ignore_unexpected), tuple(allow_missing)
     own = module.state_dict()
-    state_dict = {k: v for k, v in state_dict.items() if not k.startswith(ignore_unexpected)}
-    unexpected = sorted(set(state_dict) - set(own))
-    missing = sorted(k for k in set(own) - set(state_dict) if not k.startswith(allow_missing))
+    wanted = set(own) if expected is None else set(expected)
+    if not wanted <= set(own):
+        raise ValueError(f"expected keys not in the module: {few(sorted(wanted - set(own)))}")
+    unexpected = sorted(set(state_dict) - wanted)
+    missing = sorted(wanted - set(state_dict))
     bad_shape = sorted(f"{k} {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state_dict.items()
                        if k in own and own[k].shape != v.shape)
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing key(s) ({_few(missing)})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected key(s) ({_few(unexpected)})")
-    if bad_shape:
-        problems.append(f"{len(bad_shape)} shape mismatch(es) ({_few(bad_shape)})")
+    problems = [f"{len(keys)} {what} ({few(keys)})" for keys, what in
+                ((missing, "missing"), (unexpected, "unexpected"), (bad_shape, "shape mismatch(es)")) if keys]
     if problems:
         raise CheckpointError(f"{source}: does not match the model: " + "; ".join(problems))
     with torch.no_grad():
@@ -148,5 +176,6 @@ def load_checked(module: nn.Module, state_dict: dict[str, Tensor], *, source: st
             own[k].copy_(v.to(own[k].dtype))
 
 
-def _few(items: list[str], n: int = 4) -> str:
-    return ", ".join(items[:n]) + (f", ... (+{len(items) - n})" if len(items) > n else "")
+def few(keys: list[str], n: int = 4) -> str:
+    """The first `n` keys for an error message, and how many more."""
+    return ", ".join(keys[:n]) + (f", ... (+{len(keys) - n})" if len(keys) > n else "")

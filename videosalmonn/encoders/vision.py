@@ -17,7 +17,6 @@ files go through the explicit map `lavis_eva_to_hf` / `lavis_instructblip_to_hf`
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from pathlib import Path
@@ -29,7 +28,8 @@ from transformers import (InstructBlipQFormerConfig, InstructBlipQFormerModel, I
 
 from videosalmonn.config import EVAConfig, ImageQFormerConfig
 from videosalmonn.errors import CheckpointError
-from videosalmonn.weights import PICKLE_SUFFIXES, load_checked, load_pickle, read_state_dict, resolve
+from videosalmonn.weights import (PICKLE_SUFFIXES, few, load_checked, read_hf_config, read_pickled_tensors,
+                                  read_state_dict)
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +141,8 @@ def load_vision_weights(encoder: VisualEncoder, instructblip: str | Path, eva_vi
 
 def load_lavis(encoder: VisualEncoder, eva_vit: str | Path, instructblip: str | Path) -> list[str]:
     """LAVIS `eva_vit_g.pth` (flat state dict) + `instruct_blip_vicuna13b_trimmed.pth` (`{'model': sd}`)."""
-    eva_sd, eva_unused = lavis_eva_to_hf(_read_lavis(eva_vit, wrapped=False), encoder.eva_config.depth, eva_vit)
-    ib_sd, ib_unused = lavis_instructblip_to_hf(_read_lavis(instructblip, wrapped=True), instructblip)
+    eva_sd, eva_unused = lavis_eva_to_hf(read_pickled_tensors(eva_vit), encoder.eva_config.depth, eva_vit)
+    ib_sd, ib_unused = lavis_instructblip_to_hf(read_pickled_tensors(instructblip, wrapped_in="model"), instructblip)
     sd = {**eva_sd, **ib_sd}
     source = f"{eva_vit} + {instructblip}"
     check_dims(sd, encoder, source)
@@ -160,7 +160,7 @@ def load_hf_instructblip(encoder: VisualEncoder, source: str | Path) -> list[str
     unused = [k for k in sd if k.endswith("embeddings.position_ids")]       # old HF files kept this buffer
     for k in unused:
         _check_arange(sd.pop(k), source, k)
-    check_dims(sd, encoder, str(source), _hf_config(source))
+    check_dims(sd, encoder, str(source), read_hf_config(source))
     load_checked(encoder, sd, source=str(source))
     log.info("visual encoder: loaded %s; known-unused: %s", source, ", ".join(unused) or "none")
     return unused
@@ -197,7 +197,7 @@ def lavis_eva_to_hf(sd: dict[str, Tensor], depth: int, source: str | Path = "eva
         else:
             unmapped.append(key)
     if unmapped:
-        raise CheckpointError(f"{source}: {len(unmapped)} key(s) not in the LAVIS EVA-ViT map: {_few(unmapped)}")
+        raise CheckpointError(f"{source}: {len(unmapped)} key(s) not in the LAVIS EVA-ViT map: {few(unmapped)}")
     for i in range(min(depth, n_blocks)):
         q, v = sd.get(f"blocks.{i}.attn.q_bias"), sd.get(f"blocks.{i}.attn.v_bias")
         if q is None or v is None:
@@ -232,7 +232,7 @@ def lavis_instructblip_to_hf(sd: dict[str, Tensor], source: str | Path = "instru
             unmapped.append(key)
     if unmapped:
         raise CheckpointError(f"{source}: {len(unmapped)} key(s) not in the LAVIS InstructBLIP map: "
-                              f"{_few(unmapped)}")
+                              f"{few(unmapped)}")
     return out, sorted(unused)
 
 
@@ -281,26 +281,9 @@ def check_dims(sd: dict[str, Tensor], encoder: VisualEncoder, source: str, hf_co
         raise CheckpointError(f"{source}: dims differ from the config: " + "; ".join(bad))
 
 
-def _read_lavis(path: str | Path, wrapped: bool) -> dict[str, Tensor]:
-    obj = load_pickle(path)
-    if wrapped:
-        if not isinstance(obj, dict) or "model" not in obj:
-            raise CheckpointError(f"{path}: expected a LAVIS checkpoint {{'model': state_dict}}")
-        obj = obj["model"]
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: expected a state dict, found {type(obj).__name__}")
-    return {k: v for k, v in obj.items() if isinstance(v, Tensor)}
-
-
 def _check_arange(value: Tensor, source, key: str):
     if not torch.equal(value.flatten(), torch.arange(value.numel(), dtype=value.dtype)):
         raise CheckpointError(f"{source}: {key} is not 0..{value.numel() - 1}")
-
-
-def _hf_config(source: str | Path) -> dict | None:
-    root = resolve(source)
-    path = root / "config.json" if root.is_dir() else None
-    return json.loads(path.read_text()) if path is not None and path.is_file() else None
 
 
 def _rename(rest: str, table: dict[str, str]) -> str | None:
@@ -319,6 +302,3 @@ def _one(sd: dict[str, Tensor], source, name: str) -> Tensor:
 def _count(sd: dict, pattern: str) -> int:
     return len({int(m.group(1)) for k in sd if (m := re.match(pattern, k))})
 
-
-def _few(items: list[str], n: int = 4) -> str:
-    return ", ".join(items[:n]) + (f", ... (+{len(items) - n})" if len(items) > n else "")

@@ -9,7 +9,6 @@ A thin wrapper of transformers' `WhisperEncoder` in eager attention with every d
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from pathlib import Path
@@ -20,7 +19,7 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from videosalmonn.config import WhisperEncoderConfig
 from videosalmonn.errors import CheckpointError
-from videosalmonn.weights import load_checked, read_state_dict, resolve
+from videosalmonn.weights import load_checked, read_hf_config, read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,7 @@ class WhisperAudioEncoder(nn.Module):
 def load_whisper_weights(encoder: WhisperAudioEncoder, source: str | Path) -> list[str]:
     """Load `encoder.*` (WhisperModel) or `model.encoder.*` (WhisperForConditionalGeneration) from an HF dir,
     file or hub id; the decoder is never loaded into the model. Returns known-unused keys (none)."""
-    hf_config = _hf_config(source)                  # also fails first, with one line, on a missing path
+    hf_config = read_hf_config(source)              # also fails first, with one line, on a missing path
     errors = []
     for prefix in ENCODER_PREFIXES:
         try:
@@ -104,8 +103,3 @@ def check_dims(sd: dict[str, Tensor], cfg: WhisperEncoderConfig, source: str, hf
     if bad:
         raise CheckpointError(f"{source}: dims differ from the config: " + "; ".join(bad))
 
-
-def _hf_config(source: str | Path) -> dict | None:
-    root = resolve(source)
-    path = root / "config.json" if root.is_dir() else None
-    return json.loads(path.read_text()) if path is not None and path.is_file() else None
