@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from conftest import GOLDEN, needs_golden
 from videosalmonn.config import BEATsConfig
-from videosalmonn.encoders.beats import BEATs, beats_config_from_official, load_beats
+from videosalmonn.encoders.beats import BEATs, beats_config_from_official, load_beats, load_beats_weights
 from videosalmonn.errors import CheckpointError
 from videosalmonn.media.audio import load_audio
 from videosalmonn.media.features import audio_features
@@ -33,7 +35,7 @@ def test_config_from_official_cfg(golden_beats):
     _, cfg = golden_beats
     assert cfg == BEATsConfig(patch_dim=32, width=80, depth=2, num_heads=4, mlp_width=160, conv_pos=128,
                               conv_pos_groups=16, num_buckets=320, max_distance=800, deep_norm=True,
-                              layer_norm_first=False, gru_rel_pos=True, conv_bias=False)
+                              gru_rel_pos=True, conv_bias=False)
     with pytest.raises(CheckpointError, match="relative_position_embedding"):
         beats_config_from_official({"input_patch_size": 16})                     # official defaults: no rel-pos
 
@@ -73,6 +75,24 @@ def test_official_state_dict_coverage():
     folded = model.encoder.pos_conv.weight
     v, g = sd["encoder.pos_conv.0.weight_v"], sd["encoder.pos_conv.0.weight_g"]
     assert torch.allclose(folded, g * v / v.norm(dim=(0, 1), keepdim=True), atol=1e-6)
+
+
+def test_pre_ln_checkpoint_is_rejected_at_load(tmp_path):
+    """`layer_norm_first=True` (pre-LN) is not ported: such a checkpoint fails with one line naming the file."""
+    cfg = dict(input_patch_size=16, embed_dim=32, encoder_embed_dim=80, encoder_layers=2, encoder_attention_heads=4,
+               encoder_ffn_embed_dim=160, relative_position_embedding=True, max_distance=800, deep_norm=True,
+               gru_rel_pos=True, layer_norm_first=False)
+    state = BEATs(TINY).state_dict()
+    post_ln, pre_ln = tmp_path / "post_ln.pt", tmp_path / "pre_ln.pt"
+    torch.save({"cfg": cfg, "model": state}, post_ln)
+    torch.save({"cfg": {**cfg, "layer_norm_first": True, "deep_norm": False}, "model": state}, pre_ln)
+    model, loaded_cfg = load_beats(post_ln)
+    assert loaded_cfg == TINY and torch.equal(model.encoder.pos_conv.weight, state["encoder.pos_conv.weight"])
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(pre_ln))}: .*layer_norm_first True") as err:
+        load_beats(pre_ln)
+    assert "\n" not in str(err.value)
+    with pytest.raises(CheckpointError, match="layer_norm_first True"):
+        load_beats_weights(BEATs(TINY), pre_ln)
 
 
 def test_tiny_random_forward_shapes():

@@ -118,7 +118,6 @@ class BEATsConfig:
     num_buckets: int = 320
     max_distance: int = 800
     deep_norm: bool = True
-    layer_norm_first: bool = False
     gru_rel_pos: bool = True
     conv_bias: bool = False
 

@@ -9,7 +9,7 @@ quant-noise, no incremental state), in plain torch without in-place updates. The
     fbank (B, F, 128)
       -> Conv2d 16x16/16 -> (B, T'*8, patch_dim), tokens time-major (index t*8 + f, T' = F // 16)
       -> LayerNorm -> post_extract_proj -> (B, N, width)
-      -> x + GELU(pos_conv(x)) -> LayerNorm (post-LN variant)
+      -> x + GELU(pos_conv(x)) -> LayerNorm     (post-LN; a layer_norm_first=True checkpoint is rejected at load)
       -> depth x [x*alpha + attn(x) -> LN -> x*alpha + FFN(x) -> LN]     (deep norm, alpha = (2*depth)^(1/4))
     -> (B, N, width)
 
@@ -135,7 +135,7 @@ def _gelu(x: Tensor) -> Tensor:
 
 
 class EncoderLayer(nn.Module):
-    """Transformer layer: post-LN with deep-norm residual scaling (BEATs), or pre-LN (`layer_norm_first`)."""
+    """Transformer layer: post-LN with deep-norm residual scaling (BEATs)."""
 
     def __init__(self, cfg: BEATsConfig):
         super().__init__()
@@ -144,13 +144,10 @@ class EncoderLayer(nn.Module):
         self.fc1 = nn.Linear(cfg.width, cfg.mlp_width)
         self.fc2 = nn.Linear(cfg.mlp_width, cfg.width)
         self.final_layer_norm = nn.LayerNorm(cfg.width)
-        self.pre_norm = cfg.layer_norm_first
         self.residual_scale = math.pow(2 * cfg.depth, 1 / 4) if cfg.deep_norm else 1.0
 
     def forward(self, x: Tensor, position_bias: Tensor, key_padding: Tensor | None) -> Tensor:
-        if self.pre_norm:
-            x = x + self.self_attn(self.self_attn_layer_norm(x), position_bias, key_padding)
-            return x + self.fc2(_gelu(self.fc1(self.final_layer_norm(x))))
+        """x (B, T, D), position_bias (H, T, T), key_padding (B, T) bool or None -> (B, T, D)."""
         x = self.self_attn_layer_norm(x * self.residual_scale + self.self_attn(x, position_bias, key_padding))
         return self.final_layer_norm(x * self.residual_scale + self.fc2(_gelu(self.fc1(x))))
 
@@ -166,7 +163,6 @@ class BEATsEncoder(nn.Module):
         self.relative_attention_bias = RelativePositionBias(cfg.num_buckets, cfg.max_distance, cfg.num_heads)
         self.layer_norm = nn.LayerNorm(cfg.width)
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.depth))
-        self.pre_norm = cfg.layer_norm_first
 
     def _position_embedding(self, x: Tensor) -> Tensor:
         """(B, T, D) -> (B, T, D) GELU(grouped conv over time); an even kernel gives T+1 outputs, drop the last."""
@@ -179,13 +175,11 @@ class BEATsEncoder(nn.Module):
         """(B, T, D) tokens, key_padding (B, T) bool or None -> (B, T, D)."""
         if key_padding is not None:
             x = x.masked_fill(key_padding[..., None], 0.0)
-        x = x + self._position_embedding(x)
-        if not self.pre_norm:
-            x = self.layer_norm(x)
+        x = self.layer_norm(x + self._position_embedding(x))                   # post-LN: before the layers
         position_bias = self.relative_attention_bias(x.shape[1])                # (H, T, T)
         for layer in self.layers:
             x = layer(x, position_bias, key_padding)
-        return self.layer_norm(x) if self.pre_norm else x
+        return x
 
 
 # -------------------------------------------------------------------------------------------- model
@@ -303,16 +297,15 @@ def beats_config_from_official(cfg: dict) -> BEATsConfig:
         unsupported.append(f"activation_fn {c['activation_fn']!r} (need 'gelu')")
     if not c["relative_position_embedding"]:
         unsupported.append("relative_position_embedding False")
-    if c["deep_norm"] and c["layer_norm_first"]:
-        unsupported.append("deep_norm with layer_norm_first")
+    if c["layer_norm_first"]:
+        unsupported.append("layer_norm_first True (the released iter3+ checkpoints are post-LN: False)")
     if unsupported:
         raise CheckpointError(f"BEATs cfg: unsupported variant: {', '.join(unsupported)}")
     return BEATsConfig(
         patch_dim=int(c["embed_dim"]), width=int(c["encoder_embed_dim"]), depth=int(c["encoder_layers"]),
         num_heads=int(c["encoder_attention_heads"]), mlp_width=int(c["encoder_ffn_embed_dim"]),
         conv_pos=int(c["conv_pos"]), conv_pos_groups=int(c["conv_pos_groups"]), num_buckets=int(c["num_buckets"]),
-        max_distance=int(c["max_distance"]), deep_norm=bool(c["deep_norm"]),
-        layer_norm_first=bool(c["layer_norm_first"]), gru_rel_pos=bool(c["gru_rel_pos"]),
+        max_distance=int(c["max_distance"]), deep_norm=bool(c["deep_norm"]), gru_rel_pos=bool(c["gru_rel_pos"]),
         conv_bias=bool(c["conv_bias"]),
     )
 
