@@ -3,6 +3,7 @@
 import pytest
 
 from videosalmonn.config import ConnectorConfig, ModelConfig, ResolutionLevel, preset_names
+from videosalmonn.connector.multires import MultiResolutionConnector
 from videosalmonn.errors import ConfigError
 
 
@@ -61,3 +62,21 @@ def test_exponent_without_dot_is_a_number(tmp_path):
     assert ModelConfig.from_name(str(path)).loss.diversity_weight == 0.005
     with pytest.raises(ConfigError, match="expected a number"):
         ModelConfig.from_name("tiny", ["loss.diversity_weight=lots"])
+
+
+def test_cross_stage_invariants_are_checked_at_construction():
+    """What one stage needs of another is a config error when the config is built, not a failure in forward."""
+    with pytest.raises(ConfigError, match=r"encoders.image_qformer.num_queries 24: the 25 audio frames"):
+        ModelConfig.from_name("tiny", ["encoders.image_qformer.num_queries=24"])
+    assert ModelConfig.from_name("tiny", ["encoders.image_qformer.num_queries=25"]).encoders.image_qformer.num_queries
+    with pytest.raises(ConfigError, match=r"connector.max_positions 319: a window of 10 frames x 32 tokens needs 320"):
+        ModelConfig.from_name("tiny", ["connector.max_positions=319"])
+    assert ModelConfig.from_name("tiny", ["connector.max_positions=320"]).connector.max_positions == 320
+    with pytest.raises(ConfigError, match=r"encoders.whisper.max_positions 750: .* 3000 log-mel frames, 1500"):
+        ModelConfig.from_name("tiny", ["encoders.whisper.max_positions=750"])
+    with pytest.raises(ConfigError, match=r"encoders.whisper.n_mels 128: the media pipeline computes 80-bin"):
+        ModelConfig.from_name("video-salmonn-13b", ["encoders.whisper.n_mels=128"])
+    with pytest.raises(ConfigError, match="connector.max_positions 100"):      # a connector built on its own
+        MultiResolutionConnector(ConnectorConfig(width=16, num_heads=4, max_positions=100), 16, 32, 12, 10, 24)
+    with pytest.raises(ConfigError, match="num_queries 4"):
+        MultiResolutionConnector(ConnectorConfig(width=16, num_heads=4), 16, 4, 12, 10, 24)

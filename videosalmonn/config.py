@@ -1,6 +1,7 @@
 """Typed, frozen configuration: one dataclass tree, defaults written once, named presets.
 
-The YAML presets in `videosalmonn/presets/` are the same tree. Loading is strict: an unknown key, a wrong type
+The YAML presets in `videosalmonn/presets/` are the same tree and state only what differs from the defaults
+written here, which describe the released video-SALMONN 13B. Loading is strict: an unknown key, a wrong type
 or an inconsistent value is a `ConfigError` naming the key. Overrides are dotted paths
 (`connector.causal=past`, `weights.llm=/models/vicuna`).
 
@@ -29,6 +30,8 @@ from typing import Any, Literal
 import yaml
 
 from videosalmonn.errors import ConfigError
+from videosalmonn.media.timeline import (AUDIO_FRAMES_PER_SLOT, WHISPER_FRAMES_PER_CHUNK, WHISPER_MEL_FRAMES,
+                                         WHISPER_N_MELS)
 
 
 def _check(ok: bool, message: str):
@@ -189,6 +192,18 @@ class ConnectorConfig:
         return self.levels[0].queries / self.levels[0].frames
 
 
+def check_connector_input(cfg: ConnectorConfig, tokens_per_frame: int):
+    """What the connector needs of the visual tokens per frame (InstructBLIP's `num_queries`); checked by
+    `ModelConfig` and by a connector built on its own."""
+    _check(tokens_per_frame >= AUDIO_FRAMES_PER_SLOT,
+           f"encoders.image_qformer.num_queries {tokens_per_frame}: the {AUDIO_FRAMES_PER_SLOT} audio frames of a "
+           f"0.5-s slot are laid on its visual tokens, so at least {AUDIO_FRAMES_PER_SLOT} are needed")
+    frames = max(lv.frames for lv in cfg.levels)
+    _check(frames * tokens_per_frame <= cfg.max_positions,
+           f"connector.max_positions {cfg.max_positions}: a window of {frames} frames x {tokens_per_frame} "
+           f"tokens needs {frames * tokens_per_frame} positions")
+
+
 # ------------------------------------------------------------------------------------------------- LLM
 
 
@@ -305,6 +320,13 @@ class ModelConfig:
         n = len(self.connector.levels)
         for i in self.loss.diversity_levels:
             _check(-n <= i < n, f"loss.diversity_levels: {i} is not a level index (there are {n} levels)")
+        check_connector_input(self.connector, self.encoders.image_qformer.num_queries)
+        whisper = self.encoders.whisper
+        _check(whisper.n_mels == WHISPER_N_MELS, f"encoders.whisper.n_mels {whisper.n_mels}: the media pipeline "
+                                                 f"computes {WHISPER_N_MELS}-bin log-mels")
+        _check(whisper.max_positions == WHISPER_FRAMES_PER_CHUNK,
+               f"encoders.whisper.max_positions {whisper.max_positions}: audio comes in 30-s chunks of "
+               f"{WHISPER_MEL_FRAMES} log-mel frames, {WHISPER_FRAMES_PER_CHUNK} encoder positions")
 
     @staticmethod
     def from_name(name: str, overrides: list[str] | tuple[str, ...] = ()) -> ModelConfig:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from videosalmonn.config import ConnectorConfig
+from videosalmonn.config import ConnectorConfig, check_connector_input
 from videosalmonn.connector.qformer import CausalQFormer, block_causal_mask
 from videosalmonn.connector.sync import Synchroniser, slot_counts
 from videosalmonn.media.timeline import SLOTS_PER_CHUNK
@@ -30,9 +30,7 @@ class MultiResolutionConnector(nn.Module):
         self.cfg = cfg
         self.tokens_per_frame = tokens_per_frame                  # Q: visual tokens per frame (32)
         input_width = 3 * visual_width                            # [visual | whisper | beats]
-        if cfg.window_multiple * tokens_per_frame > cfg.max_positions:
-            raise ValueError(f"connector.max_positions {cfg.max_positions} < {cfg.window_multiple} frames x "
-                             f"{tokens_per_frame} tokens")
+        check_connector_input(cfg, tokens_per_frame)
         self.sync = Synchroniser(visual_width, whisper_width, beats_width, cfg.image_slots, cfg.window_multiple)
         self.norm = nn.LayerNorm(input_width, eps=cfg.joint_norm_eps)
         self.position = nn.Embedding(cfg.max_positions, input_width)

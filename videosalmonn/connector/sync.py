@@ -57,9 +57,7 @@ class Synchroniser(nn.Module):
             visual = torch.gather(visual, 1, index[:, :, None, None].expand(-1, -1, q, dv))   # (B, T, Q, Dv)
         visual = visual * (slot < visual_slots[:, None])[..., None, None]
 
-        # audio: zero past the sample's audio, 25 frames per slot + zero tokens up to Q
-        if q < AUDIO_FRAMES_PER_SLOT:
-            raise ValueError(f"{q} visual tokens per frame cannot hold {AUDIO_FRAMES_PER_SLOT} audio frames per slot")
+        # audio: zero past the sample's audio, 25 frames per slot + zero tokens up to Q (Q >= 25: checked by the config)
         frame = torch.arange(audio.shape[1], device=audio.device)[None]
         audio = audio * (frame < audio_slots[:, None] * AUDIO_FRAMES_PER_SLOT)[..., None]
         ta = audio.shape[1] // AUDIO_FRAMES_PER_SLOT

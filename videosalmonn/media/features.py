@@ -23,10 +23,9 @@ from transformers.audio_utils import mel_filter_bank
 
 from videosalmonn.media.timeline import (BEATS_FBANK_MEAN, BEATS_FBANK_STD, BEATS_FRAME_LENGTH, BEATS_FRAME_SHIFT,
                                          BEATS_N_MELS, OFFICIAL_MIN_AUDIO_SECONDS, SAMPLE_RATE,
-                                         WHISPER_CHUNK_SAMPLES, WHISPER_HOP, WHISPER_N_FFT)
+                                         WHISPER_CHUNK_SAMPLES, WHISPER_HOP, WHISPER_N_FFT, WHISPER_N_MELS)
 from videosalmonn.types import AudioFeatures
 
-WHISPER_N_MELS = 80
 WHISPER_MAX_FREQUENCY = 8000.0       # Hz, top of the Whisper mel filters (= Nyquist at 16 kHz)
 WHISPER_LOG_FLOOR = 1e-10            # clamp before log10
 WHISPER_DYNAMIC_RANGE = 8.0          # log10 units kept below the maximum (80 dB)

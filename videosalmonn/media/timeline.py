@@ -22,6 +22,7 @@ WHISPER_CHUNK_SECONDS = 30
 WHISPER_CHUNK_SAMPLES = WHISPER_CHUNK_SECONDS * SAMPLE_RATE          # 480,000
 WHISPER_N_FFT = 400
 WHISPER_HOP = 160
+WHISPER_N_MELS = 80                                                   # log-mel bins
 WHISPER_MEL_FRAMES = WHISPER_CHUNK_SAMPLES // WHISPER_HOP             # 3,000 log-mel frames per chunk
 WHISPER_FRAMES_PER_SECOND = 50                                        # encoder output rate
 WHISPER_FRAMES_PER_CHUNK = WHISPER_CHUNK_SECONDS * WHISPER_FRAMES_PER_SECOND   # 1,500
