@@ -8,7 +8,7 @@ import torch
 from videosalmonn.checkpoint import load_model
 from videosalmonn.config import GenerationConfig, ModelConfig
 from videosalmonn.losses import diversity_loss
-from videosalmonn.model import splice, trainable_names
+from videosalmonn.model import VideoSalmonn, splice, trainable_names
 from videosalmonn.pipeline import Pipeline, Request
 from videosalmonn.types import Coverage, MediaClip
 
@@ -119,3 +119,20 @@ def test_instruction_reaches_instructblip_only_when_configured(pipe):
         with torch.no_grad():
             visual = model.encoder(batch.media).visual
         assert (not torch.allclose(visual[0], visual[1])) == differ
+
+
+def test_split_encoder_hands_the_towers_over(pipe):
+    """Training runs the frozen encoder apart: the model then takes encoder features only."""
+    model = VideoSalmonn.from_config(ModelConfig.from_name("tiny")).eval()
+    batch, _ = Pipeline(model, pipe.tokenizer, pipe.instruction_tokenizer).prepare([Request("Describe")],
+                                                                                   [clip(2, 1.0)])
+    with torch.no_grad():
+        expected = model.encode(batch).embeds
+        encoder = model.split_encoder()
+        assert model.encoder is None and not any(n.startswith("encoder.") for n, _ in model.named_parameters())
+        with pytest.raises(ValueError, match="needs its encoder features"):
+            model.encode(batch)
+        torch.testing.assert_close(model.encode(dataclasses.replace(batch, features=encoder(batch.media))).embeds,
+                                   expected)
+    with pytest.raises(ValueError, match="already split off"):
+        model.split_encoder()

@@ -9,8 +9,6 @@ loading weights live in `checkpoint.py`.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import Tensor, nn
 
@@ -20,28 +18,29 @@ from videosalmonn.encoders.audio_visual import AVEncoder
 from videosalmonn.llm.language_model import LanguageModel
 from videosalmonn.llm.lora import is_lora_parameter
 from videosalmonn.losses import answer_cross_entropy, diversity_loss
+from videosalmonn.rng import seeded
 from videosalmonn.types import Batch, ConnectorOutput, ModelOutput, PromptBatch
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 class VideoSalmonn(nn.Module):
-    def __init__(self, cfg: ModelConfig, encoder: AVEncoder, connector: MultiResolutionConnector,
+    def __init__(self, cfg: ModelConfig, encoder: AVEncoder | None, connector: MultiResolutionConnector,
                  llm: LanguageModel):
         super().__init__()
         self.cfg = cfg
-        self.encoder = encoder
+        self.encoder = encoder                  # None once `split_encoder` handed it over: features come in Batch
         self.connector = connector
         self.llm = llm
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, llm: LanguageModel | None = None) -> VideoSalmonn:
         """All parts built from the config with seeded random weights (an LLM may be given ready-made)."""
-        with _seeded(cfg.seed):
+        with seeded(cfg.seed):
             encoder = AVEncoder(cfg.encoders, cfg.media.image_size)
-        with _seeded(cfg.seed + 1):
+        with seeded(cfg.seed + 1):
             llm = llm or LanguageModel.build(cfg.llm)
-        with _seeded(cfg.seed + 2):
+        with seeded(cfg.seed + 2):
             connector = MultiResolutionConnector(
                 cfg.connector, visual_width=cfg.encoders.image_qformer.width,
                 tokens_per_frame=cfg.encoders.image_qformer.num_queries, whisper_width=cfg.encoders.whisper.width,
@@ -56,8 +55,18 @@ class VideoSalmonn(nn.Module):
         self.llm.restore_rope_precision()
         return self
 
+    def split_encoder(self) -> AVEncoder:
+        """Hand the frozen encoder over (training runs it apart, as the feature extractor, or reads its cached
+        outputs): the model keeps connector + LLM and from now on needs `Batch.features`."""
+        if self.encoder is None:
+            raise ValueError("the encoder was already split off")
+        encoder, self.encoder = self.encoder, None
+        return encoder
+
     def encode(self, batch: Batch) -> ConnectorOutput:
         """Media (or cached encoder features) -> LLM-width media tokens (B, N, E) and their per-sample counts."""
+        if batch.features is None and self.encoder is None:
+            raise ValueError("the encoder was split off: the batch needs its encoder features")
         features = batch.features if batch.features is not None else self.encoder(batch.media)
         return self.connector(features)
 
@@ -111,9 +120,3 @@ def set_trainable(model: VideoSalmonn) -> None:
 def trainable_names(model: VideoSalmonn) -> list[str]:
     return [name for name, p in model.named_parameters() if p.requires_grad]
 
-
-@contextlib.contextmanager
-def _seeded(seed: int):
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield

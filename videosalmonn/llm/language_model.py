@@ -8,6 +8,8 @@ every sample the positions it would have alone (the official batch > 1 bugs, spe
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 import warnings
 
@@ -16,7 +18,23 @@ from torch import Tensor, nn
 
 from videosalmonn.config import GenerationConfig, LLMConfig
 from videosalmonn.errors import CheckpointError
-from videosalmonn.llm.lora import apply_lora
+from videosalmonn.llm.lora import apply_lora, is_lora_parameter
+from videosalmonn.rng import seeded
+
+HF_GENERATION_LOGGER = "transformers.generation.utils"
+HF_PENALTY_WARNING = "Passing `repetition_penalty` with `inputs_embeds`"     # a UserWarning of HF's generate
+
+
+def _not_our_penalty_note(record: logging.LogRecord) -> bool:
+    """False for HF's log line saying our repetition-penalty processor replaces its own: intended (see `generate`)."""
+    message = record.getMessage()
+    return not (message.startswith("A custom logits processor") and "RepetitionPenaltyLogitsProcessor" in message)
+
+
+# Set once, at import (never per call, never from a worker thread): HF's two notes about the repetition penalty
+# describe what `generate` wants, the penalty on generated tokens only, applied by our own processor.
+logging.getLogger(HF_GENERATION_LOGGER).addFilter(_not_our_penalty_note)
+warnings.filterwarnings("ignore", message=HF_PENALTY_WARNING, category=UserWarning, module=r"transformers\.generation")
 
 
 class LanguageModel(nn.Module):
@@ -94,28 +112,30 @@ class LanguageModel(nn.Module):
             temperature=gen.temperature if gen.do_sample else None, top_p=gen.top_p if gen.do_sample else None,
             top_k=gen.top_k if gen.do_sample else None, eos_token_id=eos_id, pad_token_id=pad_id,
             bos_token_id=None)
-        generator_state = None
-        if gen.do_sample and gen.seed is not None:
-            generator_state = torch.random.get_rng_state()
-            torch.manual_seed(gen.seed)
         # The penalty sees only generated tokens, like the official call (spec §6.3). Our own instance replaces
         # the one generate() builds: transformers 5.24 skips the first <left-padding> generated tokens of a
         # padded row when generating from inputs_embeds, so padded rows would be penalised differently.
         processors = LogitsProcessorList()
         if gen.repetition_penalty != 1.0:
             processors.append(RepetitionPenaltyLogitsProcessor(float(gen.repetition_penalty)))
-        hf_log = logging.getLogger("transformers.generation.utils")
-        level = hf_log.level
-        try:
-            hf_log.setLevel(logging.ERROR)          # "custom processor takes precedence": intended, see above
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Passing `repetition_penalty` with `inputs_embeds`")
-                return self.model.generate(inputs_embeds=embeds, attention_mask=attention_mask,
-                                           generation_config=hf, logits_processor=processors, streamer=streamer)
-        finally:
-            hf_log.setLevel(level)
-            if generator_state is not None:
-                torch.random.set_rng_state(generator_state)
+        rng = contextlib.nullcontext()
+        if gen.do_sample and gen.seed is not None:   # seeded generators of the CPU and the used devices, forked
+            rng = seeded(gen.seed, {embeds.device} | {p.device for p in self.model.parameters()})
+        with rng:
+            return self.model.generate(inputs_embeds=embeds, attention_mask=attention_mask, generation_config=hf,
+                                       logits_processor=processors, streamer=streamer)
+
+    def enable_activation_checkpointing(self) -> None:
+        """Recompute each decoder layer's activations in the backward pass instead of keeping them (training)."""
+        self.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+
+    def merge_lora(self, inplace: bool = False) -> nn.Module:
+        """The HF causal LM with the LoRA adapters merged into its weights (peft `merge_and_unload`), e.g. to
+        `save_pretrained`. Merges a copy unless `inplace` (saves memory; this LM's adapters are then merged away)."""
+        if not any(is_lora_parameter(name) for name, _ in self.model.named_parameters()):
+            raise CheckpointError("the LLM has no LoRA adapters to merge")
+        model = self.model if inplace else copy.deepcopy(self.model)
+        return model.merge_and_unload()
 
 
 def _load_pretrained(source: str, dtype: torch.dtype) -> nn.Module:

@@ -16,7 +16,6 @@ forward (spec §6.1), so the merged model is close to, not bit-identical with, t
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 from pathlib import Path
@@ -66,8 +65,7 @@ def export_merged(model: VideoSalmonn, tokenizer: TextTokenizer, out_dir: str | 
         raise CheckpointError("the model has no LoRA adapters to merge")
     out = Path(out_dir)
     llm_dir = out / "llm"
-    peft_model = model.llm.model if inplace else copy.deepcopy(model.llm.model)
-    merged = peft_model.merge_and_unload()
+    merged = model.llm.merge_lora(inplace)
     merged.save_pretrained(str(llm_dir), safe_serialization=True)
     tokenizer.hf.save_pretrained(str(llm_dir))
     connector = {f"connector.{k}": p.detach().cpu().contiguous() for k, p in model.connector.named_parameters()}

@@ -87,7 +87,7 @@ def _train(cfg: TrainConfig, resume, accelerator: Accelerator) -> RunSummary:
     model, encoder, tokenizer, instruction_tokenizer, featurizer = build_model(cfg, accelerator)
     model_cfg = model.cfg
     if cfg.gradient_checkpointing:
-        model.llm.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        model.llm.enable_activation_checkpointing()
 
     # ---- data: every problem reported before the first step; features cached (and built) up front
     data = prepare_data(cfg, model_cfg, tokenizer, instruction_tokenizer, featurizer, accelerator)
@@ -172,7 +172,7 @@ def build_model(cfg: TrainConfig, accelerator: Accelerator):
     for p in model.parameters():
         if p.requires_grad:
             p.data = p.data.float()                                  # float32 masters for AdamW
-    encoder, model.encoder = model.encoder.eval(), None
+    encoder = model.split_encoder().eval()
     model.train()
     tokenizer = load_tokenizer(model_cfg.weights.tokenizer or model_cfg.weights.llm)
     instruction_tokenizer = load_instruction_tokenizer(model_cfg.weights.qformer_tokenizer or "tiny")
