@@ -15,7 +15,7 @@ from conftest import DEMO_FLAC, DEMO_IMAGE, DEMO_VIDEO, DEMO_WAV, ROOT, needs_me
 from make_fixtures import write_video
 from PIL import Image
 
-from videosalmonn.batch import request_of, run_manifest
+from videosalmonn.batch import run_manifest
 from videosalmonn.cli import main
 from videosalmonn.data.manifest import read_manifest
 from videosalmonn.pipeline import Pipeline
@@ -69,7 +69,7 @@ def test_manifest_of_mixed_inputs_equals_one_by_one(pipe, tmp_path):
     summary = run_manifest(pipe, samples, str(out), batch_size=5, progress=False)
     assert (summary.answered, summary.failed) == (5, 0)
     records = [json.loads(x) for x in out.read_text().splitlines()]
-    alone = [pipe.answer_batch([request_of(s)])[0] for s in samples]
+    alone = [pipe.answer_batch([s.to_request()])[0] for s in samples]
     assert [r["id"] for r in records] == [x["id"] for x in lines]
     assert [r["answer"] for r in records] == [a.text for a in alone]
     assert [r["audio_present"] for r in records] == [True, True, False, True, True]

@@ -31,6 +31,15 @@ def test_jsonl_forms(tmp_path):
     assert missing_media([a]) == [f"{m}:1: {tmp_path / 'v.mp4'}"]
 
 
+def test_sample_to_request(tmp_path):
+    m = write(tmp_path / "m.jsonl", [{"id": "a", "video": "v.mp4", "prompt": "Q?", "answer": "A.", "start": 1,
+                                      "end": 4.5, "video_audio": False}])
+    (a,) = read_manifest(m)
+    r = a.to_request()
+    assert (r.video, r.start, r.end, r.video_audio, r.answer) == (str(tmp_path / "v.mp4"), 1.0, 4.5, False, None)
+    assert r.turns() == list(a.prompt_turns) and a.to_request(with_answer=True).turns() == list(a.conversation)
+
+
 def test_official_format(tmp_path):
     m = tmp_path / "o.json"
     m.write_text(json.dumps([

@@ -6,8 +6,9 @@ from conftest import GOLDEN, needs_golden
 
 from videosalmonn.errors import InputError
 from videosalmonn.llm.tokenizer import load_tokenizer
-from videosalmonn.prompting.conversation import IGNORE, collate_prompts, encode
-from videosalmonn.prompting.templates import Llama2Style, OfficialStyle, Piece, Turn
+from videosalmonn.prompting.conversation import IGNORE, collate_prompts, encode, encode_conversation
+from videosalmonn.prompting.templates import Llama2Style, OfficialStyle, Piece
+from videosalmonn.types import Turn
 
 
 def texts(pieces):
@@ -71,3 +72,21 @@ def test_too_long_text_is_an_error_not_a_cut():
     tok = load_tokenizer(None)
     with pytest.raises(InputError, match="the prompt is .* tokens long; the limit is 8"):
         encode([Piece(text="one two three four five six seven eight nine ten")], tok, 0, 8)
+
+
+def test_encode_conversation_renders_then_encodes():
+    """Turns -> ids in the style's layout: bos, first user piece, N media placeholders, question; answer labelled."""
+    tok = load_tokenizer(None)
+    turns = [Turn("user", "What plays?"), Turn("assistant", "A piano.")]
+    enc = encode_conversation(turns, OfficialStyle(), tok, 4, 512)
+    assert enc.ids[0] == tok.bos_id and sum(enc.media) == 4 and enc.ids[-1] == tok.eos_id
+    assert enc.ids[1:1 + len(tok.encode("USER: <Img>"))] == tok.encode("USER: <Img>")
+    assert [i for i, label in zip(enc.ids, enc.labels) if label != IGNORE] == tok.encode("A piano.") + [tok.eos_id]
+    assert enc.ids == encode(OfficialStyle().render(turns), tok, 4, 512).ids
+    assert encode_conversation(turns[:1], Llama2Style(), tok, 0, 512).ids != \
+        encode_conversation(turns[:1], OfficialStyle(), tok, 0, 512).ids
+    with pytest.raises(InputError, match="start with a user turn"):
+        encode_conversation([Turn("assistant", "x")], OfficialStyle(), tok, 0, 512)
+    with pytest.raises(InputError, match="the answer is 120 tokens long; the limit is 32"):
+        encode_conversation([Turn("user", "Q"), Turn("assistant", " ".join(["word"] * 40))], OfficialStyle(), tok,
+                            0, 32)

@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from videosalmonn.errors import InputError
-from videosalmonn.prompting.templates import Turn
+from videosalmonn.types import Turn
 from videosalmonn.training.config import MixingConfig
 from videosalmonn.training.data import DataOrder
 from videosalmonn.training.mixing import (AVM_QUESTIONS, Item, MediaRef, Pools, check_prompt_keys,

@@ -9,10 +9,10 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "Pipeline": "videosalmonn.pipeline", "Request": "videosalmonn.pipeline", "Answer": "videosalmonn.pipeline",
+    "Pipeline": "videosalmonn.pipeline", "Request": "videosalmonn.types", "Answer": "videosalmonn.pipeline",
     "VideoSalmonn": "videosalmonn.model", "load_model": "videosalmonn.checkpoint",
     "ModelConfig": "videosalmonn.config", "GenerationConfig": "videosalmonn.config",
-    "Turn": "videosalmonn.prompting.templates",
+    "Turn": "videosalmonn.types",
 }
 __all__ = list(_PUBLIC)
 

@@ -24,12 +24,6 @@ class RunSummary:
     skipped: int = 0                      # already in the output file (resumed run)
 
 
-def request_of(sample: Sample, with_answer: bool = False) -> Request:
-    turns = sample.conversation if with_answer else sample.prompt_turns
-    return Request(prompt=tuple(turns), video=sample.video, audio=sample.audio, image=sample.image,
-                   start=sample.start, end=sample.end, video_audio=sample.video_audio)
-
-
 def run_manifest(pipe: Pipeline, samples: list[Sample], out: str, batch_size: int = 8,
                  generation: GenerationConfig | None = None, progress: bool = True) -> RunSummary:
     results = ResultsFile(out)
@@ -50,7 +44,7 @@ def run_manifest(pipe: Pipeline, samples: list[Sample], out: str, batch_size: in
 
 def answer_samples(pipe: Pipeline, samples: list[Sample], generation: GenerationConfig | None) -> list[dict]:
     """Records in input order; a sample that failed has `error` instead of an answer (see `answer_requests`)."""
-    results = answer_requests(pipe, [request_of(s) for s in samples], generation)
+    results = answer_requests(pipe, [s.to_request() for s in samples], generation)
     return [_error(s, r) if isinstance(r, VideoSalmonnError) else _record(s, r) for s, r in zip(samples, results)]
 
 

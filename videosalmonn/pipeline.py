@@ -23,33 +23,12 @@ from videosalmonn.llm.tokenizer import TextTokenizer, load_tokenizer
 from videosalmonn.media.clip import load_clip
 from videosalmonn.media.features import audio_features
 from videosalmonn.model import DTYPES, VideoSalmonn
-from videosalmonn.prompting.conversation import EncodedPrompt, collate_prompts, encode
+from videosalmonn.prompting.conversation import EncodedPrompt, collate_prompts, encode_conversation
 from videosalmonn.prompting.instruction import InstructionTokenizer, load_instruction_tokenizer
-from videosalmonn.prompting.templates import Turn, prompt_style
-from videosalmonn.types import Batch, Coverage, MediaClip
+from videosalmonn.prompting.templates import prompt_style
+from videosalmonn.types import Batch, Coverage, MediaClip, Request, Turn
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Request:
-    """One question about one piece of media. `prompt` is a question or a whole conversation (user first;
-    ending on a user turn). `answer` (training/scoring only) is the assistant reply to learn."""
-
-    prompt: str | tuple[Turn, ...]
-    video: str | None = None
-    audio: str | None = None
-    image: str | None = None
-    answer: str | None = None
-    start: float | None = None            # seconds: use only [start, end) of the video/audio
-    end: float | None = None
-    video_audio: bool = True              # use the video's own audio track when no audio file is given
-    modality_mask: tuple[float, float] | None = None
-    """Multipliers of the [visual, audio] streams (default: 1 if present); (1, 0) masks the audio."""
-
-    def turns(self) -> list[Turn]:
-        turns = [Turn("user", self.prompt)] if isinstance(self.prompt, str) else list(self.prompt)
-        return turns + ([Turn("assistant", self.answer)] if self.answer is not None else [])
 
 
 @dataclass
@@ -134,10 +113,9 @@ class Pipeline:
                  for c in clips]
         counts = [media_token_count(self.cfg.connector, 0 if c.frames is None else c.frames.shape[0], c.is_image,
                                     0 if f is None else f.mel.shape[0]) for c, f in zip(clips, feats)]
-        prompts: list[EncodedPrompt] = []
-        for request, n in zip(requests, counts):
-            pieces = self.style.render(request.turns())
-            prompts.append(encode(pieces, self.tokenizer, n, self.cfg.llm.max_text_tokens))
+        prompts: list[EncodedPrompt] = [
+            encode_conversation(r.turns(), self.style, self.tokenizer, n, self.cfg.llm.max_text_tokens)
+            for r, n in zip(requests, counts)]
         instructions = [request.turns()[0].text for request in requests]
         ids, mask = self.instruction_tokenizer(instructions)
         masks = [r.modality_mask or (float(c.frames is not None), float(f is not None))

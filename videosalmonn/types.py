@@ -1,5 +1,6 @@
 """Stage-boundary values. Data flows one way:
 
+    Request (a conversation + media files)
     files --media/--> MediaClip --features+collate--> MediaBatch --encoders/--> AVFeatures
           --connector/--> ConnectorOutput --splice into PromptBatch embeddings--> LLM --> text
 
@@ -10,8 +11,36 @@ Q queries/tokens per frame, D widths, N media tokens given to the LLM, L text+me
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: Literal["user", "assistant"]
+    text: str
+
+
+@dataclass(frozen=True)
+class Request:
+    """One question about one piece of media. `prompt` is a question or a whole conversation (user first;
+    ending on a user turn). `answer` (training/scoring only) is the assistant reply to learn."""
+
+    prompt: str | tuple[Turn, ...]
+    video: str | None = None
+    audio: str | None = None
+    image: str | None = None
+    answer: str | None = None
+    start: float | None = None            # seconds: use only [start, end) of the video/audio
+    end: float | None = None
+    video_audio: bool = True              # use the video's own audio track when no audio file is given
+    modality_mask: tuple[float, float] | None = None
+    """Multipliers of the [visual, audio] streams (default: 1 if present); (1, 0) masks the audio."""
+
+    def turns(self) -> list[Turn]:
+        turns = [Turn("user", self.prompt)] if isinstance(self.prompt, str) else list(self.prompt)
+        return turns + ([Turn("assistant", self.answer)] if self.answer is not None else [])
 
 
 @dataclass

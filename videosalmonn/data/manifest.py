@@ -23,7 +23,7 @@ from pathlib import Path
 
 from videosalmonn.errors import InputError
 from videosalmonn.media.files import kind_of
-from videosalmonn.prompting.templates import Turn
+from videosalmonn.types import Request, Turn
 
 OUR_KEYS = {"id", "video", "audio", "image", "start", "end", "conversation", "prompt", "answer", "task", "video_audio"}
 ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
@@ -55,6 +55,13 @@ class Sample:
     @property
     def answer(self) -> str | None:
         return self.conversation[-1].text if self.conversation[-1].role == "assistant" else None
+
+    def to_request(self, with_answer: bool = False) -> Request:
+        """The Pipeline request: the conversation up to the last question, this sample's media and time span
+        (`with_answer`: the final answer too, for scoring or training)."""
+        return Request(prompt=self.prompt_turns, video=self.video, audio=self.audio, image=self.image,
+                       answer=self.answer if with_answer else None, start=self.start, end=self.end,
+                       video_audio=self.video_audio)
 
 
 def read_manifest(path: str | Path, media_root: str | Path | None = None) -> list[Sample]:

@@ -1,15 +1,22 @@
-"""Rendered pieces -> token ids, labels and the media placeholder mask; several prompts -> a padded PromptBatch."""
+"""A conversation -> token ids, labels and the media placeholder mask; several prompts -> a padded PromptBatch.
+
+    turns ─► style.render ─► pieces ─► encode (each piece alone; media piece = N placeholders) ─► EncodedPrompt
+
+`encode_conversation` is the one way from turns to prompt ids: inference (Pipeline), training (every batch and the
+up-front length check), the server's token count and the parity checks all call it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from videosalmonn.errors import InputError
 from videosalmonn.llm.tokenizer import TextTokenizer
-from videosalmonn.prompting.templates import Piece
-from videosalmonn.types import PromptBatch
+from videosalmonn.prompting.templates import Piece, PromptStyle
+from videosalmonn.types import PromptBatch, Turn
 
 IGNORE = -100                                             # label of tokens without loss
 
@@ -19,6 +26,15 @@ class EncodedPrompt:
     ids: list[int]
     labels: list[int]                                     # IGNORE except answer tokens
     media: list[bool]                                     # True at the media placeholder positions
+
+
+def encode_conversation(turns: Sequence[Turn], style: PromptStyle, tokenizer: TextTokenizer, media_tokens: int,
+                        max_text_tokens: int) -> EncodedPrompt:
+    """Turns (user first; ending on a user turn for generation, on an answer for training) -> prompt ids in
+    `style`, with `media_tokens` placeholders where the media go (0: text only, e.g. to count or check lengths).
+
+    InputError for a malformed conversation or a prompt/answer piece longer than `max_text_tokens` (never cut)."""
+    return encode(style.render(list(turns)), tokenizer, media_tokens, max_text_tokens)
 
 
 def encode(pieces: list[Piece], tokenizer: TextTokenizer, media_tokens: int, max_text_tokens: int) -> EncodedPrompt:

@@ -16,12 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from videosalmonn.errors import InputError
-
-
-@dataclass(frozen=True)
-class Turn:
-    role: Literal["user", "assistant"]
-    text: str
+from videosalmonn.types import Turn
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from videosalmonn.errors import MediaError, VideoSalmonnError
 from videosalmonn.pipeline import Answer, Pipeline, Request
-from videosalmonn.prompting.conversation import encode
+from videosalmonn.prompting.conversation import encode_conversation
 from videosalmonn.serving.batcher import Batcher, Job
 from videosalmonn.serving.media import MediaFiles, MediaRefused, probe_seconds
 from videosalmonn.serving.schema import (
@@ -221,9 +221,7 @@ class Server:
                         raise MediaRefused(400, ref.label, f"the media lasts {seconds:.1f} s; this server takes at "
                                                            f"most {s.max_media_seconds:g} s", "media_too_long")
                 # The paths die with `files`; the Pipeline gets the decoded clip along with the request.
-                request = Request(conv.turns, video=paths.get("video"), audio=paths.get("audio"),
-                                  image=paths.get("image"), start=conv.start, end=conv.end,
-                                  video_audio=conv.video_audio)
+                request = conv.to_request(paths)
                 try:
                     clip = self.pipeline.load(request)
                 except MediaError as e:
@@ -249,8 +247,8 @@ class Server:
     def _text_tokens(self, request: Request) -> int:
         """Tokenise the prompt as the Pipeline will (so a bad conversation fails here, not in a batch)."""
         pipe = self.pipeline
-        pieces = pipe.style.render(request.turns())
-        return len(encode(pieces, pipe.tokenizer, 0, pipe.cfg.llm.max_text_tokens).ids)
+        prompt = encode_conversation(request.turns(), pipe.style, pipe.tokenizer, 0, pipe.cfg.llm.max_text_tokens)
+        return len(prompt.ids)
 
 
 class Reply:

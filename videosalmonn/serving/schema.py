@@ -32,8 +32,8 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from videosalmonn.config import GenerationConfig
-from videosalmonn.prompting.templates import Turn
 from videosalmonn.serving.media import MediaRef
+from videosalmonn.types import Request, Turn
 
 # OpenAI fields this server does not implement: a clear "not supported" instead of "unknown field".
 UNSUPPORTED = ("stop", "logprobs", "top_logprobs", "logit_bias", "tools", "tool_choice", "parallel_tool_calls",
@@ -201,6 +201,11 @@ class Conversation:
     @property
     def chars(self) -> int:
         return sum(len(t.text) for t in self.turns)
+
+    def to_request(self, paths: dict[str, str]) -> Request:
+        """The Pipeline request, once the media refs are local files (`paths`: kind -> path)."""
+        return Request(self.turns, video=paths.get("video"), audio=paths.get("audio"), image=paths.get("image"),
+                       start=self.start, end=self.end, video_audio=self.video_audio)
 
 
 def conversation(req: ChatCompletionRequest, max_prompt_chars: int) -> Conversation:

@@ -25,16 +25,16 @@ from videosalmonn.data.manifest import Sample, missing_media, read_manifest
 from videosalmonn.errors import InputError, VideoSalmonnError
 from videosalmonn.llm.tokenizer import TextTokenizer
 from videosalmonn.media.audio import has_audio_stream
-from videosalmonn.prompting.conversation import collate_prompts, encode
+from videosalmonn.prompting.conversation import collate_prompts, encode_conversation
 from videosalmonn.prompting.instruction import InstructionTokenizer
-from videosalmonn.prompting.templates import PromptStyle, Turn
+from videosalmonn.prompting.templates import PromptStyle
 from videosalmonn.training.cache import CacheJob, FeatureCache, audio_key, visual_key
 from videosalmonn.training.config import DataConfig, MixingConfig, SourceConfig
 from videosalmonn.training.features import (Featurizer, RawAudio, RawVisual, SampleFeatures, collate_features,
                                             load_raw_audio, load_raw_visual)
 from videosalmonn.training.mixing import (Example, Item, MediaRef, Pools, PromptPool, check_prompt_keys,
                                           instruction_variants, mix, prompt_key)
-from videosalmonn.types import Batch
+from videosalmonn.types import Batch, Turn
 
 MAX_LISTED = 10           # problems listed in one error message (the count is always given)
 
@@ -117,7 +117,7 @@ def validate_items(items: list[Item], tokenizer: TextTokenizer, style: PromptSty
     check_prompt_keys(items, prompt_pool)
     for item in items:
         try:
-            encode(style.render([_longest(t, prompt_pool) for t in item.turns]), tokenizer, 0, max_text_tokens)
+            encode_conversation([_longest(t, prompt_pool) for t in item.turns], style, tokenizer, 0, max_text_tokens)
         except InputError as e:
             raise InputError(f"{item.source}: {e}") from None
 
@@ -296,8 +296,8 @@ class BatchBuilder:
         for ex, f in zip(examples, feats):
             n = media_token_count(self.cfg.connector, f.frames, f.is_image, f.audio_chunks)
             try:
-                prompts.append(encode(self.style.render(list(ex.turns)), self.tokenizer, n,
-                                      self.cfg.llm.max_text_tokens))
+                prompts.append(encode_conversation(ex.turns, self.style, self.tokenizer, n,
+                                                   self.cfg.llm.max_text_tokens))
             except InputError as e:
                 raise InputError(f"{ex.source} (rule {ex.rule}): {e}") from None
         lengths = [len(p.ids) for p in prompts]

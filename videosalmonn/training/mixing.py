@@ -33,8 +33,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from videosalmonn.errors import ConfigError, InputError
-from videosalmonn.prompting.templates import Turn
 from videosalmonn.training.config import MixingConfig
+from videosalmonn.types import Turn
 
 AVM_QUESTIONS = ("Is the audio compatible with the video?", "Does the audio come from the same source as the video?",
                  "Is the audio related to the video?")
