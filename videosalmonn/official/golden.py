@@ -85,6 +85,13 @@ class GoldenDir:
             llm=str(_only_dir(c, "vicuna")),
             delta=str(c / "MultiResQFormer" / "pytorch_model_4_5001.pt"))
 
+    def diversity_weight(self) -> float:
+        """The diversity-loss factor of the recorded teacher-forced forwards (`train_div`; 0 if none)."""
+        factors = {c["train_div"]["diversity_loss_factor"] for c in self.meta["cases"].values() if "train_div" in c}
+        if len(factors) > 1:
+            raise CheckpointError(f"{self.root}: cases disagree on the diversity-loss factor {sorted(factors)}")
+        return factors.pop() if factors else 0.0
+
     def config(self) -> ModelConfig:
         eff = self.meta["effective_config"]
         tiny = self.meta.get("tiny_configs", {})
@@ -102,7 +109,7 @@ class GoldenDir:
             name=f"golden:{self.root.name}", media=media, encoders=encoders,
             connector=_connector(eff, bert, delta),
             llm=_llm(json.loads((Path(w.llm) / "config.json").read_text()), eff),
-            loss=LossConfig(diversity_weight=0.0),
+            loss=LossConfig(diversity_weight=self.diversity_weight()),
             generation=GenerationConfig(max_new_tokens=eff["max_tgt_len"], num_beams=5, repetition_penalty=1.5),
             weights=w, dtype="float32")
 
