@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from videosalmonn.config import ConnectorConfig, ResolutionLevel
+from videosalmonn.connector import multires
 from videosalmonn.connector.multires import MultiResolutionConnector, media_token_count
 from videosalmonn.connector.qformer import block_causal_mask
 from videosalmonn.types import AVFeatures
@@ -137,6 +138,18 @@ def test_unshared_qformers_and_three_levels():
     assert len(conn.qformers) == 3 and conn.proj.in_features == 3 * 16
     out = conn(features([12], [1]))
     assert out.embeds.shape == (1, 180, E) and [lv.shape[1] for lv in out.levels] == [60, 12, 6]
+
+
+def test_causal_masks_and_level_qformers_are_fixed_at_construction(monkeypatch):
+    conn = connector(share_qformer=False)
+    assert conn.qformer_of_level == (0, 1) and connector().qformer_of_level == (0, 0)
+    assert conn.causal_allowed_0.shape == (Q, Q) and conn.causal_allowed_1.shape == (10 * Q, 10 * Q)
+    assert torch.equal(block_causal_mask(10, Q, "future", torch.float32) == 0, conn.causal_allowed_1)
+    assert not [k for k in conn.state_dict() if "causal_allowed" in k]      # not weights: checkpoints unchanged
+    assert connector().to(torch.bfloat16).causal_allowed_1.dtype == torch.bool  # a mask in every dtype
+    monkeypatch.setattr(multires, "block_causal_allowed", None)               # forward builds no mask
+    assert conn(features([12], [1])).embeds.shape == (1, 180, E)
+    assert connector(causal="none").causal_allowed_1 is None
 
 
 def test_no_causal_block():

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from videosalmonn.config import ConnectorConfig, check_connector_input
-from videosalmonn.connector.qformer import CausalQFormer, block_causal_mask
+from videosalmonn.connector.qformer import CausalQFormer, additive_mask, block_causal_allowed
 from videosalmonn.connector.sync import Synchroniser, slot_counts
 from videosalmonn.media.timeline import SLOTS_PER_CHUNK
 from videosalmonn.types import AVFeatures, ConnectorOutput
@@ -40,6 +40,10 @@ class MultiResolutionConnector(nn.Module):
         self.qformers = nn.ModuleList(
             CausalQFormer(cfg.width, input_width, cfg.depth, cfg.num_heads, cfg.mlp_width, cfg.eps,
                           causal=cfg.causal != "none") for _ in range(n_qformers))
+        self.qformer_of_level = tuple(0 if cfg.share_qformer else i for i in range(len(cfg.levels)))
+        for i, lv in enumerate(cfg.levels):        # (K, K) True = may attend, K = frames x Q; None: no causal block
+            allowed = None if cfg.causal == "none" else block_causal_allowed(lv.frames, tokens_per_frame, cfg.causal)
+            self.register_buffer(f"causal_allowed_{i}", allowed, persistent=False)
         self.proj = nn.Linear(cfg.width * len(cfg.levels), llm_width)
 
     def forward(self, features: AVFeatures) -> ConnectorOutput:
@@ -62,10 +66,9 @@ class MultiResolutionConnector(nn.Module):
         k = lv.frames * q                                          # tokens per window
         windows = x.reshape(b * t // lv.frames, k, d) + self.position.weight[:k]      # (B*W, K, Din)
         mask = slot_mask.repeat_interleave(q, dim=1).reshape(-1, k)                    # (B*W, K)
-        causal = None
-        if self.cfg.causal != "none":
-            causal = block_causal_mask(lv.frames, q, self.cfg.causal, x.dtype, x.device)   # (K, K)
-        qformer = self.qformers[0 if self.cfg.share_qformer else i]
+        allowed = getattr(self, f"causal_allowed_{i}")
+        causal = None if allowed is None else additive_mask(allowed, x.dtype)         # (K, K)
+        qformer = self.qformers[self.qformer_of_level[i]]
         out = qformer(self.queries[i].expand(windows.shape[0], -1, -1), windows, mask, causal)  # (B*W, Qi, D)
         return out.view(b, t // lv.frames, lv.queries, -1)
 

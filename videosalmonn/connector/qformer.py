@@ -112,14 +112,18 @@ def additive_mask(keep: Tensor, dtype: torch.dtype) -> Tensor:
     return (1.0 - keep.to(dtype)) * torch.finfo(dtype).min
 
 
-def block_causal_mask(frames: int, tokens_per_frame: int, direction: Literal["future", "past"],
-                      dtype: torch.dtype, device=None) -> Tensor:
-    """(K, K) additive mask, K = frames * tokens_per_frame, over the tokens of one window.
+def block_causal_allowed(frames: int, tokens_per_frame: int, direction: Literal["future", "past"]) -> Tensor:
+    """(K, K) bool, True = may attend, K = frames * tokens_per_frame, over the tokens of one window.
 
     `future`: frame i sees frames j >= i (the official `kron(triu(ones), ones(32, 32))`, what the released
     checkpoint was trained with); `past`: frame i sees frames j <= i (the paper's description).
     """
-    ones = torch.ones(frames, frames, device=device)
+    ones = torch.ones(frames, frames)
     frame_mask = torch.triu(ones) if direction == "future" else torch.tril(ones)
-    block = torch.ones(tokens_per_frame, tokens_per_frame, device=device)
-    return additive_mask(torch.kron(frame_mask, block), dtype)            # (K, K)
+    return torch.kron(frame_mask, torch.ones(tokens_per_frame, tokens_per_frame)).bool()     # (K, K)
+
+
+def block_causal_mask(frames: int, tokens_per_frame: int, direction: Literal["future", "past"],
+                      dtype: torch.dtype) -> Tensor:
+    """`block_causal_allowed` as an additive (K, K) mask in `dtype`."""
+    return additive_mask(block_causal_allowed(frames, tokens_per_frame, direction), dtype)
