@@ -21,14 +21,14 @@ from conftest import DEMO_FLAC, DEMO_VIDEO, DEMO_WAV, ROOT, needs_media
 from PIL import Image
 
 from videosalmonn.cli import main
+from videosalmonn.data.save import BenchmarkSample
 from videosalmonn.errors import InputError
 from videosalmonn.evaluation.report import write_report
 from videosalmonn.evaluation.merge import merge_run
 from videosalmonn.evaluation.runner import request_for, run_eval
 from videosalmonn.evaluation.settings import EvalSettings, select_samples
-from videosalmonn.evaluation.tasks import Sample
 from videosalmonn.pipeline import Pipeline
-from videosalmonn.prompting.templates import Turn
+from videosalmonn.types import Turn
 
 AVSR_QUESTION = "Can you transcribe the speech into text, paying attention to the video?"
 TRANSCRIPTS = ["MISTER QUILTER IS THE APOSTLE OF THE MIDDLE CLASSES", "AND WE ARE GLAD TO WELCOME HIS GOSPEL",
@@ -337,17 +337,17 @@ def test_prepare_without_manifest_names_the_source(tmp_path, capsys):
     ("whole", (2.0, 4.0), None),
 ])
 def test_spans(mode, span, expected):
-    sample = Sample("s", "q", ("a",), video=DEMO_VIDEO, audio=DEMO_WAV, span=span)
+    sample = BenchmarkSample("s", "q", ("a",), video=DEMO_VIDEO, audio=DEMO_WAV, span=span)
     request = request_for(sample, EvalSettings(task="avqa-ego4d", spans=mode))
     assert (None if request.start is None else (request.start, request.end)) == expected
 
 
 def test_requests_history_masks_and_video_audio():
-    avsd = Sample("d", "and then?", ("he leaves",), video=Path("x.mp4"), history=(("who?", "a man"),))
+    avsd = BenchmarkSample("d", "and then?", ("he leaves",), video=Path("x.mp4"), history=(("who?", "a man"),))
     request = request_for(avsd, EvalSettings(task="avsd", mask="audio"))
     assert request.prompt == (Turn("user", "who?"), Turn("assistant", "a man"), Turn("user", "and then?"))
     assert request.modality_mask == (1.0, 0.0) and request.video == "x.mp4"
-    plain = Sample("v", "why?", ("because",), video=Path("x.mp4"))
+    plain = BenchmarkSample("v", "why?", ("because",), video=Path("x.mp4"))
     assert request_for(plain, EvalSettings(task="video-qa", mask="video")).modality_mask == (0.0, 1.0)
     assert request_for(plain, EvalSettings(task="video-qa")).video_audio is False      # official: video only
     assert request_for(plain, EvalSettings(task="music-avqa")).video_audio is True     # its sound is the audio

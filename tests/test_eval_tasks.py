@@ -8,9 +8,10 @@ import pytest
 from conftest import SHARED
 
 from videosalmonn.errors import InputError
-from videosalmonn.evaluation.tasks import TASKS, Sample, multiple_choice_prompt
-from videosalmonn.evaluation.tasks import audiocaps, avsd, gqa, librispeech, music_avqa, textvqa, vggss
-from videosalmonn.evaluation.tasks.common import seeded_subset
+from videosalmonn.data.save import READERS, BenchmarkSample, multiple_choice_prompt
+from videosalmonn.data.save import audiocaps, avsd, gqa, librispeech, music_avqa, textvqa
+from videosalmonn.data.save.common import seeded_subset
+from videosalmonn.evaluation.tasks import TASKS, vggss
 
 SAVEBENCH = SHARED / "savebench"
 needs_savebench = pytest.mark.skipif(not SAVEBENCH.is_dir(), reason=f"SAVEBench manifests not found at {SAVEBENCH}")
@@ -22,9 +23,14 @@ COUNTS = {"avm": (1000, 1000), "avsd": (500, 500), "avqa-ego4d": (899, 899), "av
           "ocr": (1000, 5000), "vqa": (1000, 12577)}
 
 
-def read(name: str, **kwargs) -> list[Sample]:
+def read(name: str, **kwargs) -> list[BenchmarkSample]:
     task = TASKS[name]
     return task.read(SAVEBENCH / task.default_manifest, MEDIA, **kwargs)
+
+
+def test_tasks_read_with_the_data_readers():
+    """One reader per task, shared by evaluation and training (data/save/)."""
+    assert set(READERS) == set(TASKS) and all(TASKS[n].read is READERS[n] for n in TASKS)
 
 
 def test_registry():

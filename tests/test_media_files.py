@@ -6,8 +6,8 @@ import os
 import pytest
 
 from videosalmonn.data.manifest import read_manifest
+from videosalmonn.data.save.common import media_fields
 from videosalmonn.errors import MediaError
-from videosalmonn.evaluation.tasks.common import media_fields
 from videosalmonn.media.audio import load_audio
 from videosalmonn.media.files import AUDIO_SUFFIXES, IMAGE_SUFFIXES, MIME_SUFFIXES, VIDEO_SUFFIXES, check_file, kind_of
 

@@ -114,3 +114,10 @@ def _resolved(path):
             return [fix(x) for x in v]
         return str((path.parent / v).resolve()) if isinstance(v, str) and v.startswith("..") else v
     return [{k: fix(v) for k, v in e.items()} for e in entries]
+
+
+def test_training_reads_save_files_without_evaluation():
+    """The SAVE readers are data (data/save/); training must not pull in the evaluation package."""
+    code = "import sys, videosalmonn.training.data; print(sorted(m for m in sys.modules if '.evaluation' in m))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -8,5 +8,5 @@
 Running it (`videosalmonn eval ...`, cli.py): settings.py (what a run is, which samples), runner.py (samples ->
 Pipeline -> scored records, sharded, resumable), rundir.py (the run directory's files), merge.py (shards ->
 samples.jsonl + results.json), prepare.py (which media exist), report.py + chart.py (tables like the paper's).
-The metrics and tasks run no model; the runner feeds `Sample.prompt` (+ media) to the Pipeline and the text back.
+The metrics and tasks run no model; the runner feeds `BenchmarkSample.to_request()` to the Pipeline and the text back.
 """

@@ -11,11 +11,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from videosalmonn.data.save import BenchmarkSample
 from videosalmonn.evaluation.bootstrap import bootstrap_ci
 from videosalmonn.evaluation.metrics import MetricResult
 from videosalmonn.evaluation.rundir import RunDir, write_json_atomic, write_text_atomic
-from videosalmonn.evaluation.settings import EvalSettings, missing_media, select_samples
-from videosalmonn.evaluation.tasks import Sample, Task
+from videosalmonn.evaluation.settings import EvalSettings, samples_missing_media, select_samples
+from videosalmonn.evaluation.tasks import Task
 
 FORMAT = "videosalmonn-eval/1"
 BOOTSTRAP = {"resamples": 1000, "seed": 0, "confidence": 0.95}     # bootstrap.py's defaults, recorded
@@ -27,10 +28,10 @@ def merge_run(out: str | Path) -> dict:
     settings = EvalSettings.from_json(run.info()["settings"])
     task = settings.resolve_task()
     samples = select_samples(settings, task)
-    return merge(run, settings, task, samples, missing_media(samples))
+    return merge(run, settings, task, samples, samples_missing_media(samples))
 
 
-def merge(run: RunDir, settings: EvalSettings, task: Task, samples: list[Sample],
+def merge(run: RunDir, settings: EvalSettings, task: Task, samples: list[BenchmarkSample],
           missing: dict[str, list[str]]) -> dict:
     """Every selected sample once, in manifest order, into samples.jsonl; the metrics into results.json."""
     with run.merge_lock():
@@ -50,7 +51,7 @@ def merge(run: RunDir, settings: EvalSettings, task: Task, samples: list[Sample]
     return results
 
 
-def score(task: Task, answered: list[Sample], records: dict[str, dict]) -> list[MetricResult]:
+def score(task: Task, answered: list[BenchmarkSample], records: dict[str, dict]) -> list[MetricResult]:
     """The task's metrics over the answered samples (stored per-sample scores reused), each with a 95% CI."""
     if not answered:
         return []
@@ -58,7 +59,8 @@ def score(task: Task, answered: list[Sample], records: dict[str, dict]) -> list[
     return [with_ci(m) for m in task.aggregate(answered, outputs, [records[s.id]["score"] for s in answered])]
 
 
-def set_scores(answered: list[Sample], records: dict[str, dict], metrics: list[MetricResult]) -> dict[str, dict]:
+def set_scores(answered: list[BenchmarkSample], records: dict[str, dict],
+               metrics: list[MetricResult]) -> dict[str, dict]:
     """Corpus metrics (CIDEr-D) have no stand-alone per-sample score (the records' `score` is null); the merged
     file gets each sample's value within the evaluated set instead, from the first metric that has them."""
     if any(records[s.id]["score"] is not None for s in answered):
@@ -69,7 +71,7 @@ def set_scores(answered: list[Sample], records: dict[str, dict], metrics: list[M
     return {s.id: {"score_in_set": {source.name: v}} for s, v in zip(answered, source.per_sample)}
 
 
-def results_json(settings: EvalSettings, task: Task, samples: list[Sample], records: dict[str, dict],
+def results_json(settings: EvalSettings, task: Task, samples: list[BenchmarkSample], records: dict[str, dict],
                  missing: dict[str, list[str]], metrics: list[MetricResult]) -> dict:
     answered = sum(1 for s in samples if s.id in records and "error" not in records[s.id])
     failed = [s for s in samples if s.id in records and "error" in records[s.id] and s.id not in missing]
@@ -109,7 +111,7 @@ def system_label(settings: EvalSettings) -> str:
     return settings.model + (f" [{', '.join(settings.overrides)}]" if settings.overrides else "")
 
 
-def base_record(sample: Sample) -> dict:
+def base_record(sample: BenchmarkSample) -> dict:
     out: dict[str, Any] = {"id": sample.id, "prompt": sample.prompt}
     if sample.history:
         out["history"] = [list(turn) for turn in sample.history]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from videosalmonn.evaluation.settings import EvalSettings, media_paths, missing_media, select_samples
+from videosalmonn.evaluation.settings import EvalSettings, samples_missing_media, select_samples
 from videosalmonn.evaluation.tasks import Task
 
 LAYOUTS = {
@@ -55,4 +55,4 @@ def prepare(settings: EvalSettings) -> Preparation:
     task = settings.resolve_task()
     samples = select_samples(settings, task)
     return Preparation(task, settings.manifest_path(), settings.media_root, len(samples),
-                       sum(len(media_paths(s)) for s in samples), missing_media(samples))
+                       sum(len(s.media) for s in samples), samples_missing_media(samples))

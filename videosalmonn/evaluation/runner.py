@@ -29,15 +29,15 @@ from tqdm import tqdm
 
 from videosalmonn.batch import answer_requests
 from videosalmonn.config import to_dict
+from videosalmonn.data.save import BenchmarkSample
 from videosalmonn.errors import InputError, MediaError, VideoSalmonnError
 from videosalmonn.evaluation.merge import BOOTSTRAP, FORMAT, base_record, merge
 from videosalmonn.evaluation.rundir import RunDir
-from videosalmonn.evaluation.settings import EvalSettings, missing_media, select_samples
-from videosalmonn.evaluation.tasks import Sample, Task
+from videosalmonn.evaluation.settings import EvalSettings, samples_missing_media, select_samples
+from videosalmonn.evaluation.tasks import Task
 from videosalmonn.media.files import kind_of
 from videosalmonn.media.video import probe_video
 from videosalmonn.pipeline import Answer, Pipeline, Request
-from videosalmonn.prompting.templates import Turn
 
 SPAN_TOLERANCE_S = 1.0
 
@@ -59,7 +59,7 @@ def run_eval(settings: EvalSettings, out: str | Path, *, batch_size: int = 8, de
     world = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
     task = settings.resolve_task()
     samples = select_samples(settings, task)
-    missing = missing_media(samples)
+    missing = samples_missing_media(samples)
     _check_missing(settings, samples, missing)
     run = RunDir(out)
     run.check_identity(settings.identity())
@@ -94,7 +94,7 @@ def run_eval(settings: EvalSettings, out: str | Path, *, batch_size: int = 8, de
     return summary
 
 
-def answer_chunk(pipe: Pipeline, task: Task, settings: EvalSettings, samples: list[Sample]) -> list[dict]:
+def answer_chunk(pipe: Pipeline, task: Task, settings: EvalSettings, samples: list[BenchmarkSample]) -> list[dict]:
     """One batch: requests (a sample whose request cannot be built fails alone), answers, scores."""
     records: dict[str, dict] = {}
     requests, ok = [], []
@@ -115,24 +115,13 @@ def answer_chunk(pipe: Pipeline, task: Task, settings: EvalSettings, samples: li
 # ---------------------------------------------------------------------------------------------- requests
 
 
-def request_for(sample: Sample, settings: EvalSettings) -> Request:
-    """A SAVE sample as a Pipeline request: the task's prompt (after the AVSD history as earlier turns),
-    its media, its time span (`span_for`), the diagnostics mask."""
-    span = span_for(sample, settings.spans)
-    return Request(prompt=prompt_of(sample), video=_str(sample.video), audio=_str(sample.audio),
-                   image=_str(sample.image), start=span[0] if span else None, end=span[1] if span else None,
-                   video_audio=settings.uses_video_audio(), modality_mask=settings.modality_mask())
+def request_for(sample: BenchmarkSample, settings: EvalSettings) -> Request:
+    """A SAVE sample as a Pipeline request (`BenchmarkSample.to_request`) with this run's choices: its time span
+    (`span_for`), whether a video's own sound track is the audio, the diagnostics mask."""
+    return sample.to_request(span_for(sample, settings.spans), settings.uses_video_audio(), settings.modality_mask())
 
 
-def prompt_of(sample: Sample) -> str | tuple[Turn, ...]:
-    """The prompt alone, or (AVSD) the earlier questions with their human answers, then the prompt."""
-    if not sample.history:
-        return sample.prompt
-    turns = [t for q, a in sample.history for t in (Turn("user", q), Turn("assistant", a))]
-    return tuple(turns + [Turn("user", sample.prompt)])
-
-
-def span_for(sample: Sample, mode: str) -> tuple[float, float] | None:
+def span_for(sample: BenchmarkSample, mode: str) -> tuple[float, float] | None:
     """The [start, end) seconds to use, or None for the whole file.
 
     Ego4D-QA's "duration" is a span of the *source* video, and SAVEBench does not say whether its
@@ -170,7 +159,7 @@ def _audio_seconds(path: Path) -> float:
 # ---------------------------------------------------------------------------------------------- records
 
 
-def scored_record(task: Task, sample: Sample, request: Request, answer: Answer) -> dict:
+def scored_record(task: Task, sample: BenchmarkSample, request: Request, answer: Answer) -> dict:
     record = {**base_record(sample), "output": answer.text, "score": None}
     try:
         record["score"] = task.score(sample, answer.text)
@@ -216,7 +205,7 @@ def session_info(world: int, batch_size: int, pipe: Pipeline) -> dict:
 # ---------------------------------------------------------------------------------------------- checks
 
 
-def _check_missing(settings: EvalSettings, samples: list[Sample], missing: dict[str, list[str]]) -> None:
+def _check_missing(settings: EvalSettings, samples: list[BenchmarkSample], missing: dict[str, list[str]]) -> None:
     if not missing:
         return
     first = next(iter(missing.values()))[0]
@@ -239,7 +228,3 @@ def _device(device: str | None, world: int) -> str | None:
     if device is None and world > 1 and torch.cuda.is_available():
         return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     return device
-
-
-def _str(path: Path | None) -> str | None:
-    return None if path is None else str(path)

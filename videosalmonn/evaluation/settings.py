@@ -19,8 +19,9 @@ from typing import Any
 
 import yaml
 
+from videosalmonn.data.save import BenchmarkSample
 from videosalmonn.errors import InputError
-from videosalmonn.evaluation.tasks import TASKS, Sample, Task
+from videosalmonn.evaluation.tasks import TASKS, Task
 
 SAVEBENCH_ENV = "VIDEOSALMONN_SAVEBENCH"      # default folder of the SAVEBench manifests
 JUDGE_KEY_ENV = "OPENAI_API_KEY"              # sent as a bearer token to --judge-url when set
@@ -152,7 +153,7 @@ class EvalSettings:
         return options
 
 
-def select_samples(settings: EvalSettings, task: Task | None = None) -> list[Sample]:
+def select_samples(settings: EvalSettings, task: Task | None = None) -> list[BenchmarkSample]:
     """The samples a run covers, in manifest order: the task's reader (+ options), then the first --limit."""
     task = task or TASKS[settings.task]
     path = settings.manifest_path()
@@ -167,15 +168,11 @@ def select_samples(settings: EvalSettings, task: Task | None = None) -> list[Sam
     return samples[:settings.limit] if settings.limit else samples
 
 
-def media_paths(sample: Sample) -> list[Path]:
-    return [p for p in (sample.video, sample.image, sample.audio) if p is not None]
-
-
-def missing_media(samples: list[Sample]) -> dict[str, list[str]]:
+def samples_missing_media(samples: list[BenchmarkSample]) -> dict[str, list[str]]:
     """Sample id -> its media files that do not exist (only samples with at least one)."""
     out = {}
     for s in samples:
-        gone = [str(p) for p in media_paths(s) if not p.is_file()]
+        gone = [str(p) for p in s.media if not p.is_file()]
         if gone:
             out[s.id] = gone
     return out

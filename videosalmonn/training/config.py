@@ -45,7 +45,7 @@ class SourceConfig:
     path: str
     format: str = "auto"
     """`auto`: our JSONL or the official JSON list (`image_name` + `conversation`); or a SAVE task name
-    (`avm`, `avsr`, `video-qa`, ... as in `videosalmonn.evaluation.tasks.TASKS`) to read a SAVEBench file with
+    (`avm`, `avsr`, `video-qa`, ... as in `videosalmonn.data.save.READERS`) to read a SAVEBench file with
     that task's reader (prompt = the task's prompt, answer = the reference)."""
     media_root: str | None = None
     """Relative media paths resolve against this (default: the manifest's folder)."""

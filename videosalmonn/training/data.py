@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from videosalmonn.config import ModelConfig
 from videosalmonn.connector.multires import media_token_count
 from videosalmonn.data.manifest import Sample, missing_media, read_manifest
+from videosalmonn.data.save import READERS
 from videosalmonn.errors import InputError, VideoSalmonnError
 from videosalmonn.llm.tokenizer import TextTokenizer
 from videosalmonn.media.audio import has_audio_stream
@@ -68,17 +69,14 @@ def _read_source(src: SourceConfig) -> list[Sample]:
 def _read_save(src: SourceConfig) -> list[Sample]:
     """A SAVEBench file through its task reader: the task's prompt, the most common reference as the answer,
     AVSD-style history as earlier turns. Video-only entries stay video-only (official). Spans are not applied: the
-    SAVEBench clips are already cut (see evaluation/tasks/ego4d_qa.py)."""
-    from videosalmonn.evaluation.tasks import TASKS
-
-    if src.format not in TASKS:
-        raise InputError(f"{src.path}: format {src.format!r} is not 'auto' or a SAVE task ({', '.join(TASKS)})")
+    SAVEBench clips are already cut (see data/save/ego4d_qa.py)."""
+    if src.format not in READERS:
+        raise InputError(f"{src.path}: format {src.format!r} is not 'auto' or a SAVE task ({', '.join(READERS)})")
     samples = []
-    for k, s in enumerate(TASKS[src.format].read(src.path, src.media_root)):
+    for k, s in enumerate(READERS[src.format](src.path, src.media_root)):
         answer = Counter(s.references).most_common(1)[0][0]
-        turns = [t for q, a in s.history for t in (Turn("user", q), Turn("assistant", a))]
-        turns += [Turn("user", s.prompt), Turn("assistant", answer)]
-        samples.append(Sample(s.id, tuple(turns), video=_str(s.video), audio=_str(s.audio), image=_str(s.image),
+        turns = s.turns() + (Turn("assistant", answer),)
+        samples.append(Sample(s.id, turns, video=_str(s.video), audio=_str(s.audio), image=_str(s.image),
                               task=src.format, source=f"{src.path}[{k}]", video_audio=False))
     return samples
 

@@ -1,4 +1,5 @@
-"""The SAVE benchmark tasks (paper Table 1) plus AVSD and MUSIC-AVQA, one file each, in a registry.
+"""The SAVE benchmark tasks (paper Table 1) plus AVSD and MUSIC-AVQA, one file each, in a registry. A task is
+its reader (videosalmonn/data/save/, shared with training) plus how to score it and what the paper reports.
 
     from videosalmonn.evaluation.tasks import TASKS
     task = TASKS["video-qa"]
@@ -15,9 +16,9 @@ from __future__ import annotations
 
 from videosalmonn.evaluation.tasks import (audiocaps, avm, avsd, ego4d_qa, flickr30k, gqa, how2, librispeech,
                                            music_avqa, nextqa, presentation_qa, textvqa, vggss)
-from videosalmonn.evaluation.tasks.common import Sample, Task, multiple_choice_prompt
+from videosalmonn.evaluation.tasks.common import Task
 
-__all__ = ["TASKS", "Sample", "Task", "multiple_choice_prompt"]
+__all__ = ["TASKS", "Task"]
 
 TASKS: dict[str, Task] = {m.TASK.name: m.TASK for m in (
     librispeech, audiocaps, flickr30k, textvqa, gqa, nextqa, how2, ego4d_qa, presentation_qa, vggss, avm, avsd,

@@ -1,82 +1,27 @@
 """MUSIC-AVQA (paper App. G, zero-shot): open-ended questions on music performance videos, accuracy
-(video-SALMONN: 52.6%, Table 10). Not part of the SAVEBench files.
-
-Read from MUSIC-AVQA's own `avqa-test.json` (https://github.com/GeWu-Lab/MUSIC-AVQA, data/json/): objects
-{"video_id": "00000272", "question_id", "type": "[\"Audio-Visual\", \"Temporal\"]" (a JSON string),
-"question_content": "Where is the <FL> sounding instrument?", "templ_values": "[\"first\"]" (a JSON
-string), "question_deleted": 0/1, "anser": "left" (sic; "answer" also accepted)}. Each <...> placeholder
-is filled, in order, with the next template value; questions marked deleted are skipped. Videos are
-`<media_root>/<video_id>.mp4` (their own sound track is the audio).
+(video-SALMONN: 52.6%, Table 10). Not part of the SAVEBench files; samples: data/save/music_avqa.py.
 
 The paper does not say how answers were scored; the answers are single words (yes/no, counts, left/right,
 instruments), so we use the VQA rule of App. C (metrics.containment_correct: the answer occurs word by
 word; for yes/no the opposite does not; number words count as digits). Accuracy is also reported per
-question modality (Audio / Visual / Audio-Visual, the first element of "type").
+question modality (Audio / Visual / Audio-Visual, the sample's group).
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
-
-from videosalmonn.errors import InputError
-from videosalmonn.evaluation.tasks.common import Sample, Task, get, load_json_list, media_root_for
+from videosalmonn.data.save import music_avqa
+from videosalmonn.evaluation.tasks.common import Task
 from videosalmonn.evaluation.tasks.scoring import containment_aggregate, containment_score
 
-PLACEHOLDER = re.compile(r"<[^<>]+>")
-
-
-def read(manifest_path: str | Path, media_root: str | Path | None = None) -> list[Sample]:
-    root = media_root_for(manifest_path, media_root)
-    samples = []
-    for i, entry in enumerate(load_json_list(manifest_path)):
-        where = f"{manifest_path}[{i}]"
-        if int(entry.get("question_deleted", 0) or 0):
-            continue
-        question = render_question(get(entry, "question_content", where=where),
-                                   _json_list(entry.get("templ_values", "[]"), where))
-        types = _json_list(entry.get("type", "[]"), where)
-        video_id = str(get(entry, "video_id", where=where))
-        qid = entry.get("question_id", i)
-        samples.append(Sample(id=f"music-avqa-{qid}", prompt=question, question=question,
-                              references=(str(get(entry, "anser", "answer", where=where)),),
-                              video=root / f"{video_id}.mp4", group=str(types[0]) if types else ""))
-    return samples
-
-
-def render_question(template: str, values: Sequence[str]) -> str:
-    """Fill each <placeholder> in order with the next template value ("<FL>" + ["first"] -> "first")."""
-    values = list(values)
-    if len(PLACEHOLDER.findall(template)) > len(values):
-        raise InputError(f"question {template!r} has more placeholders than template values {values}")
-    return PLACEHOLDER.sub(lambda _: str(values.pop(0)), template).strip()
-
-
-def _json_list(value: Any, where: str) -> list:
-    if isinstance(value, list):
-        return value
-    try:
-        parsed = json.loads(value)
-    except (TypeError, json.JSONDecodeError) as e:
-        raise InputError(f"{where}: expected a JSON list string, got {value!r}") from e
-    if not isinstance(parsed, list):
-        raise InputError(f"{where}: expected a JSON list, got {value!r}")
-    return parsed
-
-
-
 TASK = Task(
-    name="music-avqa",
+    name=music_avqa.NAME,
     title="MUSIC-AVQA test (App. G)",
     paper_metric="accuracy",
     paper_value=0.526,
     source="MUSIC-AVQA: questions data/json/avqa-test.json from https://github.com/GeWu-Lab/MUSIC-AVQA; videos "
            "from https://gewu-lab.github.io/MUSIC-AVQA/ as <video_id>.mp4",
-    default_manifest=None,
-    read=read,
+    default_manifest=music_avqa.MANIFEST,
+    read=music_avqa.read,
     score=containment_score,
     aggregate=containment_aggregate,
 )

@@ -8,19 +8,20 @@ from collections.abc import Sequence
 
 from videosalmonn.evaluation.metrics import (MetricResult, cider_d, combine_spider, containment_correct,
                                              multiple_choice_correct, spice, wer, wer_ci_from_counts, wer_counts)
-from videosalmonn.evaluation.tasks.common import Sample, accuracy_results, check_aligned
+from videosalmonn.data.save.common import BenchmarkSample
+from videosalmonn.evaluation.tasks.common import accuracy_results, check_aligned
 
 # ---------------------------------------------------------------------------------------------------------
 # WER
 
 
-def wer_score(sample: Sample, prediction: str) -> float:
+def wer_score(sample: BenchmarkSample, prediction: str) -> float:
     """This utterance's errors / max(its reference words, 1), after Whisper's English normaliser."""
     errors, words, _ = wer_counts([sample.references[0]], [prediction])
     return float(errors[0]) / max(int(words[0]), 1)
 
 
-def wer_aggregate(samples: Sequence[Sample], predictions: Sequence[str],
+def wer_aggregate(samples: Sequence[BenchmarkSample], predictions: Sequence[str],
                   scores: Sequence[float | None] | None = None) -> list[MetricResult]:
     """Corpus WER = total (S + D + I) / total reference words, with a 95% CI from resampling utterances."""
     check_aligned(samples, predictions, scores)
@@ -36,20 +37,20 @@ def wer_aggregate(samples: Sequence[Sample], predictions: Sequence[str],
 # Captions
 
 
-def corpus_only(sample: Sample, prediction: str) -> None:
+def corpus_only(sample: BenchmarkSample, prediction: str) -> None:
     """CIDEr-D and SPICE have no stand-alone per-sample value (CIDEr-D's IDF comes from the whole evaluated
     set), so there is nothing to score per sample; `aggregate` reports each sample's value within the set."""
     return None
 
 
-def cider_aggregate(samples: Sequence[Sample], predictions: Sequence[str],
+def cider_aggregate(samples: Sequence[BenchmarkSample], predictions: Sequence[str],
                     scores: Sequence[float | None] | None = None) -> list[MetricResult]:
     """CIDEr-D over the set (PTB tokenisation when Java is present)."""
     check_aligned(samples, predictions, scores)
     return [cider_d([s.references for s in samples], list(predictions))]
 
 
-def spider_aggregate(samples: Sequence[Sample], predictions: Sequence[str],
+def spider_aggregate(samples: Sequence[BenchmarkSample], predictions: Sequence[str],
                      scores: Sequence[float | None] | None = None) -> list[MetricResult]:
     """[SPIDEr, CIDEr-D, SPICE]; SPIDEr and SPICE are "unavailable" (value None) without CoreNLP."""
     check_aligned(samples, predictions, scores)
@@ -63,12 +64,12 @@ def spider_aggregate(samples: Sequence[Sample], predictions: Sequence[str],
 # Multiple choice
 
 
-def choice_score(sample: Sample, prediction: str) -> float:
+def choice_score(sample: BenchmarkSample, prediction: str) -> float:
     """1.0 iff the answer is exactly the reference option (metrics.multiple_choice_correct)."""
     return float(multiple_choice_correct(prediction, sample.references[0], sample.candidates))
 
 
-def choice_aggregate(samples: Sequence[Sample], predictions: Sequence[str],
+def choice_aggregate(samples: Sequence[BenchmarkSample], predictions: Sequence[str],
                      scores: Sequence[float | None] | None = None) -> list[MetricResult]:
     return accuracy_results("accuracy", samples, predictions, choice_score, scores)
 
@@ -77,11 +78,11 @@ def choice_aggregate(samples: Sequence[Sample], predictions: Sequence[str],
 # Word containment
 
 
-def containment_score(sample: Sample, prediction: str) -> float:
+def containment_score(sample: BenchmarkSample, prediction: str) -> float:
     """1.0 iff the reference occurs word by word in the answer, and for yes/no not its opposite (App. C)."""
     return float(containment_correct(prediction, sample.references[0]))
 
 
-def containment_aggregate(samples: Sequence[Sample], predictions: Sequence[str],
+def containment_aggregate(samples: Sequence[BenchmarkSample], predictions: Sequence[str],
                           scores: Sequence[float | None] | None = None) -> list[MetricResult]:
     return accuracy_results("accuracy", samples, predictions, containment_score, scores)
