@@ -15,7 +15,7 @@ from conftest import DEMO_FLAC, DEMO_IMAGE, DEMO_VIDEO, DEMO_WAV, ROOT, needs_me
 from make_fixtures import write_video
 from PIL import Image
 
-from videosalmonn.batch import run_manifest
+from videosalmonn.infer_manifest import run_manifest
 from videosalmonn.cli import main
 from videosalmonn.data.manifest import read_manifest
 from videosalmonn.pipeline import Pipeline

@@ -12,11 +12,11 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from conftest import DEMO_FLAC, DEMO_IMAGE, DEMO_VIDEO, DEMO_WAV, needs_media
 
-from videosalmonn.batching import collate_media
+from videosalmonn.collate import collate_media
 from videosalmonn.errors import InputError
 from videosalmonn.training.cache import FeatureCache, fingerprint
 from videosalmonn.training.config import DataConfig, ModelRef, SourceConfig, TrainConfig
-from videosalmonn.training.data import BatchBuilder, TrainData
+from videosalmonn.training.data import TrainCollator, TrainData
 from videosalmonn.training.features import collate_features
 from videosalmonn.training.loop import build_model, prepare_data
 
@@ -71,7 +71,7 @@ def setup(tmp_path_factory):
 def test_cached_features_equal_on_the_fly(setup):
     cfg, _, cached, tokenizer, itok, featurizer = setup
     on_the_fly = uncached(cached)
-    builder = BatchBuilder(cfg.model_config(), tokenizer, None, featurizer)
+    builder = TrainCollator(cfg.model_config(), tokenizer, None, featurizer)
     examples = {}
     for position in range(200):                      # one example of every (sample, rule) the stream produces
         example = cached.example(position)

@@ -21,7 +21,7 @@ from videosalmonn.llm.language_model import LanguageModel
 from videosalmonn.llm.tokenizer import load_tokenizer
 from videosalmonn.model import VideoSalmonn
 from videosalmonn.training.config import OptimConfig, load_train_config
-from videosalmonn.training.data import TrainBatch
+from videosalmonn.training.data import CollatedExamples
 from videosalmonn.training.export import export_merged, export_official, model_from_checkpoint
 from videosalmonn.training.feedback import read_metrics
 from videosalmonn.training.loop import (BatchTooLargeError, build_model, explain_oom, learning_rate, make_optimizer,
@@ -171,7 +171,7 @@ def test_export_official_delta_and_merged_model(tmp_path):
 
 def test_out_of_memory_names_the_samples():
     example = Example(0, "clip-7", "train.jsonl:7", "paired", (), None, False, None, (1.0, 1.0))
-    batch = TrainBatch(None, [example], [4123])
+    batch = CollatedExamples(None, [example], [4123])
     with pytest.raises(BatchTooLargeError, match=r"step 3: .*clip-7 \(train.jsonl:7, rule paired, 4123 tokens\)"):
         with explain_oom(batch, step=2):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

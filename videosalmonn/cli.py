@@ -63,7 +63,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
 
 def _infer_manifest(args: argparse.Namespace) -> int:
-    from videosalmonn.batch import run_manifest
+    from videosalmonn.infer_manifest import run_manifest
     from videosalmonn.data.manifest import missing_media, read_manifest
     from videosalmonn.pipeline import Pipeline
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from videosalmonn.batching import collate_media
+from videosalmonn.collate import collate_media
 from videosalmonn.checkpoint import load_model
 from videosalmonn.config import GenerationConfig, ModelConfig
 from videosalmonn.connector.multires import media_token_count

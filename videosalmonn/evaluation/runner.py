@@ -6,8 +6,8 @@
 Each process (rank R of W: torchrun's RANK/WORLD_SIZE, or 0 of 1) does
 
     select samples -> media missing? (an error unless allow_missing) -> its share: i % W == R, not yet answered
-    in any shard -> batches through batch.answer_requests (the Pipeline of `videosalmonn infer`: media decoded
-    first, one bad file fails alone) -> task.score -> one atomic line each in samples.rank<R>.jsonl
+    in any shard -> batches through infer_manifest.answer_requests (the Pipeline of `videosalmonn infer`: media
+    decoded first, one bad file fails alone) -> task.score -> one atomic line each in samples.rank<R>.jsonl
     -> once every sample has a record, merge (whichever rank sees that first; rundir.py says why that is safe)
 
 A killed run resumes where it stopped; merge.merge_run(DIR) (`videosalmonn eval merge`) rebuilds the merged files.
@@ -27,7 +27,6 @@ import av
 import torch
 from tqdm import tqdm
 
-from videosalmonn.batch import answer_requests
 from videosalmonn.config import to_dict
 from videosalmonn.data.save import BenchmarkSample
 from videosalmonn.errors import InputError, MediaError, VideoSalmonnError
@@ -35,6 +34,7 @@ from videosalmonn.evaluation.merge import BOOTSTRAP, FORMAT, base_record, merge
 from videosalmonn.evaluation.rundir import RunDir
 from videosalmonn.evaluation.settings import EvalSettings, samples_missing_media, select_samples
 from videosalmonn.evaluation.tasks import Task
+from videosalmonn.infer_manifest import answer_requests
 from videosalmonn.media.files import kind_of
 from videosalmonn.media.video import probe_video
 from videosalmonn.pipeline import Answer, Pipeline, Request
@@ -43,7 +43,7 @@ SPAN_TOLERANCE_S = 1.0
 
 
 @dataclass
-class RunSummary:
+class EvalSummary:
     answered: int = 0
     failed: int = 0
     skipped: int = 0            # this rank's samples already answered (resumed run)
@@ -54,7 +54,7 @@ class RunSummary:
 
 def run_eval(settings: EvalSettings, out: str | Path, *, batch_size: int = 8, device: str | None = None,
              pipe: Pipeline | None = None, rank: int | None = None, world_size: int | None = None,
-             progress: bool = False) -> RunSummary:
+             progress: bool = False) -> EvalSummary:
     rank = int(os.environ.get("RANK", 0)) if rank is None else rank
     world = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
     task = settings.resolve_task()
@@ -75,7 +75,7 @@ def run_eval(settings: EvalSettings, out: str | Path, *, batch_size: int = 8, de
     done = run.done()
     share = [s for i, s in enumerate(samples) if i % world == rank and s.id not in missing]
     todo = [s for s in share if s.id not in done]
-    summary = RunSummary(skipped=len(share) - len(todo), missing=len(missing),
+    summary = EvalSummary(skipped=len(share) - len(todo), missing=len(missing),
                          other_ranks=len(samples) - len(missing) - len(share))
     shard = run.shard(rank)
     bar = tqdm(total=len(todo), desc=f"{settings.task} (rank {rank}/{world})", unit="sample",

@@ -2,7 +2,7 @@
 
     sources (JSONL / official JSON / SAVE files) ─► read_items ─► validate_items (every problem before step 1)
     position p in an endless stream ─► (epoch, item) = DataOrder.at(p) ─► mix(...) ─► Example
-    Example ─► cached features, or decoded media (DataLoader workers) ─► BatchBuilder (encoders, prompts) ─► Batch
+    Example ─► cached features, or decoded media (DataLoader workers) ─► TrainCollator (encoders, prompts) ─► Batch
 
 The stream is endless: epoch e is a seeded permutation of all items, and global micro-batch m takes positions
 [m*G, (m+1)*G) with G = batch_size x processes; process r takes its slice [m*G + r*b, m*G + (r+1)*b). Nothing is
@@ -262,7 +262,9 @@ def _identity(x):
 
 
 @dataclass
-class TrainBatch:
+class CollatedExamples:
+    """A micro-batch's model Batch with the Examples it was collated from (for error messages)."""
+
     batch: Batch
     examples: list[Example]
     lengths: list[int]                   # tokens (text + media) of each sample
@@ -271,7 +273,7 @@ class TrainBatch:
         return "; ".join(f"{e.id} ({e.source}, rule {e.rule}, {n} tokens)" for e, n in zip(self.examples, self.lengths))
 
 
-class BatchBuilder:
+class TrainCollator:
     """Loaded examples -> a padded model Batch: encoders for what is not cached, prompts with answer labels."""
 
     def __init__(self, cfg: ModelConfig, tokenizer: TextTokenizer, style: PromptStyle, featurizer: Featurizer | None):
@@ -287,7 +289,7 @@ class BatchBuilder:
         w, b = self.featurizer.audio(loaded.audio) if loaded.audio is not None else (None, None)
         return SampleFeatures(v, loaded.example.is_image, w, b)
 
-    def __call__(self, loaded: list[Loaded]) -> TrainBatch:
+    def __call__(self, loaded: list[Loaded]) -> CollatedExamples:
         examples = [x.example for x in loaded]
         feats = [self.features(x) for x in loaded]
         prompts = []
@@ -305,4 +307,4 @@ class BatchBuilder:
                                  f"{self.cfg.llm.max_positions} (shorter clips or media.limits=official)")
         prompt = collate_prompts(prompts, self.tokenizer.pad_id, side="right")
         features = collate_features(feats, [ex.modality_mask for ex in examples], self.cfg)
-        return TrainBatch(Batch(None, prompt, [], features), examples, lengths)
+        return CollatedExamples(Batch(None, prompt, [], features), examples, lengths)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from videosalmonn.batching import collate_media
+from videosalmonn.collate import collate_media
 from videosalmonn.config import ModelConfig
 from videosalmonn.encoders.audio_visual import AVEncoder
 from videosalmonn.media.clip import load_clip

@@ -42,7 +42,8 @@ from videosalmonn.training.checkpointing import (TrainState, clean_partial, late
                                                  save_checkpoint)
 from videosalmonn.training.config import (DataConfig, MixingConfig, ModelRef, OptimConfig, SourceConfig, TrainConfig,
                                          load_train_config)
-from videosalmonn.training.data import BatchBuilder, TrainBatch, TrainData, micro_batches, read_items, validate_items
+from videosalmonn.training.data import (CollatedExamples, TrainCollator, TrainData, micro_batches, read_items,
+                                        validate_items)
 from videosalmonn.training.features import Featurizer, load_raw_audio, load_raw_visual
 from videosalmonn.training.feedback import Feedback
 from videosalmonn.training.mixing import load_prompt_pool
@@ -55,14 +56,14 @@ class BatchTooLargeError(VideoSalmonnError):
 
 
 @dataclass
-class RunSummary:
+class TrainSummary:
     output_dir: Path
     steps: int
     losses: list[float]             # mean loss of every step run by this call
     checkpoint: Path | None
 
 
-def train(cfg: TrainConfig, resume: bool | str | Path = False) -> RunSummary:
+def train(cfg: TrainConfig, resume: bool | str | Path = False) -> TrainSummary:
     """Run (or continue, `resume=True` for the latest checkpoint, or a checkpoint path) one training run."""
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision,
                               gradient_accumulation_steps=cfg.grad_accum)
@@ -73,7 +74,7 @@ def train(cfg: TrainConfig, resume: bool | str | Path = False) -> RunSummary:
         AcceleratorState._reset_state(reset_partial_state=True)
 
 
-def _train(cfg: TrainConfig, resume, accelerator: Accelerator) -> RunSummary:
+def _train(cfg: TrainConfig, resume, accelerator: Accelerator) -> TrainSummary:
     rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
     out = Path(cfg.output_dir)
     start_from = _resume_point(out, resume)
@@ -91,7 +92,7 @@ def _train(cfg: TrainConfig, resume, accelerator: Accelerator) -> RunSummary:
 
     # ---- data: every problem reported before the first step; features cached (and built) up front
     data = prepare_data(cfg, model_cfg, tokenizer, instruction_tokenizer, featurizer, accelerator)
-    build_batch = BatchBuilder(model_cfg, tokenizer, prompt_style(model_cfg.llm.prompt_style),
+    build_batch = TrainCollator(model_cfg, tokenizer, prompt_style(model_cfg.llm.prompt_style),
                                None if data.cache is not None else featurizer)
 
     optimizer = make_optimizer(model, cfg.optim)
@@ -158,7 +159,7 @@ def _train(cfg: TrainConfig, resume, accelerator: Accelerator) -> RunSummary:
             last_checkpoint = save_checkpoint(accelerator, out, state, model, optimizer, cfg.checkpoint.keep)
             feedback.say(f"checkpoint {last_checkpoint}")
     feedback.close()
-    return RunSummary(out, state.step, losses, last_checkpoint)
+    return TrainSummary(out, state.step, losses, last_checkpoint)
 
 
 # ------------------------------------------------------------------------------------------- pieces
@@ -291,7 +292,7 @@ def cache_compute(model_cfg, instruction_tokenizer, featurizer: Featurizer):
 
 
 @contextlib.contextmanager
-def explain_oom(tb: TrainBatch, step: int):
+def explain_oom(tb: CollatedExamples, step: int):
     """Turn an out-of-memory failure into a message naming the batch's samples and their lengths."""
     try:
         yield

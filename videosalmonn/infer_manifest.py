@@ -18,18 +18,18 @@ from videosalmonn.results import ResultsFile
 
 
 @dataclass
-class RunSummary:
+class InferSummary:
     answered: int = 0
     failed: int = 0
     skipped: int = 0                      # already in the output file (resumed run)
 
 
 def run_manifest(pipe: Pipeline, samples: list[Sample], out: str, batch_size: int = 8,
-                 generation: GenerationConfig | None = None, progress: bool = True) -> RunSummary:
+                 generation: GenerationConfig | None = None, progress: bool = True) -> InferSummary:
     results = ResultsFile(out)
     done = results.done()
     todo = [s for s in samples if s.id not in done]
-    summary = RunSummary(skipped=len(samples) - len(todo))
+    summary = InferSummary(skipped=len(samples) - len(todo))
     bar = tqdm(total=len(todo), desc="answering", unit="sample", disable=not progress)
     for i in range(0, len(todo), batch_size):
         chunk = todo[i:i + batch_size]
