@@ -7,6 +7,8 @@ from videosalmonn.config import ConnectorConfig, ResolutionLevel
 from videosalmonn.connector import multires
 from videosalmonn.connector.multires import MultiResolutionConnector, media_token_count
 from videosalmonn.connector.qformer import block_causal_mask
+from videosalmonn.errors import InputError
+from videosalmonn.evaluation.diagnostics import zeroed_levels
 from videosalmonn.types import AVFeatures
 
 Q, DV, DW, DB, E = 32, 16, 12, 10, 24          # visual tokens per frame, widths, LLM width
@@ -159,14 +161,28 @@ def test_no_causal_block():
 
 
 def test_zero_levels_diagnostic():
-    base, ablated = connector(), connector(zero_levels=(0,))
-    ablated.load_state_dict(base.state_dict())
+    """Paper Table 5: an evaluation-time hook zeroes one level's output before the projection, then goes."""
+    conn = connector()
     f = features([20], [1])
     with torch.no_grad():
-        a, b = base(f), ablated(f)
+        a = conn(f)
+        with zeroed_levels(conn, [0]):
+            b = conn(f)
+        after = conn(f)
+        expected = conn.proj(torch.cat([torch.zeros_like(a.levels[0].reshape(1, -1, 16)),
+                                        a.levels[1].reshape(1, -1, 16)], dim=-1))
+        with zeroed_levels(conn, [-1]):                                     # the coarse level, from the end
+            coarse = conn(f)
     torch.testing.assert_close(a.levels[0], b.levels[0])                  # still computed, then zeroed
-    fine_only = ablated.proj.weight[:, :16]
-    expected = base.proj(torch.cat([torch.zeros_like(a.levels[0].reshape(1, -1, 16)),
-                                    a.levels[1].reshape(1, -1, 16)], dim=-1))
+    fine_only = conn.proj.weight[:, :16]
     torch.testing.assert_close(b.embeds, expected)
     assert fine_only.abs().sum() > 0 and not torch.allclose(a.embeds, b.embeds)
+    assert torch.equal(after.embeds, a.embeds)                             # the hook is removed on leaving
+    torch.testing.assert_close(coarse.embeds, conn.proj(torch.cat([a.levels[0].reshape(1, -1, 16),
+                                                                    torch.zeros(1, 180, 16)], dim=-1)))
+    with pytest.raises(InputError, match=r"zero level\(s\) \[2\]: the connector has 2 levels"):
+        with zeroed_levels(conn, [2]):
+            pass
+    with zeroed_levels(conn, []), pytest.raises(InputError, match="already has levels"):
+        with zeroed_levels(conn, [1]):
+            pass

@@ -24,6 +24,7 @@ from videosalmonn.cli import main
 from videosalmonn.data.save import BenchmarkSample
 from videosalmonn.errors import InputError
 from videosalmonn.evaluation.report import write_report
+from videosalmonn.evaluation.diagnostics import zeroed_levels
 from videosalmonn.evaluation.merge import merge_run
 from videosalmonn.evaluation.runner import request_for, run_eval
 from videosalmonn.evaluation.settings import EvalSettings, select_samples
@@ -115,8 +116,7 @@ def runs(pipe, tmp_path_factory):
     asr = EvalSettings(task="asr", media_root=str(librispeech(data, 3)))
     for name, settings, p in [("avsr", avsr, pipe), ("asr", asr, pipe),
                               ("avsr-audio-masked", EvalSettings(**{**vars(avsr), "mask": "audio", "limit": 1}), pipe),
-                              ("avsr-level1", EvalSettings(**{**vars(avsr), "zero_level": 1, "limit": 1}),
-                               Pipeline.from_pretrained("tiny", ["connector.zero_levels=[1]"], device="cpu"))]:
+                              ("avsr-level1", EvalSettings(**{**vars(avsr), "zero_level": 1, "limit": 1}), pipe)]:
         run_eval(settings, out / name, batch_size=2, pipe=p)
     return out
 
@@ -149,13 +149,16 @@ def test_audio_visual_run_records_and_results(runs, pipe):
 
 
 @needs_media
-def test_diagnostics_recorded(runs):
+def test_diagnostics_recorded(runs, pipe, tmp_path):
     masked = json.loads((runs / "avsr-audio-masked" / "run.json").read_text())
     assert masked["diagnostics"] == {"mask": "audio", "modality_mask": [1.0, 0.0], "zero_level": None,
                                      "label": "audio masked"}
     level = json.loads((runs / "avsr-level1" / "run.json").read_text())
-    assert level["diagnostics"]["zero_level"] == 1 and level["model"]["config"]["connector"]["zero_levels"] == [1]
-    assert "connector.zero_levels=[1]" in level["model"]["overrides"]
+    assert level["diagnostics"]["zero_level"] == 1 and level["model"]["zeroed_levels"] == [1]
+    assert level["model"]["overrides"] == [] and masked["model"]["zeroed_levels"] == []
+    # the run's hook is gone with the run; a pipeline zeroed by its caller is refused (the record would be wrong)
+    with zeroed_levels(pipe.model.connector, [0]), pytest.raises(InputError, match=r"already has levels \[0\]"):
+        run_eval(EvalSettings.from_json({**level["settings"], "zero_level": None}), tmp_path / "run", pipe=pipe)
     assert json.loads((runs / "avsr-level1" / "results.json").read_text())["diagnostics"]["label"] == \
         "level 1 zeroed"
 

@@ -48,8 +48,6 @@ def test_video_salmonn_13b_has_the_official_trainable_shapes():
 # ------------------------------------------------------------------------------------ defaults written once
 
 # The 13B config as loaded before its preset was cut down to what differs from the defaults (every leaf, dotted).
-# Not pinned here: encoders.beats.layer_norm_first (being removed from the config) and connector.zero_levels
-# (a diagnostic, not part of the model).
 VIDEO_SALMONN_13B = {
     "name": "video-salmonn-13b", "dtype": "float16", "seed": 0,
     "media.frame_sampling": "official", "media.audio_channels": "first", "media.limits": "none",
@@ -83,7 +81,6 @@ VIDEO_SALMONN_13B = {
     "weights.qformer_tokenizer": "bert-base-uncased", "weights.whisper": "openai/whisper-large-v2",
     "weights.beats": None, "weights.llm": "lmsys/vicuna-13b-v1.5", "weights.tokenizer": None, "weights.delta": None,
 }
-NOT_PINNED = {"encoders.beats.layer_norm_first", "connector.zero_levels"}
 
 # What the 13B preset states: only where the released model differs from the dataclass defaults.
 VIDEO_SALMONN_13B_OVERRIDES = [
@@ -115,7 +112,7 @@ def without(tree: dict, path: str) -> dict:
 
 def test_video_salmonn_13b_loads_unchanged():
     loaded = flat(to_dict(ModelConfig.from_name("video-salmonn-13b")))
-    assert set(loaded) - NOT_PINNED == set(VIDEO_SALMONN_13B)
+    assert set(loaded) == set(VIDEO_SALMONN_13B)
     assert {k: loaded[k] for k in VIDEO_SALMONN_13B} == VIDEO_SALMONN_13B
 
 

@@ -168,9 +168,6 @@ class ConnectorConfig:
     """Rows of the learned per-token position table (a window uses frames x 32 of them)."""
     image_slots: int = 60
     """An image is repeated over at least this many 0.5-s slots (official: 60 = 30 s), more if its audio is longer."""
-    zero_levels: tuple[int, ...] = ()
-    """Diagnostics (paper Table 5): indices of levels whose Q-Former output is replaced by zeros before the
-    projection. Empty in normal use."""
 
     def __post_init__(self):
         _check(len(self.levels) >= 1, "connector.levels must not be empty")
@@ -178,8 +175,6 @@ class ConnectorConfig:
         _check(len(rates) == 1, f"connector.levels {self.levels}: queries/frames must be equal at every level "
                                 "(paper eq. 3: every level emits the same number of tokens)")
         _check(self.width % self.num_heads == 0, "connector.width must be divisible by connector.num_heads")
-        _check(all(-len(self.levels) <= i < len(self.levels) for i in self.zero_levels),
-               f"connector.zero_levels {self.zero_levels}: not level indices")
 
     @property
     def window_multiple(self) -> int:

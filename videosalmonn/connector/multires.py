@@ -51,9 +51,7 @@ class MultiResolutionConnector(nn.Module):
         x = self.norm(x)
         levels = tuple(self.level(i, x, slot_mask) for i in range(len(self.cfg.levels)))
         b, t = slot_mask.shape
-        zeroed = {i % len(levels) for i in self.cfg.zero_levels}                        # diagnostics only
-        tokens = torch.cat([(h * 0 if i in zeroed else h).reshape(b, -1, h.shape[-1])
-                            for i, h in enumerate(levels)], dim=-1)                      # (B, N, D*levels)
+        tokens = torch.cat([h.reshape(b, -1, h.shape[-1]) for h in levels], dim=-1)    # (B, N, D*levels)
         lengths = padded // self.cfg.levels[0].frames * self.cfg.levels[0].queries
         window_mask = tuple(torch.arange(t // lv.frames, device=x.device)[None] < (padded // lv.frames)[:, None]
                             for lv in self.cfg.levels)

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from videosalmonn.config import to_dict
 from videosalmonn.data.save import BenchmarkSample
 from videosalmonn.errors import InputError, MediaError, VideoSalmonnError
+from videosalmonn.evaluation.diagnostics import zeroed_levels
 from videosalmonn.evaluation.merge import BOOTSTRAP, FORMAT, base_record, merge
 from videosalmonn.evaluation.rundir import RunDir
 from videosalmonn.evaluation.settings import EvalSettings, samples_missing_media, select_samples
@@ -65,28 +66,27 @@ def run_eval(settings: EvalSettings, out: str | Path, *, batch_size: int = 8, de
     run.check_identity(settings.identity())
     torch.manual_seed(settings.seed)
     if pipe is None:
-        pipe = Pipeline.from_pretrained(settings.model, settings.model_overrides(), _device(device, world))
-    else:
-        _check_pipeline(settings, pipe)
-    if rank == 0:
-        run.record_session(run_header(settings, task, pipe, len(samples), missing),
-                           session_info(world, batch_size, pipe))
+        pipe = Pipeline.from_pretrained(settings.model, settings.overrides, _device(device, world))
+    with zeroed_levels(pipe.model.connector, settings.zeroed_levels()):      # diagnostics hook, for this run only
+        if rank == 0:
+            run.record_session(run_header(settings, task, pipe, len(samples), missing),
+                               session_info(world, batch_size, pipe))
 
-    done = run.done()
-    share = [s for i, s in enumerate(samples) if i % world == rank and s.id not in missing]
-    todo = [s for s in share if s.id not in done]
-    summary = EvalSummary(skipped=len(share) - len(todo), missing=len(missing),
-                         other_ranks=len(samples) - len(missing) - len(share))
-    shard = run.shard(rank)
-    bar = tqdm(total=len(todo), desc=f"{settings.task} (rank {rank}/{world})", unit="sample",
-               disable=not progress or rank != 0)
-    for i in range(0, len(todo), batch_size):
-        for record in answer_chunk(pipe, task, settings, todo[i:i + batch_size]):
-            shard.append({**record, "rank": rank})
-            summary.failed += "error" in record
-            summary.answered += "error" not in record
-        bar.update(len(todo[i:i + batch_size]))
-    bar.close()
+        done = run.done()
+        share = [s for i, s in enumerate(samples) if i % world == rank and s.id not in missing]
+        todo = [s for s in share if s.id not in done]
+        summary = EvalSummary(skipped=len(share) - len(todo), missing=len(missing),
+                              other_ranks=len(samples) - len(missing) - len(share))
+        shard = run.shard(rank)
+        bar = tqdm(total=len(todo), desc=f"{settings.task} (rank {rank}/{world})", unit="sample",
+                   disable=not progress or rank != 0)
+        for i in range(0, len(todo), batch_size):
+            for record in answer_chunk(pipe, task, settings, todo[i:i + batch_size]):
+                shard.append({**record, "rank": rank})
+                summary.failed += "error" in record
+                summary.answered += "error" not in record
+            bar.update(len(todo[i:i + batch_size]))
+        bar.close()
 
     records = run.records()
     if all(s.id in records for s in samples if s.id not in missing):
@@ -182,7 +182,8 @@ def run_header(settings: EvalSettings, task: Task, pipe: Pipeline, selected: int
         "paper_value": task.paper_value, "source": task.source,
         "identity": settings.identity(), "settings": settings.to_json(),
         "diagnostics": {**settings.diagnostics(), "label": settings.diagnostics_label()},
-        "model": {"name": settings.model, "overrides": settings.model_overrides(), "config": to_dict(pipe.cfg)},
+        "model": {"name": settings.model, "overrides": list(settings.overrides),
+                  "zeroed_levels": list(settings.zeroed_levels()), "config": to_dict(pipe.cfg)},
         "generation": to_dict(pipe.cfg.generation), "seed": settings.seed, "bootstrap": BOOTSTRAP,
         "samples": {"selected": selected, "missing_media": len(missing),
                     "missing_examples": dict(list(missing.items())[:10])},
@@ -215,13 +216,6 @@ def _check_missing(settings: EvalSettings, samples: list[BenchmarkSample], missi
     if not settings.allow_missing:
         raise InputError(f"{len(missing)} of {len(samples)} samples have missing media (first: {first}); "
                          f"see `videosalmonn eval prepare --task {settings.task}`, or pass --allow-missing")
-
-
-def _check_pipeline(settings: EvalSettings, pipe: Pipeline) -> None:
-    """A pipeline built by the caller must at least zero the levels the settings say (they are recorded)."""
-    want = () if settings.zero_level is None else (settings.zero_level,)
-    if tuple(pipe.cfg.connector.zero_levels) != want:
-        raise InputError(f"the given pipeline zeroes levels {pipe.cfg.connector.zero_levels}, the settings {want}")
 
 
 def _device(device: str | None, world: int) -> str | None:

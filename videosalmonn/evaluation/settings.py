@@ -52,7 +52,7 @@ class EvalSettings:
     mask: str | None = None
     """Diagnostics: "audio" or "video" (the visual stream: video or image) is multiplied by 0."""
     zero_level: int | None = None
-    """Diagnostics: this resolution level's connector output is zeroed (`connector.zero_levels`)."""
+    """Diagnostics: this resolution level's connector output is zeroed (`evaluation.diagnostics.zeroed_levels`)."""
     spans: str = "auto"
     """Time spans of a manifest (Ego4D-QA "duration"): cut, use the whole file, or auto (see runner.request_for)."""
     video_audio: bool | None = None
@@ -77,9 +77,8 @@ class EvalSettings:
 
     # ------------------------------------------------------------------------------------------ derived
 
-    def model_overrides(self) -> list[str]:
-        return list(self.overrides) + ([f"connector.zero_levels=[{self.zero_level}]"]
-                                       if self.zero_level is not None else [])
+    def zeroed_levels(self) -> tuple[int, ...]:
+        return () if self.zero_level is None else (self.zero_level,)
 
     def modality_mask(self) -> tuple[float, float] | None:
         return MASKS[self.mask] if self.mask else None
