@@ -22,17 +22,19 @@ from videosalmonn.connector.multires import MultiResolutionConnector
 from videosalmonn.types import AVFeatures
 
 Q, DV, DW, DB, E = 32, 768, 1280, 768, 5120
-FRAMES, CHUNKS = 60, 1                          # a 30-s clip
+FRAMES, CHUNKS = 60, 1  # a 30-s clip
 
 
 def features(clips: int, device, dtype) -> AVFeatures:
     return AVFeatures(
         visual=torch.randn(clips, FRAMES, Q, DV, device=device, dtype=dtype),
-        visual_slots=torch.full((clips,), FRAMES, device=device), is_image=torch.zeros(clips, dtype=torch.bool, device=device),
+        visual_slots=torch.full((clips,), FRAMES, device=device),
+        is_image=torch.zeros(clips, dtype=torch.bool, device=device),
         whisper=torch.randn(clips, CHUNKS * 1500, DW, device=device, dtype=dtype),
         beats=torch.randn(clips, CHUNKS * 1500, DB, device=device, dtype=dtype),
         audio_slots=torch.full((clips,), CHUNKS * 60, device=device),
-        modality_mask=torch.ones(clips, 2, device=device, dtype=dtype))
+        modality_mask=torch.ones(clips, 2, device=device, dtype=dtype),
+    )
 
 
 def looped(conn: MultiResolutionConnector, f: AVFeatures) -> torch.Tensor:
@@ -45,15 +47,15 @@ def looped(conn: MultiResolutionConnector, f: AVFeatures) -> torch.Tensor:
         per_level = []
         for s in range(b):
             for w in range(t // lv.frames):
-                window = x[s:s + 1, w * lv.frames:(w + 1) * lv.frames]
-                mask = slot_mask[s:s + 1, w * lv.frames:(w + 1) * lv.frames]
+                window = x[s : s + 1, w * lv.frames : (w + 1) * lv.frames]
+                mask = slot_mask[s : s + 1, w * lv.frames : (w + 1) * lv.frames]
                 per_level.append(conn.level(i, window, mask).reshape(1, -1, conn.cfg.width))
         outs.append(torch.cat(per_level, dim=1).view(b, -1, conn.cfg.width))
     return conn.proj(torch.cat(outs, dim=-1))
 
 
 def timed(fn, repeats: int, device) -> float:
-    fn()                                                               # warm-up
+    fn()  # warm-up
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
@@ -67,7 +69,7 @@ def timed(fn, repeats: int, device) -> float:
 def peak_mb(device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # process peak RSS (Linux: KiB)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (Linux: KiB)
 
 
 def main():
@@ -82,8 +84,10 @@ def main():
     conn = MultiResolutionConnector(ConnectorConfig(), DV, Q, DW, DB, E).to(device, dtype).eval()
     params = sum(p.numel() for p in conn.parameters()) / 1e6
     f = features(args.clips, device, dtype)
-    print(f"connector: {params:.1f} M parameters, {args.clips} x 30-s clips, {device} {args.dtype}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"connector: {params:.1f} M parameters, {args.clips} x 30-s clips, {device} {args.dtype}, "
+        f"{torch.get_num_threads()} threads"
+    )
     with torch.no_grad():
         ours = conn(f).embeds
         ref = looped(conn, f)
@@ -92,8 +96,10 @@ def main():
         t_ours = timed(lambda: conn(f), args.repeats, device)
         mem = peak_mb(device)
         t_loop = timed(lambda: looped(conn, f), args.repeats, device)
-    print(f"batched (ours):     {1000 * t_ours / args.clips:8.1f} ms per clip   peak memory {mem:8.0f} MB "
-          f"({'process RSS' if device.type == 'cpu' else 'allocated'}; {base_mem:.0f} MB before timing)")
+    print(
+        f"batched (ours):     {1000 * t_ours / args.clips:8.1f} ms per clip   peak memory {mem:8.0f} MB "
+        f"({'process RSS' if device.type == 'cpu' else 'allocated'}; {base_mem:.0f} MB before timing)"
+    )
     print(f"window loop (base): {1000 * t_loop / args.clips:8.1f} ms per clip")
     print(f"speed-up: {t_loop / t_ours:.2f}x   outputs {tuple(ours.shape)}   max |batched - loop| = {err:.2e}")
 

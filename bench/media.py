@@ -31,8 +31,14 @@ def make_clip(path: Path) -> Path:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         print(f"writing {path} (once) ...", flush=True)
-        write_video(path, size=(1280, 720), fps=30, n_frames=900, audio_seconds=30,
-                    options={"g": "60", "preset": "ultrafast", "crf": "28"})
+        write_video(
+            path,
+            size=(1280, 720),
+            fps=30,
+            n_frames=900,
+            audio_seconds=30,
+            options={"g": "60", "preset": "ultrafast", "crf": "28"},
+        )
     return path
 
 
@@ -62,13 +68,15 @@ def main():
     clip = make_clip(args.clip)
     print(f"{clip.name}: {torch.get_num_threads()} threads, best of {args.repeats}")
     for policy in ("uniform", "official"):
-        t_ours, ours = best(lambda: sample_frames(clip, policy), args.repeats)
-        t_base, base = best(lambda: decode_everything(clip, ours.times), args.repeats)
+        t_ours, ours = best(lambda policy=policy: sample_frames(clip, policy), args.repeats)
+        t_base, base = best(lambda times=ours.times: decode_everything(clip, times), args.repeats)
         same = torch.equal(ours.frames, base)
-        t_load, loaded = best(lambda: load_video(clip, policy), args.repeats)
-        print(f"{policy:9s} {len(ours.times)} frames: ours {t_ours:6.2f} s ({ours.decoded_frames} frames decoded), "
-              f"decode-everything {t_base:6.2f} s -> {t_base / t_ours:5.1f}x faster; same frames: {same}; "
-              f"ours + transform to 224: {t_load:.2f} s")
+        t_load, loaded = best(lambda policy=policy: load_video(clip, policy), args.repeats)
+        print(
+            f"{policy:9s} {len(ours.times)} frames: ours {t_ours:6.2f} s ({ours.decoded_frames} frames decoded), "
+            f"decode-everything {t_base:6.2f} s -> {t_base / t_ours:5.1f}x faster; same frames: {same}; "
+            f"ours + transform to 224: {t_load:.2f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -40,8 +40,22 @@ def free_port() -> int:
 def start(model: str, max_batch_size: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "videosalmonn", "serve", "--model", model, "--port", str(port),
-           "--max-batch-size", str(max_batch_size), "--max-queue", "1024", "--request-timeout", str(REQUEST_TIMEOUT_S)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "videosalmonn",
+        "serve",
+        "--model",
+        model,
+        "--port",
+        str(port),
+        "--max-batch-size",
+        str(max_batch_size),
+        "--max-queue",
+        "1024",
+        "--request-timeout",
+        str(REQUEST_TIMEOUT_S),
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -59,14 +73,23 @@ def start(model: str, max_batch_size: int) -> tuple[subprocess.Popen, str]:
 
 
 def payload(model: str, video_url: str, question: str, max_tokens: int) -> dict:
-    return {"model": model, "max_tokens": max_tokens, "temperature": 0,
-            "messages": [{"role": "user", "content": [{"type": "text", "text": question},
-                                                      {"type": "video_url", "video_url": {"url": video_url}}]}]}
+    return {
+        "model": model,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": question}, {"type": "video_url", "video_url": {"url": video_url}}],
+            }
+        ],
+    }
 
 
 async def burst(url: str, bodies: list[dict]) -> tuple[float, list[float]]:
     limits = httpx.Limits(max_connections=len(bodies), max_keepalive_connections=len(bodies))
     async with httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
+
         async def one(body: dict) -> float:
             t0 = time.perf_counter()
             r = await client.post("/v1/chat/completions", json=body)
@@ -86,9 +109,10 @@ def percentile(values: list[float], q: float) -> float:
 def run(args, max_batch_size: int, video_url: str) -> dict:
     proc, url = start(args.model, max_batch_size)
     try:
-        bodies = [payload(args.model, video_url, QUESTIONS[i % len(QUESTIONS)], args.max_tokens)
-                  for i in range(args.requests)]
-        asyncio.run(burst(url, bodies[:2]))                                        # warm-up
+        bodies = [
+            payload(args.model, video_url, QUESTIONS[i % len(QUESTIONS)], args.max_tokens) for i in range(args.requests)
+        ]
+        asyncio.run(burst(url, bodies[:2]))  # warm-up
         before = httpx.get(f"{url}/health", timeout=10).json()
         results = [asyncio.run(burst(url, bodies)) for _ in range(args.repeats)]
         health = httpx.get(f"{url}/health", timeout=10).json()
@@ -101,9 +125,14 @@ def run(args, max_batch_size: int, video_url: str) -> dict:
     sizes = {k: v - before["batch_sizes"].get(k, 0) for k, v in health["batch_sizes"].items()}
     wall = statistics.median(w for w, _ in results)
     latencies = [x for _, lat in results for x in lat]
-    return {"batching": f"on (max {max_batch_size})" if max_batch_size > 1 else "off",
-            "req_per_s": args.requests / wall, "p50": percentile(latencies, 50), "p95": percentile(latencies, 95),
-            "wall": wall, "batch_sizes": {k: v for k, v in sizes.items() if v}}
+    return {
+        "batching": f"on (max {max_batch_size})" if max_batch_size > 1 else "off",
+        "req_per_s": args.requests / wall,
+        "p50": percentile(latencies, 50),
+        "p95": percentile(latencies, 95),
+        "wall": wall,
+        "batch_sizes": {k: v for k, v in sizes.items() if v},
+    }
 
 
 def main() -> None:
@@ -116,13 +145,18 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=1, help="bursts per setting (the median wall time is reported)")
     args = p.parse_args()
     video_url = "data:video/mp4;base64," + base64.b64encode(args.video.read_bytes()).decode()
-    print(f"{args.requests} concurrent requests, {args.model}, {args.video.name}, {args.max_tokens} new tokens, "
-          f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f} before the run")
+    print(
+        f"{args.requests} concurrent requests, {args.model}, {args.video.name}, {args.max_tokens} new tokens, "
+        f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f} before the run"
+    )
     print(f"{'batching':<14} {'req/s':>7} {'p50 s':>7} {'p95 s':>7} {'burst s':>8}  batch sizes (size: count)")
     for size in (args.max_batch_size, 1):
         r = run(args, size, video_url)
-        print(f"{r['batching']:<14} {r['req_per_s']:7.2f} {r['p50']:7.2f} {r['p95']:7.2f} {r['wall']:8.2f}  "
-              f"{r['batch_sizes']}", flush=True)
+        print(
+            f"{r['batching']:<14} {r['req_per_s']:7.2f} {r['p50']:7.2f} {r['p95']:7.2f} {r['wall']:8.2f}  "
+            f"{r['batch_sizes']}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

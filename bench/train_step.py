@@ -38,16 +38,23 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=2, help="first steps left out of the median")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        common = [f"steps={args.steps}", "optim.warmup_steps=0", f"checkpoint.every={args.steps}",
-                  f"log.every={args.steps}", "log.progress=false", "data.num_workers=0"]
+        common = [
+            f"steps={args.steps}",
+            "optim.warmup_steps=0",
+            f"checkpoint.every={args.steps}",
+            f"log.every={args.steps}",
+            "log.progress=false",
+            "data.num_workers=0",
+        ]
         cache = f"{tmp}/features"
         tick = time.perf_counter()
         cache_features(args.config, [], cache)
         build = time.perf_counter() - tick
-        cached = step_times(args.config, common + [f"output_dir={tmp}/cached", f"data.feature_cache={cache}",
-                                                   "data.build_cache=false"])
+        cached = step_times(
+            args.config, common + [f"output_dir={tmp}/cached", f"data.feature_cache={cache}", "data.build_cache=false"]
+        )
         live = step_times(args.config, common + [f"output_dir={tmp}/live", "data.feature_cache=null"])
-    on, off = statistics.median(cached[args.warmup:]), statistics.median(live[args.warmup:])
+    on, off = statistics.median(cached[args.warmup :]), statistics.median(live[args.warmup :])
     print("step times (s), cache on :", " ".join(f"{t:.2f}" for t in cached))
     print("step times (s), cache off:", " ".join(f"{t:.2f}" for t in live))
     print(f"\nfeature cache built in {build:.1f} s")

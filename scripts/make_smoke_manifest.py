@@ -2,7 +2,8 @@
 
     .venv/bin/python scripts/make_smoke_manifest.py [--media ../shared/media] [--out configs/train]
 
-Writes two files next to each other (media paths relative to them, so the repository stays relocatable):
+Writes two files next to each other. They name the media files only: `configs/train/tiny-smoke.yaml` finds them in
+`${VIDEOSALMONN_SHARED:-../shared}/media` (each source's `media_root`), so the manifests hold no machine's paths.
   tiny-smoke.jsonl          our JSONL: video + audio file, a video with its own sound track, a multi-turn dialogue,
                             an image alone, an image + speech, speech alone (`<asr>` prompt pool key), audio alone
   tiny-smoke-official.json  the official format (spec §1.1): a video alone (video-only: the mixing rules pair it
@@ -30,42 +31,92 @@ def conversation(*pairs: tuple[str, str]) -> list[dict]:
 
 def ours(m) -> list[dict]:
     return [
-        {"id": "concert-0-4", "video": m(VIDEO), "audio": m(WAV), "start": 0.0, "end": 4.0, "task": "av-caption",
-         "conversation": conversation((
-             "Describe the video together with the audio.",
-             "A jazz band plays on a stage lit in blue and red while a man in a suit sings."))},
-        {"id": "concert-4-8-own-track", "video": m(VIDEO), "start": 4.0, "end": 8.0, "task": "video-qa",
-         "conversation": conversation(("What instruments can you see?", "A piano, a double bass and drums."))},
-        {"id": "concert-8-12-dialogue", "video": m(VIDEO), "audio": m(WAV), "start": 8.0, "end": 12.0, "task": "avsd",
-         "conversation": conversation(("Where is this?", "On a stage with coloured lights."),
-                                      ("How many musicians are on the stage?", "Four, and one of them sings."))},
-        {"id": "cover", "image": m(IMAGE), "task": "ocr",
-         "conversation": conversation(("What is the title on the cover?", "Mom's Family Calendar."))},
-        {"id": "cover-speech", "image": m(IMAGE), "audio": m(FLAC), "task": "image-speech",
-         "conversation": conversation(("What does the speaker say?", TRANSCRIPT))},
+        {
+            "id": "concert-0-4",
+            "video": m(VIDEO),
+            "audio": m(WAV),
+            "start": 0.0,
+            "end": 4.0,
+            "task": "av-caption",
+            "conversation": conversation(
+                (
+                    "Describe the video together with the audio.",
+                    "A jazz band plays on a stage lit in blue and red while a man in a suit sings.",
+                )
+            ),
+        },
+        {
+            "id": "concert-4-8-own-track",
+            "video": m(VIDEO),
+            "start": 4.0,
+            "end": 8.0,
+            "task": "video-qa",
+            "conversation": conversation(("What instruments can you see?", "A piano, a double bass and drums.")),
+        },
+        {
+            "id": "concert-8-12-dialogue",
+            "video": m(VIDEO),
+            "audio": m(WAV),
+            "start": 8.0,
+            "end": 12.0,
+            "task": "avsd",
+            "conversation": conversation(
+                ("Where is this?", "On a stage with coloured lights."),
+                ("How many musicians are on the stage?", "Four, and one of them sings."),
+            ),
+        },
+        {
+            "id": "cover",
+            "image": m(IMAGE),
+            "task": "ocr",
+            "conversation": conversation(("What is the title on the cover?", "Mom's Family Calendar.")),
+        },
+        {
+            "id": "cover-speech",
+            "image": m(IMAGE),
+            "audio": m(FLAC),
+            "task": "image-speech",
+            "conversation": conversation(("What does the speaker say?", TRANSCRIPT)),
+        },
         {"id": "librispeech", "audio": m(FLAC), "task": "asr", "conversation": conversation(("<asr>", TRANSCRIPT))},
-        {"id": "concert-audio-12-16", "audio": m(WAV), "start": 12.0, "end": 16.0, "task": "audio-caption",
-         "conversation": conversation(("Describe the audio.",
-                                       "A man sings with a jazz band and the audience applauds."))},
+        {
+            "id": "concert-audio-12-16",
+            "audio": m(WAV),
+            "start": 12.0,
+            "end": 16.0,
+            "task": "audio-caption",
+            "conversation": conversation(
+                ("Describe the audio.", "A man sings with a jazz band and the audience applauds.")
+            ),
+        },
     ]
 
 
 def official(m) -> list[dict]:
     def conv(q: str, a: str) -> list[dict]:
         return [{"from": "human", "value": q}, {"from": "gpt", "value": a}]
+
     return [
-        {"image_name": m(VIDEO),
-         "conversation": conv("Describe the video in detail.",
-                              "Musicians in suits perform jazz on a stage with coloured lights.")},
-        {"image_name": [m(VIDEO), m(WAV)], "conversation": conv("What is the man in the suit doing?",
-                                                                "He sings into a microphone.")},
+        {
+            "image_name": m(VIDEO),
+            "conversation": conv(
+                "Describe the video in detail.", "Musicians in suits perform jazz on a stage with coloured lights."
+            ),
+        },
+        {
+            "image_name": [m(VIDEO), m(WAV)],
+            "conversation": conv("What is the man in the suit doing?", "He sings into a microphone."),
+        },
     ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--media", default=str(Path(os.environ.get("VIDEOSALMONN_SHARED", ROOT.parent / "shared"))
-                                                / "media"), help="folder with the official demo media")
+    parser.add_argument(
+        "--media",
+        default=str(Path(os.environ.get("VIDEOSALMONN_SHARED", ROOT.parent / "shared")) / "media"),
+        help="folder with the official demo media (checked; the manifests name the files only)",
+    )
     parser.add_argument("--out", default=str(ROOT / "configs" / "train"), help="folder for the two manifests")
     args = parser.parse_args(argv)
     media, out = Path(args.media).resolve(), Path(args.out).resolve()
@@ -74,12 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {media}: missing {', '.join(missing)}", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
-
-    def m(name: str) -> str:
-        return os.path.relpath(media / name, out)
-
-    (out / "tiny-smoke.jsonl").write_text("".join(json.dumps(x) + "\n" for x in ours(m)))
-    (out / "tiny-smoke-official.json").write_text(json.dumps(official(m), indent=1) + "\n")
+    (out / "tiny-smoke.jsonl").write_text("".join(json.dumps(x) + "\n" for x in ours(str)))
+    (out / "tiny-smoke-official.json").write_text(json.dumps(official(str), indent=1) + "\n")
     print(f"wrote {out / 'tiny-smoke.jsonl'} and {out / 'tiny-smoke-official.json'}")
     return 0
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import os
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")          # before transformers is imported anywhere
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported anywhere
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VIDEOSALMONN_SHARED", ROOT.parent / "shared"))

@@ -17,15 +17,15 @@ import numpy as np
 ASSETS = Path(__file__).resolve().parent / "assets"
 CLIP2S = ASSETS / "clip2s.mp4"
 
-CLIP_SIZE = (128, 96)           # width, height
+CLIP_SIZE = (128, 96)  # width, height
 CLIP_FPS = 25
 CLIP_SECONDS = 2
-SQUARE = 16                     # side of the moving square (px)
-SQUARE_STEP = 2                 # px per frame
+SQUARE = 16  # side of the moving square (px)
+SQUARE_STEP = 2  # px per frame
 SQUARE_X0 = 8
 TONE_HZ = 440
 AUDIO_RATE = 44_100
-AUDIO_FRAME = 1024              # AAC frame size (samples)
+AUDIO_FRAME = 1024  # AAC frame size (samples)
 X264_OPTIONS = {"threads": "1", "g": str(CLIP_FPS), "crf": "30", "preset": "medium"}
 
 
@@ -39,14 +39,22 @@ def square_frame(i: int, width: int, height: int) -> np.ndarray:
     img = np.zeros((height, width, 3), np.uint8)
     img[..., 0] = (5 * i) % 200
     x, y = square_x(i, width), max(0, height // 2 - SQUARE // 2)
-    img[y:y + SQUARE, x:x + SQUARE] = 255
+    img[y : y + SQUARE, x : x + SQUARE] = 255
     return img
 
 
-def write_video(path: str | Path, *, size: tuple[int, int] = CLIP_SIZE, fps: int = CLIP_FPS,
-                n_frames: int = CLIP_FPS * CLIP_SECONDS, pts_ms: list[int] | None = None,
-                codec: str = "libx264", options: dict | None = None, container_format: str | None = None,
-                audio_seconds: float | None = None) -> Path:
+def write_video(
+    path: str | Path,
+    *,
+    size: tuple[int, int] = CLIP_SIZE,
+    fps: int = CLIP_FPS,
+    n_frames: int = CLIP_FPS * CLIP_SECONDS,
+    pts_ms: list[int] | None = None,
+    codec: str = "libx264",
+    options: dict | None = None,
+    container_format: str | None = None,
+    audio_seconds: float | None = None,
+) -> Path:
     """Encode the moving-square video; `pts_ms` gives variable frame times (milliseconds) instead of `fps`;
     `audio_seconds` adds a 440 Hz AAC stereo track of that length."""
     path = Path(path)
@@ -80,7 +88,7 @@ def _write_tone(out, audio, seconds: float) -> None:
     t = np.arange(n) / AUDIO_RATE
     tone = (0.5 * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.float32)
     for start in range(0, n, AUDIO_FRAME):
-        chunk = tone[start:start + AUDIO_FRAME]
+        chunk = tone[start : start + AUDIO_FRAME]
         frame = av.AudioFrame.from_ndarray(np.stack([chunk, chunk]), format="fltp", layout="stereo")
         frame.sample_rate, frame.pts, frame.time_base = AUDIO_RATE, start, Fraction(1, AUDIO_RATE)
         out.mux(audio.encode(frame))

@@ -9,8 +9,8 @@ import av
 import numpy as np
 import pytest
 import torch
-
 from conftest import GOLDEN, needs_golden
+
 from videosalmonn.errors import MediaError
 from videosalmonn.media.audio import has_audio_stream, load_audio
 from videosalmonn.media.timeline import SAMPLE_RATE
@@ -35,8 +35,8 @@ def _encode_audio(out, stream, data: np.ndarray, rate: int, fmt: str):
     planar = fmt.endswith("p")
     data = data.astype(_SAMPLE_DTYPES[fmt.rstrip("p")])
     for start in range(0, data.shape[1], block):
-        chunk = data[:, start:start + block]
-        array = chunk if planar else chunk.T.reshape(1, -1)                     # packed: interleaved samples
+        chunk = data[:, start : start + block]
+        array = chunk if planar else chunk.T.reshape(1, -1)  # packed: interleaved samples
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(array), format=fmt, layout=stream.layout.name)
         frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
         for packet in stream.encode(frame):
@@ -50,7 +50,7 @@ def write_video(path, seconds: float, audio: np.ndarray | None = None, rate: int
     with av.open(str(path), "w") as out:
         video = out.add_stream("mpeg4", rate=10)
         video.width, video.height, video.pix_fmt = 64, 64, "yuv420p"
-        sound = out.add_stream("aac", rate=rate) if audio is not None else None   # all streams before muxing
+        sound = out.add_stream("aac", rate=rate) if audio is not None else None  # all streams before muxing
         if sound is not None:
             sound.layout = "stereo"
         for i in range(round(seconds * 10)):
@@ -81,7 +81,7 @@ def test_golden_wav_equals_raw_pcm():
         raw = np.frombuffer(f.readframes(f.getnframes()), np.int16).reshape(-1, f.getnchannels())
     first = load_audio(GOLDEN_WAV, channels="first")
     assert (first.source_rate, first.source_channels) == (16000, 2)
-    assert torch.equal(first.samples, torch.from_numpy(raw[:, 0] / 32768).float())    # soundfile's values
+    assert torch.equal(first.samples, torch.from_numpy(raw[:, 0] / 32768).float())  # soundfile's values
     down = load_audio(GOLDEN_WAV, channels="downmix")
     assert torch.equal(down.samples, torch.from_numpy(raw.mean(1) / 32768).float())
     assert first.seconds == pytest.approx(379693 / 16000)
@@ -90,13 +90,13 @@ def test_golden_wav_equals_raw_pcm():
 @needs_golden
 def test_golden_flac_is_16k_mono():
     w = load_audio(GOLDEN_FLAC)
-    assert (w.samples.shape, w.samples.dtype, w.source_rate, w.source_channels) == ((93680,), torch.float32,
-                                                                                    16000, 1)
-    assert torch.equal(w.samples * 32768, (w.samples * 32768).round())          # int16 / 2**15 exactly
+    assert (w.samples.shape, w.samples.dtype, w.source_rate, w.source_channels) == ((93680,), torch.float32, 16000, 1)
+    assert torch.equal(w.samples * 32768, (w.samples * 32768).round())  # int16 / 2**15 exactly
 
 
-@pytest.mark.parametrize("codec,fmt,scale", [("pcm_s32le", "s32", 2.0 ** 31), ("pcm_f32le", "flt", 1.0),
-                                             ("pcm_s16le", "s16", 2.0 ** 15)])
+@pytest.mark.parametrize(
+    "codec,fmt,scale", [("pcm_s32le", "s32", 2.0**31), ("pcm_f32le", "flt", 1.0), ("pcm_s16le", "s16", 2.0**15)]
+)
 def test_16k_pcm_is_not_resampled(tmp_path, codec, fmt, scale):
     rng = np.random.default_rng(0)
     values = rng.uniform(-0.9, 0.9, (1, 4000))
@@ -121,17 +121,22 @@ def test_resampled_tone_keeps_frequency_and_length(tmp_path, rate):
     assert w.samples[1000:-1000].abs().max().item() == pytest.approx(0.5, abs=0.02)
 
 
-@pytest.mark.parametrize("name,codec,fmt,container", [("x.mp3", "libmp3lame", "fltp", None),
-                                                      ("x.ogg", "libopus", "flt", None),
-                                                      ("x.m4a", "aac", "fltp", "mp4"),
-                                                      ("x.flac", "flac", "s16", None)])
+@pytest.mark.parametrize(
+    "name,codec,fmt,container",
+    [
+        ("x.mp3", "libmp3lame", "fltp", None),
+        ("x.ogg", "libopus", "flt", None),
+        ("x.m4a", "aac", "fltp", "mp4"),
+        ("x.flac", "flac", "s16", None),
+    ],
+)
 def test_compressed_formats(tmp_path, name, codec, fmt, container):
     data = np.stack([tone(440, 2.0, 48000)] * 2)
     if fmt == "s16":
         data = np.round(data * 32767)
     write_audio(tmp_path / name, data, 48000, "stereo", codec, fmt, container)
     w = load_audio(tmp_path / name)
-    assert w.samples.numel() == 2 * SAMPLE_RATE                                  # encoder padding trimmed
+    assert w.samples.numel() == 2 * SAMPLE_RATE  # encoder padding trimmed
     assert peak_hz(w.samples) == pytest.approx(440, abs=1.5)
 
 
@@ -146,8 +151,8 @@ def test_short_audio(tmp_path):
 
 
 def test_5_1_first_channel_and_downmix(tmp_path):
-    levels = np.array([0.6, -0.2, 0.1, 0.3, -0.5, 0.05])[:, None]               # one DC level per channel
-    data = np.round((levels + 0.1 * tone(300, 0.5, 16000)[None]) * 32767)       # (6, n)
+    levels = np.array([0.6, -0.2, 0.1, 0.3, -0.5, 0.05])[:, None]  # one DC level per channel
+    data = np.round((levels + 0.1 * tone(300, 0.5, 16000)[None]) * 32767)  # (6, n)
     path = tmp_path / "surround.wav"
     write_audio(path, data, SAMPLE_RATE, "5.1", "pcm_s16le", "s16")
     first, down = load_audio(path, channels="first"), load_audio(path, channels="downmix")
@@ -209,8 +214,8 @@ def _bad_inputs(tmp_path):
     (tmp_path / "empty.wav").write_bytes(b"")
     (tmp_path / "garbage.mp3").write_bytes(np.random.default_rng(0).bytes(5000))
     (tmp_path / "cut_header.wav").write_bytes(raw[:30])
-    (tmp_path / "cut_data.wav").write_bytes(raw[:len(raw) // 2])
-    (tmp_path / "cut.mp4").write_bytes(mp4[:len(mp4) // 2])
+    (tmp_path / "cut_data.wav").write_bytes(raw[: len(raw) // 2])
+    (tmp_path / "cut.mp4").write_bytes(mp4[: len(mp4) // 2])
     write_video(tmp_path / "silent.mp4", 1.0)
     with wave.open(str(tmp_path / "nodata.wav"), "wb") as f:
         f.setnchannels(1), f.setsampwidth(2), f.setframerate(16000), f.writeframes(b"")

@@ -7,8 +7,8 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import GOLDEN, needs_golden
+
 from videosalmonn.config import BEATsConfig
 from videosalmonn.encoders.beats import BEATs, beats_config_from_official, load_beats, load_beats_weights
 from videosalmonn.errors import CheckpointError
@@ -33,11 +33,22 @@ def golden_beats():
 @needs_golden
 def test_config_from_official_cfg(golden_beats):
     _, cfg = golden_beats
-    assert cfg == BEATsConfig(patch_dim=32, width=80, depth=2, num_heads=4, mlp_width=160, conv_pos=128,
-                              conv_pos_groups=16, num_buckets=320, max_distance=800, deep_norm=True,
-                              gru_rel_pos=True, conv_bias=False)
+    assert cfg == BEATsConfig(
+        patch_dim=32,
+        width=80,
+        depth=2,
+        num_heads=4,
+        mlp_width=160,
+        conv_pos=128,
+        conv_pos_groups=16,
+        num_buckets=320,
+        max_distance=800,
+        deep_norm=True,
+        gru_rel_pos=True,
+        conv_bias=False,
+    )
     with pytest.raises(CheckpointError, match="relative_position_embedding"):
-        beats_config_from_official({"input_patch_size": 16})                     # official defaults: no rel-pos
+        beats_config_from_official({"input_patch_size": 16})  # official defaults: no rel-pos
 
 
 @needs_golden
@@ -79,9 +90,19 @@ def test_official_state_dict_coverage():
 
 def test_pre_ln_checkpoint_is_rejected_at_load(tmp_path):
     """`layer_norm_first=True` (pre-LN) is not ported: such a checkpoint fails with one line naming the file."""
-    cfg = dict(input_patch_size=16, embed_dim=32, encoder_embed_dim=80, encoder_layers=2, encoder_attention_heads=4,
-               encoder_ffn_embed_dim=160, relative_position_embedding=True, max_distance=800, deep_norm=True,
-               gru_rel_pos=True, layer_norm_first=False)
+    cfg = dict(
+        input_patch_size=16,
+        embed_dim=32,
+        encoder_embed_dim=80,
+        encoder_layers=2,
+        encoder_attention_heads=4,
+        encoder_ffn_embed_dim=160,
+        relative_position_embedding=True,
+        max_distance=800,
+        deep_norm=True,
+        gru_rel_pos=True,
+        layer_norm_first=False,
+    )
     state = BEATs(TINY).state_dict()
     post_ln, pre_ln = tmp_path / "post_ln.pt", tmp_path / "pre_ln.pt"
     torch.save({"cfg": cfg, "model": state}, post_ln)
@@ -113,7 +134,7 @@ def test_padded_rows_equal_unpadded_forward():
         out = model(batch, lengths=torch.tensor([320, 200]))
         alone_a, alone_b = model(a), model(b)
     assert torch.allclose(out[0], alone_a[0], atol=1e-5)
-    assert torch.allclose(out[1, :alone_b.shape[1]], alone_b[0], atol=1e-5)
+    assert torch.allclose(out[1, : alone_b.shape[1]], alone_b[0], atol=1e-5)
 
 
 def test_trainable_safe():

@@ -4,12 +4,18 @@ import pytest
 import torch
 from conftest import GOLDEN, needs_golden
 
-from videosalmonn.checkpoint import (export_official_delta, load_delta, load_model, load_trainable,
-                                     save_trainable, trainable_state)
+from videosalmonn.checkpoint import (
+    export_official_delta,
+    load_delta,
+    load_model,
+    load_trainable,
+    save_trainable,
+    trainable_state,
+)
 from videosalmonn.config import ModelConfig
 from videosalmonn.errors import CheckpointError
-from videosalmonn.official.golden import GoldenDir
 from videosalmonn.official.delta import convert_official_delta, official_to_ours
+from videosalmonn.official.golden import GoldenDir
 from videosalmonn.weights import read_tensors
 
 
@@ -23,7 +29,7 @@ def test_trainable_roundtrip(tiny, tmp_path):
     with torch.no_grad():
         tiny.connector.queries[0].add_(1.0)
     save_trainable(tiny, path)
-    assert not list(path.parent.glob(".*.tmp"))                       # atomic: no temp file left
+    assert not list(path.parent.glob(".*.tmp"))  # atomic: no temp file left
     other = load_model(ModelConfig.from_name("tiny", ["seed=7"]), "cpu")
     load_trainable(other, path)
     for k, v in trainable_state(tiny).items():
@@ -48,9 +54,13 @@ def test_missing_and_unexpected_keys_fail_loudly(tiny, tmp_path):
     state["connector.extra"] = torch.zeros(1)
     path = tmp_path / "bad.safetensors"
     from safetensors.torch import save_file
+
     save_file(state, str(path))
-    with pytest.raises(CheckpointError, match=r"bad.safetensors: .*1 missing \(connector.proj.weight\); "
-                                              r"1 unexpected \(connector.extra\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"bad.safetensors: .*1 missing \(connector.proj.weight\); "
+        r"1 unexpected \(connector.extra\)",
+    ):
         load_trainable(tiny, path)
     with pytest.raises(CheckpointError, match="checkpoint file not found"):
         load_trainable(tiny, tmp_path / "nope.safetensors")
@@ -75,5 +85,5 @@ def test_golden_delta_coverage():
     delta = read_tensors(cfg.weights.delta)
     ours, unused = convert_official_delta(delta, cfg)
     assert len(delta) == 175 and len(unused) == 74 and all(k.startswith("low_Qformer.") for k in unused)
-    model = load_model(cfg, "cpu")           # loads every official file with coverage checks
+    model = load_model(cfg, "cpu")  # loads every official file with coverage checks
     assert set(ours) == set(trainable_state(model))

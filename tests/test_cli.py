@@ -4,15 +4,18 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import DEMO_VIDEO, ROOT, needs_media
 
 
 def run(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "videosalmonn", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "videosalmonn", *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout
+    )
 
 
 @needs_media
+@pytest.mark.slow
 def test_infer_text_and_json():
     out = run("infer", "--model", "tiny", "--video", str(DEMO_VIDEO), "--prompt", "Describe the video")
     assert out.returncode == 0, out.stderr
@@ -24,6 +27,7 @@ def test_infer_text_and_json():
     assert abs(info["video_seconds"] - 23.69) < 0.01 and info["cut"] == []
 
 
+@pytest.mark.slow
 def test_user_errors_are_one_line(tmp_path):
     out = run("infer", "--model", "tiny", "--video", str(tmp_path / "missing.mp4"), "--prompt", "x")
     assert out.returncode == 2 and out.stderr.strip().count("\n") == 0

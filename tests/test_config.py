@@ -20,8 +20,15 @@ def test_presets_load():
 
 
 def test_overrides_are_typed_and_checked():
-    cfg = ModelConfig.from_name("tiny", ["connector.causal=past", "connector.levels=[[1,3],[10,30],[20,60]]",
-                                         "generation.num_beams=3", "llm.lora=null"])
+    cfg = ModelConfig.from_name(
+        "tiny",
+        [
+            "connector.causal=past",
+            "connector.levels=[[1,3],[10,30],[20,60]]",
+            "generation.num_beams=3",
+            "llm.lora=null",
+        ],
+    )
     assert cfg.connector.causal == "past" and cfg.connector.window_multiple == 20
     assert cfg.generation.num_beams == 3 and cfg.llm.lora is None
     with pytest.raises(ConfigError, match="unknown key 'connector.bogus'"):
@@ -76,7 +83,7 @@ def test_cross_stage_invariants_are_checked_at_construction():
         ModelConfig.from_name("tiny", ["encoders.whisper.max_positions=750"])
     with pytest.raises(ConfigError, match=r"encoders.whisper.n_mels 128: the media pipeline computes 80-bin"):
         ModelConfig.from_name("video-salmonn-13b", ["encoders.whisper.n_mels=128"])
-    with pytest.raises(ConfigError, match="connector.max_positions 100"):      # a connector built on its own
+    with pytest.raises(ConfigError, match="connector.max_positions 100"):  # a connector built on its own
         MultiResolutionConnector(ConnectorConfig(width=16, num_heads=4, max_positions=100), 16, 32, 12, 10, 24)
     with pytest.raises(ConfigError, match="num_queries 4"):
         MultiResolutionConnector(ConnectorConfig(width=16, num_heads=4), 16, 4, 12, 10, 24)

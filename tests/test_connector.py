@@ -11,7 +11,7 @@ from videosalmonn.errors import InputError
 from videosalmonn.evaluation.diagnostics import zeroed_levels
 from videosalmonn.types import AVFeatures
 
-Q, DV, DW, DB, E = 32, 16, 12, 10, 24          # visual tokens per frame, widths, LLM width
+Q, DV, DW, DB, E = 32, 16, 12, 10, 24  # visual tokens per frame, widths, LLM width
 
 
 def connector(**kw) -> MultiResolutionConnector:
@@ -26,32 +26,48 @@ def features(frames: list[int], chunks: list[int], image: list[bool] | None = No
     visual = torch.randn(b, tv, Q, DV, generator=g)
     whisper = torch.randn(b, c * 1500, DW, generator=g)
     beats = torch.randn(b, c * 1500, DB, generator=g)
-    for i, (n, k) in enumerate(zip(frames, chunks)):   # padding is zeros, as the encoders give it
+    for i, (n, k) in enumerate(zip(frames, chunks)):  # padding is zeros, as the encoders give it
         visual[i, n:] = 0
-        whisper[i, k * 1500:] = 0
-        beats[i, k * 1500:] = 0
+        whisper[i, k * 1500 :] = 0
+        beats[i, k * 1500 :] = 0
     modality = mask or [(float(n > 0), float(k > 0)) for n, k in zip(frames, chunks)]
-    return AVFeatures(visual, torch.tensor(frames), torch.tensor(image or [False] * b), whisper, beats,
-                      torch.tensor(chunks) * 60, torch.tensor(modality))
+    return AVFeatures(
+        visual,
+        torch.tensor(frames),
+        torch.tensor(image or [False] * b),
+        whisper,
+        beats,
+        torch.tensor(chunks) * 60,
+        torch.tensor(modality),
+    )
 
 
 def one(f: AVFeatures, i: int) -> AVFeatures:
     n, k = int(f.visual_slots[i]), int(f.audio_slots[i]) // 60
-    return AVFeatures(f.visual[i:i + 1, :n], f.visual_slots[i:i + 1], f.is_image[i:i + 1],
-                      f.whisper[i:i + 1, :k * 1500], f.beats[i:i + 1, :k * 1500], f.audio_slots[i:i + 1],
-                      f.modality_mask[i:i + 1])
+    return AVFeatures(
+        f.visual[i : i + 1, :n],
+        f.visual_slots[i : i + 1],
+        f.is_image[i : i + 1],
+        f.whisper[i : i + 1, : k * 1500],
+        f.beats[i : i + 1, : k * 1500],
+        f.audio_slots[i : i + 1],
+        f.modality_mask[i : i + 1],
+    )
 
 
-@pytest.mark.parametrize("frames, chunks, image, tokens", [
-    (48, 1, False, 180),     # video + audio (23.7 s): audio always fills 60 slots (30 s), spec §3.3
-    (48, 0, False, 150),     # video only: 48 slots padded to 50 (masked)
-    (1, 1, True, 180),       # image + audio: image repeated over the 60 audio slots
-    (1, 0, True, 180),       # image alone: repeated 60 times (official)
-    (1, 2, True, 360),       # image + 60 s of audio
-    (0, 1, False, 180),      # audio only
-    (0, 2, False, 360),      # 60 s of audio (two Whisper chunks)
-    (130, 1, False, 390),    # 65 s of video, 30 s of audio: every video window kept
-])
+@pytest.mark.parametrize(
+    "frames, chunks, image, tokens",
+    [
+        (48, 1, False, 180),  # video + audio (23.7 s): audio always fills 60 slots (30 s), spec §3.3
+        (48, 0, False, 150),  # video only: 48 slots padded to 50 (masked)
+        (1, 1, True, 180),  # image + audio: image repeated over the 60 audio slots
+        (1, 0, True, 180),  # image alone: repeated 60 times (official)
+        (1, 2, True, 360),  # image + 60 s of audio
+        (0, 1, False, 180),  # audio only
+        (0, 2, False, 360),  # 60 s of audio (two Whisper chunks)
+        (130, 1, False, 390),  # 65 s of video, 30 s of audio: every video window kept
+    ],
+)
 def test_token_counts(frames, chunks, image, tokens):
     conn = connector()
     out = conn(features([frames], [chunks], [image]))
@@ -78,27 +94,27 @@ def test_modality_mask_zeroes_a_present_stream():
     x, slot_mask, padded = conn.sync(f)
     assert x.shape == (1, 60, Q, 3 * DV) and padded.tolist() == [60]
     assert x[..., DV:].abs().sum() == 0 and x[0, :20, :, :DV].abs().sum() > 0
-    assert slot_mask.sum() == 60              # slots past the video but inside the audio are attended
+    assert slot_mask.sum() == 60  # slots past the video but inside the audio are attended
 
 
 def test_sync_layout_pairs_query_k_with_audio_frame_25t_plus_k():
     conn = connector()
     f = features([4], [1])
     x, _, _ = conn.sync(f)
-    audio = conn.sync.project_audio(f)                     # (1, 1500, 2DV)
+    audio = conn.sync.project_audio(f)  # (1, 1500, 2DV)
     t, k = 3, 7
     torch.testing.assert_close(x[0, t, k, :DV], f.visual[0, t, k])
     torch.testing.assert_close(x[0, t, k, DV:], audio[0, 25 * t + k])
-    assert x[0, t, 25:, DV:].abs().sum() == 0               # 7 zero audio tokens per slot
+    assert x[0, t, 25:, DV:].abs().sum() == 0  # 7 zero audio tokens per slot
 
 
 def test_block_causal_mask_directions():
-    future = block_causal_mask(3, 2, "future", torch.float32) == 0       # True = may attend
+    future = block_causal_mask(3, 2, "future", torch.float32) == 0  # True = may attend
     past = block_causal_mask(3, 2, "past", torch.float32) == 0
     frames_future = future[::2, ::2]
     assert frames_future.tolist() == [[True, True, True], [False, True, True], [False, False, True]]
     assert past[::2, ::2].tolist() == [[True, False, False], [True, True, False], [True, True, True]]
-    assert future[0:2, 0:2].all()                                          # tokens of one frame see each other
+    assert future[0:2, 0:2].all()  # tokens of one frame see each other
 
 
 @pytest.mark.parametrize("direction", ["future", "past"])
@@ -112,7 +128,7 @@ def test_causal_block_sees_only_allowed_frames(direction):
     with torch.no_grad():
         base = block(x, x, mask).view(frames, Q, -1)
         y = x.clone()
-        y[0, j * Q:(j + 1) * Q] += 1.0
+        y[0, j * Q : (j + 1) * Q] += 1.0
         changed = (block(y, y, mask).view(frames, Q, -1) - base).abs().amax(dim=(1, 2)) > 1e-6
     allowed = [i <= j if direction == "future" else i >= j for i in range(frames)]
     assert changed.tolist() == allowed
@@ -126,8 +142,8 @@ def test_changing_a_frame_changes_only_its_windows():
         base = conn(f)
         f.visual[0, j] += 1.0
         new = conn(f)
-    fine_changed = (new.levels[0] - base.levels[0]).abs().amax(dim=(2, 3))[0] > 1e-6      # (W0,)
-    coarse_changed = (new.levels[1] - base.levels[1]).abs().amax(dim=(2, 3))[0] > 1e-6    # (W1,)
+    fine_changed = (new.levels[0] - base.levels[0]).abs().amax(dim=(2, 3))[0] > 1e-6  # (W0,)
+    coarse_changed = (new.levels[1] - base.levels[1]).abs().amax(dim=(2, 3))[0] > 1e-6  # (W1,)
     assert fine_changed.nonzero().flatten().tolist() == [j]
     assert coarse_changed.nonzero().flatten().tolist() == [j // 10]
     tokens_changed = (new.embeds - base.embeds).abs().amax(dim=2)[0] > 1e-6
@@ -135,8 +151,9 @@ def test_changing_a_frame_changes_only_its_windows():
 
 
 def test_unshared_qformers_and_three_levels():
-    conn = connector(share_qformer=False,
-                     levels=(ResolutionLevel(1, 3), ResolutionLevel(5, 15), ResolutionLevel(10, 30)))
+    conn = connector(
+        share_qformer=False, levels=(ResolutionLevel(1, 3), ResolutionLevel(5, 15), ResolutionLevel(10, 30))
+    )
     assert len(conn.qformers) == 3 and conn.proj.in_features == 3 * 16
     out = conn(features([12], [1]))
     assert out.embeds.shape == (1, 180, E) and [lv.shape[1] for lv in out.levels] == [60, 12, 6]
@@ -147,9 +164,9 @@ def test_causal_masks_and_level_qformers_are_fixed_at_construction(monkeypatch):
     assert conn.qformer_of_level == (0, 1) and connector().qformer_of_level == (0, 0)
     assert conn.causal_allowed_0.shape == (Q, Q) and conn.causal_allowed_1.shape == (10 * Q, 10 * Q)
     assert torch.equal(block_causal_mask(10, Q, "future", torch.float32) == 0, conn.causal_allowed_1)
-    assert not [k for k in conn.state_dict() if "causal_allowed" in k]      # not weights: checkpoints unchanged
+    assert not [k for k in conn.state_dict() if "causal_allowed" in k]  # not weights: checkpoints unchanged
     assert connector().to(torch.bfloat16).causal_allowed_1.dtype == torch.bool  # a mask in every dtype
-    monkeypatch.setattr(multires, "block_causal_allowed", None)               # forward builds no mask
+    monkeypatch.setattr(multires, "block_causal_allowed", None)  # forward builds no mask
     assert conn(features([12], [1])).embeds.shape == (1, 180, E)
     assert connector(causal="none").causal_allowed_1 is None
 
@@ -169,20 +186,21 @@ def test_zero_levels_diagnostic():
         with zeroed_levels(conn, [0]):
             b = conn(f)
         after = conn(f)
-        expected = conn.proj(torch.cat([torch.zeros_like(a.levels[0].reshape(1, -1, 16)),
-                                        a.levels[1].reshape(1, -1, 16)], dim=-1))
-        with zeroed_levels(conn, [-1]):                                     # the coarse level, from the end
+        expected = conn.proj(
+            torch.cat([torch.zeros_like(a.levels[0].reshape(1, -1, 16)), a.levels[1].reshape(1, -1, 16)], dim=-1)
+        )
+        with zeroed_levels(conn, [-1]):  # the coarse level, from the end
             coarse = conn(f)
-    torch.testing.assert_close(a.levels[0], b.levels[0])                  # still computed, then zeroed
+    torch.testing.assert_close(a.levels[0], b.levels[0])  # still computed, then zeroed
     fine_only = conn.proj.weight[:, :16]
     torch.testing.assert_close(b.embeds, expected)
     assert fine_only.abs().sum() > 0 and not torch.allclose(a.embeds, b.embeds)
-    assert torch.equal(after.embeds, a.embeds)                             # the hook is removed on leaving
-    torch.testing.assert_close(coarse.embeds, conn.proj(torch.cat([a.levels[0].reshape(1, -1, 16),
-                                                                    torch.zeros(1, 180, 16)], dim=-1)))
+    assert torch.equal(after.embeds, a.embeds)  # the hook is removed on leaving
+    torch.testing.assert_close(
+        coarse.embeds, conn.proj(torch.cat([a.levels[0].reshape(1, -1, 16), torch.zeros(1, 180, 16)], dim=-1))
+    )
     with pytest.raises(InputError, match=r"zero level\(s\) \[2\]: the connector has 2 levels"):
         with zeroed_levels(conn, [2]):
             pass
-    with zeroed_levels(conn, []), pytest.raises(InputError, match="already has levels"):
-        with zeroed_levels(conn, [1]):
-            pass
+    with zeroed_levels(conn, []), pytest.raises(InputError, match="already has levels"), zeroed_levels(conn, [1]):
+        pass

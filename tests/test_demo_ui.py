@@ -37,22 +37,24 @@ def pipeline():
 def test_ask_streams_the_answer_and_reports_what_was_used(pipeline):
     steps = list(ask(pipeline, str(CLIP), None, None, "What moves?", max_tokens=8))
     texts = [text for text, _, _ in steps]
-    solo = pipeline.answer_batch([Request("What moves?", video=str(CLIP))],
-                                 GenerationConfig(max_new_tokens=8, num_beams=1, repetition_penalty=1.0))[0]
-    assert texts[0] == "" and texts[-1] == solo.text and len(steps) > 3          # streamed, then the answer
+    solo = pipeline.answer_batch(
+        [Request("What moves?", video=str(CLIP))],
+        GenerationConfig(max_new_tokens=8, num_beams=1, repetition_penalty=1.0),
+    )[0]
+    assert texts[0] == "" and texts[-1] == solo.text and len(steps) > 3  # streamed, then the answer
     assert all(b.startswith(a) for a, b in itertools.pairwise(texts[1:-1]))
     used, frames = steps[-1][1], steps[-1][2]
     assert "2.00 s of 2.00 s" in used and "**yes**" in used and "video's own sound track" in used
     assert [caption for _, caption in frames] == ["0.00 s", "0.48 s", "1.00 s", "1.48 s"]
     assert frames[0][0].shape == (224, 224, 3) and frames[0][0].dtype.name == "uint8"
     beams = list(ask(pipeline, str(CLIP), None, None, "What moves?", max_tokens=8, beams=2))
-    assert len(beams) == 2 and beams[-1][0]                                     # no streaming with beams
+    assert len(beams) == 2 and beams[-1][0]  # no streaming with beams
 
 
 def test_display_frames_undo_the_normalisation(pipeline):
     clip = pipeline.load(Request("x", video=str(CLIP)))
     frames = display_frames(clip)
-    square = frames[0][0][96:128, :, :].max()                                    # the white square is there
+    square = frames[0][0][96:128, :, :].max()  # the white square is there
     assert square >= 250 and len(frames) == clip.frames.shape[0]
 
 
@@ -77,6 +79,7 @@ def demo_url(pipeline):
         demo.close()
 
 
+@pytest.mark.slow
 def test_gradio_api_answers(demo_url):
     from gradio_client import Client, handle_file
 
@@ -98,12 +101,27 @@ class Chromium:
             os.dup2(from_chrome, 4)
 
         self.proc = subprocess.Popen(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--disable-dev-shm-usage", f"--user-data-dir={self.profile}", f"--window-size={width},{height}",
-             "--remote-debugging-pipe", "about:blank"],
-            pass_fds=(3, 4, to_chrome, from_chrome), preexec_fn=on_fds_3_and_4,  # noqa: PLW1509 (no threads yet)
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                f"--user-data-dir={self.profile}",
+                f"--window-size={width},{height}",
+                "--remote-debugging-pipe",
+                "about:blank",
+            ],
+            pass_fds=(3, 4, to_chrome, from_chrome),
+            preexec_fn=on_fds_3_and_4,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(to_chrome)
         os.close(from_chrome)
         self._buffer, self._id, self.session = b"", 0, None
@@ -134,8 +152,9 @@ class Chromium:
 
     def open(self, url: str) -> None:
         target = self.send("Target.createTarget", {"url": "about:blank"}, browser=True)["targetId"]
-        self.session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True},
-                                 browser=True)["sessionId"]
+        self.session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True}, browser=True)[
+            "sessionId"
+        ]
         self.send("Page.enable")
         self.send("Page.navigate", {"url": url})
 
@@ -155,7 +174,7 @@ class Chromium:
         raise TimeoutError(f"still false after {timeout} s: {expression}")
 
     def upload(self, selector: str, path: str, attempts: int = 5) -> None:
-        for attempt in range(attempts):      # node ids go stale when the page re-renders in between: retry
+        for attempt in range(attempts):  # node ids go stale when the page re-renders in between: retry
             try:
                 document = self.send("DOM.getDocument", {"depth": -1, "pierce": True})["root"]["nodeId"]
                 node = self.send("DOM.querySelector", {"nodeId": document, "selector": selector})["nodeId"]
@@ -192,6 +211,7 @@ class Chromium:
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian: apt-get install chromium)")
 def test_page_in_headless_chromium(demo_url):
     # The DevTools session itself can fail on a loaded machine (a stale node, a slow first render): one retry

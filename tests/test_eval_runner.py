@@ -23,17 +23,25 @@ from PIL import Image
 from videosalmonn.cli import main
 from videosalmonn.data.save import BenchmarkSample
 from videosalmonn.errors import InputError
-from videosalmonn.evaluation.report import write_report
 from videosalmonn.evaluation.diagnostics import zeroed_levels
 from videosalmonn.evaluation.merge import merge_run
+from videosalmonn.evaluation.report import write_report
 from videosalmonn.evaluation.runner import request_for, run_eval
 from videosalmonn.evaluation.settings import EvalSettings, select_samples
 from videosalmonn.pipeline import Pipeline
 from videosalmonn.types import Turn
 
 AVSR_QUESTION = "Can you transcribe the speech into text, paying attention to the video?"
-TRANSCRIPTS = ["MISTER QUILTER IS THE APOSTLE OF THE MIDDLE CLASSES", "AND WE ARE GLAD TO WELCOME HIS GOSPEL",
-               "MISTER QUILTER", "THE MIDDLE CLASSES", "HIS GOSPEL", "WE ARE GLAD", "THE APOSTLE", "TO WELCOME"]
+TRANSCRIPTS = [
+    "MISTER QUILTER IS THE APOSTLE OF THE MIDDLE CLASSES",
+    "AND WE ARE GLAD TO WELCOME HIS GOSPEL",
+    "MISTER QUILTER",
+    "THE MIDDLE CLASSES",
+    "HIS GOSPEL",
+    "WE ARE GLAD",
+    "THE APOSTLE",
+    "TO WELCOME",
+]
 OPTIONS = ["a band plays", "a man sings", "people dance", "a dog barks", "rain falls"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -62,17 +70,30 @@ def how2(root: Path, n: int, missing: int = 0) -> Path:
     if not (root / f"{clip}.mp4").exists():
         cut_demo(DEMO_VIDEO, root / f"{clip}.mp4", 3.0)
         cut_demo(DEMO_WAV, root / f"{clip}.wav", 3.0)
-    entries = [{"image": [f"{clip}.mp4", f"{clip}.wav"] if i < n - missing else ["how2/gone.mp4", "how2/gone.wav"],
-                "question": AVSR_QUESTION, "answer": "a band is playing on stage"} for i in range(n)]
+    entries = [
+        {
+            "image": [f"{clip}.mp4", f"{clip}.wav"] if i < n - missing else ["how2/gone.mp4", "how2/gone.wav"],
+            "question": AVSR_QUESTION,
+            "answer": "a band is playing on stage",
+        }
+        for i in range(n)
+    ]
     (root / "how2_test.json").write_text(json.dumps(entries))
     return root / "how2_test.json"
 
 
 def ego4d(root: Path, n: int) -> Path:
     """Ego4D-QA layout: [mp4, wav], question, answer, answer_candidates, duration = 2-s spans of the demo."""
-    entries = [{"image_name": [str(DEMO_VIDEO), str(DEMO_WAV)], "question": "What happens in the video?",
-                "answer": OPTIONS[i % 5], "answer_candidates": OPTIONS, "duration": [2.0 * i, 2.0 * i + 2]}
-               for i in range(n)]
+    entries = [
+        {
+            "image_name": [str(DEMO_VIDEO), str(DEMO_WAV)],
+            "question": "What happens in the video?",
+            "answer": OPTIONS[i % 5],
+            "answer_candidates": OPTIONS,
+            "duration": [2.0 * i, 2.0 * i + 2],
+        }
+        for i in range(n)
+    ]
     (root / "ego4d_qa.json").write_text(json.dumps(entries))
     return root / "ego4d_qa.json"
 
@@ -97,8 +118,14 @@ def records(path: Path) -> list[dict]:
 
 
 def cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "videosalmonn", *args], capture_output=True, text=True, cwd=ROOT,
-                          env=ENV, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "videosalmonn", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=ENV,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -114,9 +141,12 @@ def runs(pipe, tmp_path_factory):
         pytest.skip(f"demo media not found at {DEMO_VIDEO.parent}")
     avsr = EvalSettings(task="avsr", manifest=str(how2(data, 2)), media_root=str(data))
     asr = EvalSettings(task="asr", media_root=str(librispeech(data, 3)))
-    for name, settings, p in [("avsr", avsr, pipe), ("asr", asr, pipe),
-                              ("avsr-audio-masked", EvalSettings(**{**vars(avsr), "mask": "audio", "limit": 1}), pipe),
-                              ("avsr-level1", EvalSettings(**{**vars(avsr), "zero_level": 1, "limit": 1}), pipe)]:
+    for name, settings, p in [
+        ("avsr", avsr, pipe),
+        ("asr", asr, pipe),
+        ("avsr-audio-masked", EvalSettings(**{**vars(avsr), "mask": "audio", "limit": 1}), pipe),
+        ("avsr-level1", EvalSettings(**{**vars(avsr), "zero_level": 1, "limit": 1}), pipe),
+    ]:
         run_eval(settings, out / name, batch_size=2, pipe=p)
     return out
 
@@ -125,6 +155,7 @@ def runs(pipe, tmp_path_factory):
 
 
 @needs_media
+@pytest.mark.slow
 def test_audio_visual_run_records_and_results(runs, pipe):
     run = runs / "avsr"
     merged = records(run / "samples.jsonl")
@@ -133,8 +164,13 @@ def test_audio_visual_run_records_and_results(runs, pipe):
         assert r["prompt"] == AVSR_QUESTION and r["reference"] == ["a band is playing on stage"]
         assert isinstance(r["output"], str) and r["score"] >= 0 and r["audio_present"] and r["frames"] > 0
     results = json.loads((run / "results.json").read_text())
-    assert results["complete"] and results["counts"] == {"selected": 2, "scored": 2, "failed": 0,
-                                                        "missing_media": 0, "pending": 0}
+    assert results["complete"] and results["counts"] == {
+        "selected": 2,
+        "scored": 2,
+        "failed": 0,
+        "missing_media": 0,
+        "pending": 0,
+    }
     wer = results["metrics"][0]
     assert wer["name"] == "WER" and wer["details"]["ci95_low"] <= wer["value"] <= wer["details"]["ci95_high"]
     info = json.loads((run / "run.json").read_text())
@@ -151,16 +187,19 @@ def test_audio_visual_run_records_and_results(runs, pipe):
 @needs_media
 def test_diagnostics_recorded(runs, pipe, tmp_path):
     masked = json.loads((runs / "avsr-audio-masked" / "run.json").read_text())
-    assert masked["diagnostics"] == {"mask": "audio", "modality_mask": [1.0, 0.0], "zero_level": None,
-                                     "label": "audio masked"}
+    assert masked["diagnostics"] == {
+        "mask": "audio",
+        "modality_mask": [1.0, 0.0],
+        "zero_level": None,
+        "label": "audio masked",
+    }
     level = json.loads((runs / "avsr-level1" / "run.json").read_text())
     assert level["diagnostics"]["zero_level"] == 1 and level["model"]["zeroed_levels"] == [1]
     assert level["model"]["overrides"] == [] and masked["model"]["zeroed_levels"] == []
     # the run's hook is gone with the run; a pipeline zeroed by its caller is refused (the record would be wrong)
     with zeroed_levels(pipe.model.connector, [0]), pytest.raises(InputError, match=r"already has levels \[0\]"):
         run_eval(EvalSettings.from_json({**level["settings"], "zero_level": None}), tmp_path / "run", pipe=pipe)
-    assert json.loads((runs / "avsr-level1" / "results.json").read_text())["diagnostics"]["label"] == \
-        "level 1 zeroed"
+    assert json.loads((runs / "avsr-level1" / "results.json").read_text())["diagnostics"]["label"] == "level 1 zeroed"
 
 
 @needs_media
@@ -171,6 +210,7 @@ def test_resume_refuses_a_different_evaluation(runs, pipe):
 
 
 @needs_media
+@pytest.mark.slow
 def test_audio_run_killed_then_resumed(tmp_path, pipe):
     root = librispeech(tmp_path, 6)
     out = tmp_path / "run"
@@ -180,24 +220,29 @@ def test_audio_run_killed_then_resumed(tmp_path, pipe):
 
     args = ["eval", "run", "--task", "asr", "--media-root", str(root), "--out", str(out), "--batch-size", "1"]
 
-    proc = subprocess.Popen([sys.executable, "-m", "videosalmonn", *args], cwd=ROOT, env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "videosalmonn", *args],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and (not shard.exists() or shard.read_text().count("\n") < 3):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert proc.returncode == -signal.SIGKILL                    # killed mid-run, not finished
+    assert proc.returncode == -signal.SIGKILL  # killed mid-run, not finished
     killed_with = shard.read_text().count("\n")
     assert 3 <= killed_with < 6
     with shard.open("a") as f:
-        f.write('{"id": "1272-128104-0005", "outp')               # a write torn by the kill
+        f.write('{"id": "1272-128104-0005", "outp')  # a write torn by the kill
 
     last = cli(*args)
     assert last.returncode == 0, last.stderr
     assert f"{6 - killed_with} answered, 0 failed, {killed_with} already done" in last.stderr
     ids = [r["id"] for r in records(shard)]
-    assert sorted(ids) == [f"1272-128104-{i:04d}" for i in range(6)]         # every id once: none redone
+    assert sorted(ids) == [f"1272-128104-{i:04d}" for i in range(6)]  # every id once: none redone
     merged = records(out / "samples.jsonl")
     assert [r["id"] for r in merged] == [f"1272-128104-{i:04d}" for i in range(6)]
     results = json.loads((out / "results.json").read_text())
@@ -206,24 +251,48 @@ def test_audio_run_killed_then_resumed(tmp_path, pipe):
 
 
 @needs_media
+@pytest.mark.slow
 def test_torchrun_shards_and_merge(tmp_path):
     manifest = ego4d(tmp_path, 4)
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", "videosalmonn", "eval", "run", "--task", "avqa-ego4d", "--manifest", str(manifest),
-                           "--out", str(out), "--batch-size", "2"],
-                          capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "videosalmonn",
+            "eval",
+            "run",
+            "--task",
+            "avqa-ego4d",
+            "--manifest",
+            str(manifest),
+            "--out",
+            str(out),
+            "--batch-size",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=ENV,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     shards = {r: [x["id"] for x in records(out / f"samples.rank{r}.jsonl")] for r in (0, 1)}
     assert shards == {0: ["avqa-ego4d-0000", "avqa-ego4d-0002"], 1: ["avqa-ego4d-0001", "avqa-ego4d-0003"]}
     merged = records(out / "samples.jsonl")
     assert [r["id"] for r in merged] == [f"avqa-ego4d-{i:04d}" for i in range(4)]
-    assert [r["span"] for r in merged] == [[0.0, 2.0], [2.0, 4.0], [4.0, 6.0], [6.0, 8.0]]   # source video: cut
+    assert [r["span"] for r in merged] == [[0.0, 2.0], [2.0, 4.0], [4.0, 6.0], [6.0, 8.0]]  # source video: cut
     assert all(abs(r["video_seconds"] - 2.0) < 0.1 and r["score"] in (0.0, 1.0) for r in merged)
     before = json.loads((out / "results.json").read_text())
     assert before["complete"] and before["counts"]["scored"] == 4
     assert json.loads((out / "run.json").read_text())["sessions"][0]["world_size"] == 2
-    after = merge_run(out)                                        # `eval merge` is idempotent
+    after = merge_run(out)  # `eval merge` is idempotent
     assert after["metrics"] == before["metrics"] and after["counts"] == before["counts"]
 
 
@@ -240,6 +309,7 @@ def test_missing_media_refused_unless_allowed(tmp_path, pipe):
 
 
 @needs_media
+@pytest.mark.slow
 def test_avssd_scored_by_an_llm_judge_endpoint(tmp_path, pipe):
     """--judge-url: each answer goes to an OpenAI-compatible endpoint with the App. D prompt (here a fake one)."""
     prompts = []
@@ -260,14 +330,21 @@ def test_avssd_scored_by_an_llm_judge_endpoint(tmp_path, pipe):
     server = http.server.HTTPServer(("127.0.0.1", 0), Judge)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        manifest = how2(tmp_path, 2)          # VGGSS layout is the same: [mp4, wav], question, answer
+        manifest = how2(tmp_path, 2)  # VGGSS layout is the same: [mp4, wav], question, answer
         entries = json.loads(manifest.read_text())
         for e in entries:
-            e.update(question="What is the source of the sound?",
-                     answer="The source of this sound in this scene is people belly laughing.")
+            e.update(
+                question="What is the source of the sound?",
+                answer="The source of this sound in this scene is people belly laughing.",
+            )
         (tmp_path / "testdata_formatted.json").write_text(json.dumps(entries))
-        settings = EvalSettings(task="avssd", savebench=str(tmp_path), media_root=str(tmp_path),
-                                judge_url=f"http://127.0.0.1:{server.server_port}/v1", judge_model="judge")
+        settings = EvalSettings(
+            task="avssd",
+            savebench=str(tmp_path),
+            media_root=str(tmp_path),
+            judge_url=f"http://127.0.0.1:{server.server_port}/v1",
+            judge_model="judge",
+        )
         results = run_eval(settings, tmp_path / "run", pipe=pipe).results
     finally:
         server.shutdown()
@@ -291,7 +368,11 @@ def test_report_tables_json_and_chart(runs, tmp_path, capsys):
     assert "paper Table 5: 0.5-s level only (level 1 zeroed)" in md
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert {(r["task"], r["diagnostics"]["label"]) for r in summary["runs"]} == {
-        ("avsr", ""), ("asr", ""), ("avsr", "audio masked"), ("avsr", "level 1 zeroed")}
+        ("avsr", ""),
+        ("asr", ""),
+        ("avsr", "audio masked"),
+        ("avsr", "level 1 zeroed"),
+    }
     assert summary["paper"]["avsr"] == {"metric": "WER", "value": 0.077}
     with Image.open(tmp_path / "report" / "chart.png") as img:
         img.verify()
@@ -312,8 +393,7 @@ def test_report_of_unmerged_run_says_merge(tmp_path):
 @needs_media
 def test_prepare_lists_missing_media_and_source(tmp_path, capsys):
     manifest = how2(tmp_path, 3, missing=1)
-    assert main(["eval", "prepare", "--task", "avsr", "--manifest", str(manifest), "--media-root",
-                 str(tmp_path)]) == 1
+    assert main(["eval", "prepare", "--task", "avsr", "--manifest", str(manifest), "--media-root", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "6 files: 4 present, 2 missing (1 of 3 samples incomplete)" in out
     assert f"avsr-0002  {tmp_path / 'how2' / 'gone.mp4'}" in out and "How2" in out
@@ -332,13 +412,16 @@ def test_prepare_without_manifest_names_the_source(tmp_path, capsys):
 
 
 @needs_media
-@pytest.mark.parametrize("mode, span, expected", [
-    ("auto", (2.0, 4.0), (2.0, 4.0)),          # the file runs past the span: a source video, cut it
-    ("auto", (0.0, 23.5), None),               # the file is about the span's length: a pre-cut clip
-    ("auto", (300.0, 320.0), None),            # the file ends before the span starts: a pre-cut clip
-    ("cut", (300.0, 320.0), (300.0, 320.0)),
-    ("whole", (2.0, 4.0), None),
-])
+@pytest.mark.parametrize(
+    "mode, span, expected",
+    [
+        ("auto", (2.0, 4.0), (2.0, 4.0)),  # the file runs past the span: a source video, cut it
+        ("auto", (0.0, 23.5), None),  # the file is about the span's length: a pre-cut clip
+        ("auto", (300.0, 320.0), None),  # the file ends before the span starts: a pre-cut clip
+        ("cut", (300.0, 320.0), (300.0, 320.0)),
+        ("whole", (2.0, 4.0), None),
+    ],
+)
 def test_spans(mode, span, expected):
     sample = BenchmarkSample("s", "q", ("a",), video=DEMO_VIDEO, audio=DEMO_WAV, span=span)
     request = request_for(sample, EvalSettings(task="avqa-ego4d", spans=mode))
@@ -352,8 +435,8 @@ def test_requests_history_masks_and_video_audio():
     assert request.modality_mask == (1.0, 0.0) and request.video == "x.mp4"
     plain = BenchmarkSample("v", "why?", ("because",), video=Path("x.mp4"))
     assert request_for(plain, EvalSettings(task="video-qa", mask="video")).modality_mask == (0.0, 1.0)
-    assert request_for(plain, EvalSettings(task="video-qa")).video_audio is False      # official: video only
-    assert request_for(plain, EvalSettings(task="music-avqa")).video_audio is True     # its sound is the audio
+    assert request_for(plain, EvalSettings(task="video-qa")).video_audio is False  # official: video only
+    assert request_for(plain, EvalSettings(task="music-avqa")).video_audio is True  # its sound is the audio
     assert request_for(plain, EvalSettings(task="video-qa", video_audio=True)).video_audio is True
 
 

@@ -7,10 +7,19 @@ from pathlib import Path
 import pytest
 from conftest import SHARED
 
-from videosalmonn.errors import InputError
-from videosalmonn.data.save import READERS, BenchmarkSample, multiple_choice_prompt
-from videosalmonn.data.save import audiocaps, avsd, gqa, librispeech, music_avqa, textvqa
+from videosalmonn.data.save import (
+    READERS,
+    BenchmarkSample,
+    audiocaps,
+    avsd,
+    gqa,
+    librispeech,
+    multiple_choice_prompt,
+    music_avqa,
+    textvqa,
+)
 from videosalmonn.data.save.common import seeded_subset
+from videosalmonn.errors import InputError
 from videosalmonn.evaluation.tasks import TASKS, vggss
 
 SAVEBENCH = SHARED / "savebench"
@@ -18,9 +27,18 @@ needs_savebench = pytest.mark.skipif(not SAVEBENCH.is_dir(), reason=f"SAVEBench 
 MEDIA = Path("/media-root")
 
 # task -> samples read (after the seeded 1k subset where Table 1 uses one), manifest entries
-COUNTS = {"avm": (1000, 1000), "avsd": (500, 500), "avqa-ego4d": (899, 899), "avqa-presentation": (963, 963),
-          "avsr": (531, 531), "video-qa": (1000, 1000), "avssd": (847, 847), "ic": (1000, 1000),
-          "ocr": (1000, 5000), "vqa": (1000, 12577)}
+COUNTS = {
+    "avm": (1000, 1000),
+    "avsd": (500, 500),
+    "avqa-ego4d": (899, 899),
+    "avqa-presentation": (963, 963),
+    "avsr": (531, 531),
+    "video-qa": (1000, 1000),
+    "avssd": (847, 847),
+    "ic": (1000, 1000),
+    "ocr": (1000, 5000),
+    "vqa": (1000, 12577),
+}
 
 
 def read(name: str, **kwargs) -> list[BenchmarkSample]:
@@ -34,12 +52,37 @@ def test_tasks_read_with_the_data_readers():
 
 
 def test_registry():
-    assert set(TASKS) == {"asr", "aac", "ic", "ocr", "vqa", "video-qa", "avsr", "avqa-ego4d", "avqa-presentation",
-                          "avssd", "avm", "avsd", "music-avqa"}
+    assert set(TASKS) == {
+        "asr",
+        "aac",
+        "ic",
+        "ocr",
+        "vqa",
+        "video-qa",
+        "avsr",
+        "avqa-ego4d",
+        "avqa-presentation",
+        "avssd",
+        "avm",
+        "avsd",
+        "music-avqa",
+    }
     paper = {name: task.paper_value for name, task in TASKS.items()}
-    assert paper == {"asr": 0.026, "aac": 0.497, "ic": 0.896, "ocr": 0.378, "vqa": 0.448, "video-qa": 0.496,
-                     "avsr": 0.077, "avqa-ego4d": 0.498, "avqa-presentation": 0.705, "avssd": 0.476, "avm": 0.797,
-                     "avsd": None, "music-avqa": 0.526}
+    assert paper == {
+        "asr": 0.026,
+        "aac": 0.497,
+        "ic": 0.896,
+        "ocr": 0.378,
+        "vqa": 0.448,
+        "video-qa": 0.496,
+        "avsr": 0.077,
+        "avqa-ego4d": 0.498,
+        "avqa-presentation": 0.705,
+        "avssd": 0.476,
+        "avm": 0.797,
+        "avsd": None,
+        "music-avqa": 0.526,
+    }
     assert {n for n, t in TASKS.items() if t.default_manifest is None} == {"asr", "aac", "music-avqa"}
     assert {n for n, t in TASKS.items() if t.lower_is_better} == {"asr", "avsr"}
     assert all(t.source for t in TASKS.values())
@@ -64,11 +107,11 @@ def test_fixed_seed_subsets(module, name):
     full = module.read(manifest, MEDIA, subset=None)
     assert len(full) == COUNTS[name][1]
     first, again = module.read(manifest, MEDIA), module.read(manifest, MEDIA)
-    assert [s.id for s in first] == [s.id for s in again]                   # same seed, same subset
-    assert [s.id for s in first] == sorted(s.id for s in first)              # manifest order
+    assert [s.id for s in first] == [s.id for s in again]  # same seed, same subset
+    assert [s.id for s in first] == sorted(s.id for s in first)  # manifest order
     assert [s.id for s in first] != [s.id for s in module.read(manifest, MEDIA, seed=1)]
     by_id = {s.id: s for s in full}
-    assert all(by_id[s.id] == s for s in first)                              # ids keep the manifest index
+    assert all(by_id[s.id] == s for s in first)  # ids keep the manifest index
     assert seeded_subset(10, 3) == seeded_subset(10, 3) and seeded_subset(5, None) == [0, 1, 2, 3, 4]
 
 
@@ -112,11 +155,12 @@ def test_avsd_turns():
 
 
 def test_multiple_choice_prompt_golden():
-    prompt = multiple_choice_prompt("why is the man pointing at something ", ["direct attention", "making a speech",
-                                                                              "play game"])
-    assert prompt == ("why is the man pointing at something\n"
-                      "Choose one from:\n"
-                      "direct attention\nmaking a speech\nplay game")
+    prompt = multiple_choice_prompt(
+        "why is the man pointing at something ", ["direct attention", "making a speech", "play game"]
+    )
+    assert prompt == (
+        "why is the man pointing at something\nChoose one from:\ndirect attention\nmaking a speech\nplay game"
+    )
     with pytest.raises(InputError):
         multiple_choice_prompt("q", ["only one"])
 
@@ -137,7 +181,8 @@ def fake_librispeech(root: Path) -> Path:
     chapter = root / "LibriSpeech" / "test-clean" / "1089" / "134686"
     chapter.mkdir(parents=True)
     (chapter / "1089-134686.trans.txt").write_text(
-        "1089-134686-0000 HE HOPED THERE WOULD BE STEW FOR DINNER\n1089-134686-0001 STUFF IT INTO YOU\n")
+        "1089-134686-0000 HE HOPED THERE WOULD BE STEW FOR DINNER\n1089-134686-0001 STUFF IT INTO YOU\n"
+    )
     return root / "LibriSpeech"
 
 
@@ -149,7 +194,7 @@ def test_librispeech_layout(tmp_path):
     assert samples[0].audio == root / "test-clean/1089/134686/1089-134686-0000.flac"
     assert samples[0].prompt == "Transcribe the speech into text." and samples[1].references == ("STUFF IT INTO YOU",)
     task = TASKS["asr"]
-    predictions = ["He hoped there would be stew for dinner.", "stuff it in to you"]   # 1 sub + 1 ins in 4 words
+    predictions = ["He hoped there would be stew for dinner.", "stuff it in to you"]  # 1 sub + 1 ins in 4 words
     assert task.score(samples[0], predictions[0]) == 0.0
     assert task.score(samples[1], predictions[1]) == pytest.approx(2 / 4)
     [result] = task.aggregate(samples, predictions)
@@ -160,9 +205,13 @@ def test_librispeech_layout(tmp_path):
 
 
 def test_audiocaps_layout(tmp_path):
-    rows = ["audiocap_id,youtube_id,start_time,caption",
-            "1,abc,30,A dog barks.", "2,abc,30,A dog is barking loudly.",
-            "3,xyz,0,Rain falls on a roof.", "4,xyz,0,Heavy rain and thunder."]
+    rows = [
+        "audiocap_id,youtube_id,start_time,caption",
+        "1,abc,30,A dog barks.",
+        "2,abc,30,A dog is barking loudly.",
+        "3,xyz,0,Rain falls on a roof.",
+        "4,xyz,0,Heavy rain and thunder.",
+    ]
     (tmp_path / "test.csv").write_text("\n".join(rows) + "\n")
     audio = tmp_path / "audio"
     audio.mkdir()
@@ -170,11 +219,11 @@ def test_audiocaps_layout(tmp_path):
     samples = audiocaps.read(tmp_path / "test.csv", audio)
     assert [s.id for s in samples] == ["abc_30", "xyz_0"]
     assert samples[0].references == ("A dog barks.", "A dog is barking loudly.")
-    assert samples[0].audio == audio / "Yabc.flac"                 # an existing accepted name
-    assert samples[1].audio == audio / "xyz.wav"                   # none exists: the default name
+    assert samples[0].audio == audio / "Yabc.flac"  # an existing accepted name
+    assert samples[1].audio == audio / "xyz.wav"  # none exists: the default name
     assert samples[0].prompt == "Please describe the audio."
     task = TASKS["aac"]
-    assert task.score(samples[0], "a dog barks") is None          # corpus metric
+    assert task.score(samples[0], "a dog barks") is None  # corpus metric
     spider, cider, spice = task.aggregate(samples, ["A dog barks.", "Rain falls."])
     assert cider.name == "CIDEr-D" and cider.value > 0
     assert spice.available == (spice.value is not None) and spider.available == spice.available
@@ -185,20 +234,40 @@ def test_audiocaps_layout(tmp_path):
 
 def test_music_avqa_layout(tmp_path):
     entries = [
-        {"video_id": "00000272", "question_id": 50, "type": "[\"Audio-Visual\", \"Temporal\"]",
-         "question_content": "Where is the <FL> sounding instrument?", "templ_values": "[\"first\"]",
-         "question_deleted": 0, "anser": "left"},
-        {"video_id": "00000259", "question_id": 157, "type": "[\"Audio\", \"Counting\"]",
-         "question_content": "How many <Object> are in the entire video?", "templ_values": "[\"instruments\"]",
-         "question_deleted": 0, "anser": "two"},
-        {"video_id": "00000001", "question_id": 3, "type": "[\"Visual\", \"Existential\"]",
-         "question_content": "Is there a <Object> in the video?", "templ_values": "[\"cello\"]",
-         "question_deleted": 1, "anser": "yes"},
+        {
+            "video_id": "00000272",
+            "question_id": 50,
+            "type": '["Audio-Visual", "Temporal"]',
+            "question_content": "Where is the <FL> sounding instrument?",
+            "templ_values": '["first"]',
+            "question_deleted": 0,
+            "anser": "left",
+        },
+        {
+            "video_id": "00000259",
+            "question_id": 157,
+            "type": '["Audio", "Counting"]',
+            "question_content": "How many <Object> are in the entire video?",
+            "templ_values": '["instruments"]',
+            "question_deleted": 0,
+            "anser": "two",
+        },
+        {
+            "video_id": "00000001",
+            "question_id": 3,
+            "type": '["Visual", "Existential"]',
+            "question_content": "Is there a <Object> in the video?",
+            "templ_values": '["cello"]',
+            "question_deleted": 1,
+            "anser": "yes",
+        },
     ]
     (tmp_path / "avqa-test.json").write_text(json.dumps(entries))
     samples = music_avqa.read(tmp_path / "avqa-test.json", tmp_path / "videos")
-    assert [s.prompt for s in samples] == ["Where is the first sounding instrument?",
-                                           "How many instruments are in the entire video?"]
+    assert [s.prompt for s in samples] == [
+        "Where is the first sounding instrument?",
+        "How many instruments are in the entire video?",
+    ]
     assert samples[0].video == tmp_path / "videos/00000272.mp4" and samples[0].audio is None
     task = TASKS["music-avqa"]
     assert task.score(samples[0], "It is on the left.") == 1.0 and task.score(samples[1], "2") == 1.0
@@ -221,7 +290,7 @@ def test_choice_tasks_score():
     [result] = task.aggregate(samples, predictions)
     assert result.value == pytest.approx(2 / 3) and result.per_sample == (1.0, 0.0, 1.0)
     assert result.details["ci95_low"] <= result.value <= result.details["ci95_high"]
-    [again] = task.aggregate(samples, ["x", "x", "x"], scores=[1.0, 0.0, 1.0])   # resumed scores are used
+    [again] = task.aggregate(samples, ["x", "x", "x"], scores=[1.0, 0.0, 1.0])  # resumed scores are used
     assert again.value == pytest.approx(2 / 3)
     with pytest.raises(InputError):
         task.aggregate(samples, predictions[:2])

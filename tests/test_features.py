@@ -5,11 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import GOLDEN, needs_golden
+
 from videosalmonn.media.audio import load_audio
-from videosalmonn.media.features import (audio_features, beats_fbank, kaldi_fbank, split_chunks,
-                                         whisper_log_mel, whisper_log_mel_batch, whisper_mel_filters)
+from videosalmonn.media.features import (
+    audio_features,
+    beats_fbank,
+    kaldi_fbank,
+    split_chunks,
+    whisper_log_mel,
+    whisper_log_mel_batch,
+    whisper_mel_filters,
+)
 from videosalmonn.media.timeline import BEATS_FBANK_MEAN, BEATS_FBANK_STD, SAMPLE_RATE, WHISPER_CHUNK_SAMPLES
 from videosalmonn.official.tolerance import POWER_TOLERANCE, TOLERANCE, beats_fbank_error
 
@@ -30,7 +37,7 @@ def fbank_frames(n_samples: int) -> int:
 def test_mel_filters_equal_whisper_feature_extractor():
     from transformers import WhisperFeatureExtractor
 
-    reference = WhisperFeatureExtractor(feature_size=80).mel_filters          # what the official preprocessing uses
+    reference = WhisperFeatureExtractor(feature_size=80).mel_filters  # what the official preprocessing uses
     ours = whisper_mel_filters()
     assert ours.shape == (201, 80)
     assert torch.allclose(ours, torch.from_numpy(reference), rtol=1e-12, atol=1e-15)
@@ -70,7 +77,7 @@ def test_audio_features_single_window_is_official(case, golden_tensors):
 def test_fbank_yardstick_rejects_real_errors(golden_tensors):
     """The power-domain tolerance still fails a wrong pre-emphasis, window or input by orders of magnitude."""
     golden = golden_tensors("av")["beats_fbank"][0]
-    samples = official_input("av") * 2 ** 15
+    samples = official_input("av") * 2**15
     wrong = [kaldi_fbank(samples, preemphasis=0.9), kaldi_fbank(samples * 1.01), kaldi_fbank(samples, low_freq=30)]
     for fbank in wrong:
         normalised = (fbank - BEATS_FBANK_MEAN) / (2 * BEATS_FBANK_STD)
@@ -82,15 +89,16 @@ def test_chunking_long_audio():
     feats = audio_features(samples)
     assert feats.mel.shape == (3, 80, 3000)
     assert [f.shape for f in feats.fbank] == [(fbank_frames(WHISPER_CHUNK_SAMPLES), 128)] * 2 + [
-        (fbank_frames(5 * SAMPLE_RATE), 128)]
-    last = samples[2 * WHISPER_CHUNK_SAMPLES:]
+        (fbank_frames(5 * SAMPLE_RATE), 128)
+    ]
+    last = samples[2 * WHISPER_CHUNK_SAMPLES :]
     assert torch.equal(feats.mel[2], whisper_log_mel(last))
     assert torch.equal(feats.fbank[2], beats_fbank(last))
     assert torch.equal(feats.mel[0], whisper_log_mel(samples[:WHISPER_CHUNK_SAMPLES]))
 
 
 def test_chunks_shorter_than_3s_are_padded():
-    samples = torch.randn(WHISPER_CHUNK_SAMPLES + SAMPLE_RATE) * 0.1            # 31 s: last chunk 1 s
+    samples = torch.randn(WHISPER_CHUNK_SAMPLES + SAMPLE_RATE) * 0.1  # 31 s: last chunk 1 s
     chunks = split_chunks(samples)
     assert [c.numel() for c in chunks] == [WHISPER_CHUNK_SAMPLES, MIN_SAMPLES]
     assert torch.equal(chunks[1][:SAMPLE_RATE], samples[WHISPER_CHUNK_SAMPLES:])
@@ -99,9 +107,9 @@ def test_chunks_shorter_than_3s_are_padded():
 
 
 def test_short_and_exact_lengths():
-    tiny = audio_features(torch.randn(SAMPLE_RATE // 10) * 0.1)                 # 0.1 s
+    tiny = audio_features(torch.randn(SAMPLE_RATE // 10) * 0.1)  # 0.1 s
     assert tiny.mel.shape == (1, 80, 3000) and tiny.fbank[0].shape == (fbank_frames(MIN_SAMPLES), 128)
-    exact = audio_features(torch.randn(WHISPER_CHUNK_SAMPLES) * 0.1)            # exactly 30 s: one chunk
+    exact = audio_features(torch.randn(WHISPER_CHUNK_SAMPLES) * 0.1)  # exactly 30 s: one chunk
     assert exact.mel.shape[0] == 1 and exact.fbank[0].shape[0] == fbank_frames(WHISPER_CHUNK_SAMPLES)
     with pytest.raises(ValueError):
         audio_features(torch.zeros(0))
@@ -126,13 +134,14 @@ def test_kaldi_fbank_against_float64():
     """Our float32 fbank stays within float32 noise of the same computation in float64."""
     wave = torch.randn(16000, dtype=torch.float64) * 3000
     ours = kaldi_fbank(wave.float())
-    frames = wave.unfold(0, 400, 160)                                            # (F, 400)
+    frames = wave.unfold(0, 400, 160)  # (F, 400)
     frames = frames - frames.mean(1, keepdim=True)
     frames = frames - 0.97 * torch.cat([frames[:, :1], frames[:, :-1]], 1)
     window = torch.hann_window(400, periodic=False, dtype=torch.float64) ** 0.85
     power = torch.fft.rfft(F.pad(frames * window, (0, 112))).abs() ** 2
     from videosalmonn.media.features import kaldi_mel_banks
-    eps = torch.finfo(torch.float32).eps                                         # floor of empty mel bins
+
+    eps = torch.finfo(torch.float32).eps  # floor of empty mel bins
     reference = (power @ kaldi_mel_banks(128, 512, 16000, 20.0).double().T).clamp(min=eps).log()
     assert ours.shape == (fbank_frames(16000), 128)
     assert (ours.double() - reference).abs().max().item() < 1e-3

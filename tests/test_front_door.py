@@ -15,9 +15,9 @@ from conftest import DEMO_FLAC, DEMO_IMAGE, DEMO_VIDEO, DEMO_WAV, ROOT, needs_me
 from make_fixtures import write_video
 from PIL import Image
 
-from videosalmonn.infer_manifest import run_manifest
 from videosalmonn.cli import main
 from videosalmonn.data.manifest import read_manifest
+from videosalmonn.infer_manifest import run_manifest
 from videosalmonn.pipeline import Pipeline
 
 
@@ -26,8 +26,9 @@ def pipe():
     return Pipeline.from_pretrained("tiny", device="cpu")
 
 
-def write_audio(path: Path, seconds: float, rate: int = 16000, channels: int = 1, codec: str = "pcm_s16le",
-                freq: float = 440.0) -> Path:
+def write_audio(
+    path: Path, seconds: float, rate: int = 16000, channels: int = 1, codec: str = "pcm_s16le", freq: float = 440.0
+) -> Path:
     n = int(seconds * rate)
     t = np.arange(n) / rate
     data = np.stack([0.3 * np.sin(2 * np.pi * freq * (c + 1) * t) for c in range(channels)]).astype(np.float32)
@@ -38,10 +39,11 @@ def write_audio(path: Path, seconds: float, rate: int = 16000, channels: int = 1
         fmt = "s16" if codec == "pcm_s16le" else "fltp"
         step = 1024
         for i in range(0, n, step):
-            chunk = data[:, i:i + step]
+            chunk = data[:, i : i + step]
             if fmt == "s16":
-                frame = av.AudioFrame.from_ndarray((chunk.T.reshape(1, -1) * 32767).astype(np.int16), format="s16",
-                                                   layout=layout)
+                frame = av.AudioFrame.from_ndarray(
+                    (chunk.T.reshape(1, -1) * 32767).astype(np.int16), format="s16", layout=layout
+                )
             else:
                 frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
             frame.sample_rate, frame.pts, frame.time_base = rate, i, Fraction(1, rate)
@@ -54,6 +56,7 @@ def write_audio(path: Path, seconds: float, rate: int = 16000, channels: int = 1
 
 
 @needs_media
+@pytest.mark.slow
 def test_manifest_of_mixed_inputs_equals_one_by_one(pipe, tmp_path):
     lines = [
         {"id": "video", "video": str(DEMO_VIDEO), "prompt": "Describe the video"},
@@ -78,20 +81,30 @@ def test_manifest_of_mixed_inputs_equals_one_by_one(pipe, tmp_path):
 
 
 @needs_media
+@pytest.mark.slow
 def test_official_manifest_format_and_bad_sample(pipe, tmp_path):
-    official = [{"image_name": [str(DEMO_VIDEO), str(DEMO_WAV)],
-                 "conversation": [{"from": "human", "value": "Describe the video together with the audio"},
-                                  {"from": "gpt", "value": "A band plays."}]},
-                {"image_name": str(DEMO_VIDEO),
-                 "conversation": [{"from": "human", "value": "What is happening?"},
-                                  {"from": "gpt", "value": "Music."}]},
-                {"image_name": str(tmp_path / "garbage.mp4"),
-                 "conversation": [{"from": "human", "value": "?"}, {"from": "gpt", "value": "-"}]}]
+    official = [
+        {
+            "image_name": [str(DEMO_VIDEO), str(DEMO_WAV)],
+            "conversation": [
+                {"from": "human", "value": "Describe the video together with the audio"},
+                {"from": "gpt", "value": "A band plays."},
+            ],
+        },
+        {
+            "image_name": str(DEMO_VIDEO),
+            "conversation": [{"from": "human", "value": "What is happening?"}, {"from": "gpt", "value": "Music."}],
+        },
+        {
+            "image_name": str(tmp_path / "garbage.mp4"),
+            "conversation": [{"from": "human", "value": "?"}, {"from": "gpt", "value": "-"}],
+        },
+    ]
     (tmp_path / "garbage.mp4").write_bytes(b"\x00garbage" * 100)
     path = tmp_path / "official.json"
     path.write_text(json.dumps(official))
     samples = read_manifest(path)
-    assert samples[1].video_audio is False               # official video-only: its sound track is not used
+    assert samples[1].video_audio is False  # official video-only: its sound track is not used
     out = tmp_path / "out.jsonl"
     summary = run_manifest(pipe, samples, str(out), batch_size=3, progress=False)
     assert (summary.answered, summary.failed) == (2, 1)
@@ -114,15 +127,32 @@ def test_manifest_errors_name_the_line(tmp_path, capsys):
 
 
 @needs_media
+@pytest.mark.slow
 def test_cli_manifest_resumes_after_kill(tmp_path):
     lines = [{"id": str(i), "audio": str(DEMO_FLAC), "prompt": f"Question {i}"} for i in range(4)]
     manifest = tmp_path / "in.jsonl"
     manifest.write_text("".join(json.dumps(x) + "\n" for x in lines))
     out = tmp_path / "out.jsonl"
-    first = json.dumps({"id": "0", "answer": "kept"}) + "\n" + '{"id": "1", "ans'     # a run killed mid-write
+    first = json.dumps({"id": "0", "answer": "kept"}) + "\n" + '{"id": "1", "ans'  # a run killed mid-write
     out.write_text(first)
-    proc = subprocess.run([sys.executable, "-m", "videosalmonn", "infer", "--manifest", str(manifest), "--out",
-                           str(out), "--batch-size", "2"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "videosalmonn",
+            "infer",
+            "--manifest",
+            str(manifest),
+            "--out",
+            str(out),
+            "--batch-size",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["id"] for r in records] == ["0", "1", "2", "3"] and records[0]["answer"] == "kept"
@@ -139,17 +169,34 @@ def long_video(tmp_path_factory):
     return write_video(path, size=(32, 24), fps=4, n_frames=95 * 4, audio_seconds=95)
 
 
+@pytest.mark.slow
 def test_long_input_covered_by_default(pipe, long_video):
     answer = pipe.answer("Describe the video", video=str(long_video))
     cov = answer.coverage
     assert cov.cut == [] and cov.frames == 190 and abs(cov.video_seconds - 95) < 0.3
     assert abs(cov.audio_seconds - 95) < 0.3
-    assert answer.media_tokens == 4 * 60 * 3            # audio: 4 Whisper chunks = 240 slots, 3 tokens each
+    assert answer.media_tokens == 4 * 60 * 3  # audio: 4 Whisper chunks = 240 slots, 3 tokens each
 
 
+@pytest.mark.slow
 def test_long_input_cut_with_official_limits(long_video, capsys):
-    assert main(["infer", "--model", "tiny", "--limits", "official", "--video", str(long_video),
-                 "--prompt", "Describe the video", "--json"]) == 0
+    assert (
+        main(
+            [
+                "infer",
+                "--model",
+                "tiny",
+                "--limits",
+                "official",
+                "--video",
+                str(long_video),
+                "--prompt",
+                "Describe the video",
+                "--json",
+            ]
+        )
+        == 0
+    )
     info = json.loads(capsys.readouterr().out)
     assert info["frames"] == 120 and abs(info["video_seconds"] - 60) < 0.01 and abs(info["audio_seconds"] - 30) < 0.01
     assert len(info["cut"]) == 2 and any("audio after 30.0 s" in c for c in info["cut"])
@@ -166,8 +213,14 @@ def bad_inputs(tmp: Path) -> dict[str, Path]:
     (tmp / "notes.txt").write_text("this is not media\n" * 50)
     good = write_video(tmp / "good.mp4", n_frames=50, audio_seconds=2)
     (tmp / "truncated.mp4").write_bytes(good.read_bytes()[:1500])
-    return {"missing": tmp / "missing.mp4", "directory": tmp / "dir.mp4", "empty": tmp / "empty.mp4",
-            "garbage": tmp / "garbage.mp4", "truncated": tmp / "truncated.mp4", "non-media": tmp / "notes.txt"}
+    return {
+        "missing": tmp / "missing.mp4",
+        "directory": tmp / "dir.mp4",
+        "empty": tmp / "empty.mp4",
+        "garbage": tmp / "garbage.mp4",
+        "truncated": tmp / "truncated.mp4",
+        "non-media": tmp / "notes.txt",
+    }
 
 
 @pytest.mark.parametrize("flag", ["--video", "--audio", "--image"])
@@ -188,7 +241,7 @@ def odd_media(tmp: Path) -> list[dict]:
         Image.fromarray(img).convert(mode).save(tmp / f"img_{mode}.{'jpg' if mode == 'CMYK' else 'png'}")
     Image.fromarray(np.zeros((10, 4000, 3), np.uint8)).save(tmp / "wide.png")
     return [
-        {"video": write_video(tmp / "silent.mp4", n_frames=20)},                       # no audio track
+        {"video": write_video(tmp / "silent.mp4", n_frames=20)},  # no audio track
         {"video": write_video(tmp / "one_frame.mp4", n_frames=1)},
         {"video": write_video(tmp / "tiny.mp4", size=(8, 8), n_frames=10)},
         {"video": write_video(tmp / "uhd.mp4", size=(3840, 2160), n_frames=2, fps=2)},
@@ -201,6 +254,7 @@ def odd_media(tmp: Path) -> list[dict]:
     ]
 
 
+@pytest.mark.slow
 def test_odd_but_valid_media_are_answered(pipe, tmp_path):
     for media in odd_media(tmp_path):
         kind, path = next(iter(media.items()))
@@ -214,6 +268,7 @@ def test_odd_but_valid_media_are_answered(pipe, tmp_path):
 
 def test_batch_size_must_be_positive(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        main(["infer", "--manifest", str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "o.jsonl"),
-              "--batch-size", "0"])
+        main(
+            ["infer", "--manifest", str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "o.jsonl"), "--batch-size", "0"]
+        )
     assert e.value.code == 2 and "expected a positive integer, got '0'" in capsys.readouterr().err

@@ -75,7 +75,7 @@ def test_palette_with_transparency_does_not_warn(tmp_path):
 
 
 def test_16_bit_grey_is_rescaled_not_clipped(tmp_path):
-    values = np.array([[0, 257, 32896, 65535]], np.uint16)                   # 0, 1, 128, 255 in 8 bits
+    values = np.array([[0, 257, 32896, 65535]], np.uint16)  # 0, 1, 128, 255 in 8 bits
     path = _save(Image.fromarray(values), tmp_path / "g16.png")
     with Image.open(path) as raw:
         assert raw.mode == "I;16"
@@ -85,7 +85,7 @@ def test_16_bit_grey_is_rescaled_not_clipped(tmp_path):
 
 
 def test_16_bit_big_endian_tiff(tmp_path):
-    img = Image.frombytes("I;16B", (2, 1), np.array([0, 65535], ">u2").tobytes())   # (.convert clips)
+    img = Image.frombytes("I;16B", (2, 1), np.array([0, 65535], ">u2").tobytes())  # (.convert clips)
     path = _save(img, tmp_path / "g16b.tif")
     assert np.asarray(load_image(path))[0, :, 0].tolist() == [0, 255]
 
@@ -120,7 +120,7 @@ def test_tiny_and_extreme_aspect_images(tmp_path, size):
 def test_transform_matches_torchvision_recipe():
     """Resize((s,s), BICUBIC) on PIL, ToTensor, Normalize - written out with PIL + numpy."""
     img = Image.fromarray(_noise(50, 70))
-    resized = np.asarray(img.resize((32, 32), Image.BICUBIC), np.float32) / 255               # (32, 32, 3)
+    resized = np.asarray(img.resize((32, 32), Image.BICUBIC), np.float32) / 255  # (32, 32, 3)
     mean = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
     std = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
     expected = torch.from_numpy(((resized - mean) / std).transpose(2, 0, 1))[None]
@@ -137,6 +137,7 @@ def test_transform_accepts_non_rgb_image():
 
 def _png_claiming_size(path, width: int, height: int):
     """A valid tiny PNG whose header claims width x height (decompression-bomb check)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -149,8 +150,8 @@ def _png_claiming_size(path, width: int, height: int):
 def bad_images(tmp_path):
     jpeg = _save(Image.fromarray(_noise(64, 64)), tmp_path / "ok.jpg").read_bytes()
     png = _save(Image.fromarray(_noise(64, 64)), tmp_path / "ok.png").read_bytes()
-    (tmp_path / "half.jpg").write_bytes(jpeg[:len(jpeg) // 2])
-    (tmp_path / "half.png").write_bytes(png[:len(png) // 2])
+    (tmp_path / "half.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (tmp_path / "half.png").write_bytes(png[: len(png) // 2])
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "notes.jpg").write_text("this is not an image\n")
     os.mkfifo(tmp_path / "fifo.jpg")
@@ -166,8 +167,9 @@ def bad_images(tmp_path):
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "directory", "empty", "not an image", "truncated jpeg",
-                                  "truncated png", "fifo", "bomb"])
+@pytest.mark.parametrize(
+    "case", ["missing", "directory", "empty", "not an image", "truncated jpeg", "truncated png", "fifo", "bomb"]
+)
 def test_bad_input_is_one_line_media_error(bad_images, case):
     path, problem = bad_images[case]
     with pytest.raises(MediaError) as e:

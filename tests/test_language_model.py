@@ -18,8 +18,9 @@ from videosalmonn.llm.language_model import HF_GENERATION_LOGGER, LanguageModel
 from videosalmonn.llm.lora import is_lora_parameter
 from videosalmonn.rng import seeded
 
-SAMPLING = GenerationConfig(max_new_tokens=6, num_beams=1, do_sample=True, temperature=1.5, top_p=0.95,
-                            repetition_penalty=1.3, seed=11)
+SAMPLING = GenerationConfig(
+    max_new_tokens=6, num_beams=1, do_sample=True, temperature=1.5, top_p=0.95, repetition_penalty=1.3, seed=11
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def test_seeded_context_restores_every_global_state():
         inside = torch.rand(4)
     assert torch.equal(inside, torch.rand(4, generator=torch.Generator().manual_seed(5)))
     assert torch.equal(torch.random.get_rng_state(), before)
-    assert lazy_cuda_seed_calls() == queued                  # no seed queued for any GPU
+    assert lazy_cuda_seed_calls() == queued  # no seed queued for any GPU
 
 
 def test_seeded_sampling_leaves_the_global_rng_alone(lm):
@@ -52,7 +53,7 @@ def test_seeded_sampling_leaves_the_global_rng_alone(lm):
     first = lm.generate(embeds, mask, SAMPLING, eos_id=2, pad_id=0)
     assert torch.equal(torch.random.get_rng_state(), before)
     assert lazy_cuda_seed_calls() == queued
-    torch.rand(10)                                           # the global stream moves on: the seeded answer does not
+    torch.rand(10)  # the global stream moves on: the seeded answer does not
     assert torch.equal(lm.generate(embeds, mask, SAMPLING, eos_id=2, pad_id=0), first)
 
 
@@ -79,34 +80,38 @@ def test_generate_changes_no_logging_or_warnings_state(lm, gen):
     embeds, mask = prompt(lm)
     before, spy = logging_and_warnings_state(), StateSpy()
     lm.generate(embeds, mask, gen, eos_id=2, pad_id=0, streamer=spy)
-    assert spy.seen and all(state == before for state in spy.seen)          # not during the call either
+    assert spy.seen and all(state == before for state in spy.seen)  # not during the call either
     assert logging_and_warnings_state() == before
 
 
+@pytest.mark.slow
 def test_hf_penalty_notes_are_quieted_once_at_import():
     """Outside pytest's warning capture: a generation with a repetition penalty prints none of HF's two notes."""
-    code = ("import torch; from videosalmonn.config import GenerationConfig, ModelConfig; "
-            "from videosalmonn.llm.language_model import LanguageModel; "
-            "lm = LanguageModel.build(ModelConfig.from_name('tiny').llm).eval(); "
-            "gen = GenerationConfig(max_new_tokens=3, num_beams=1, repetition_penalty=1.5); "
-            "[lm.generate(torch.randn(1, 4, lm.width), torch.ones(1, 4, dtype=torch.long), gen, 2, 0) "
-            "for _ in range(2)]; print('generated')")
-    run = subprocess.run([sys.executable, "-W", "always", "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300)
+    code = (
+        "import torch; from videosalmonn.config import GenerationConfig, ModelConfig; "
+        "from videosalmonn.llm.language_model import LanguageModel; "
+        "lm = LanguageModel.build(ModelConfig.from_name('tiny').llm).eval(); "
+        "gen = GenerationConfig(max_new_tokens=3, num_beams=1, repetition_penalty=1.5); "
+        "[lm.generate(torch.randn(1, 4, lm.width), torch.ones(1, 4, dtype=torch.long), gen, 2, 0) "
+        "for _ in range(2)]; print('generated')"
+    )
+    run = subprocess.run(
+        [sys.executable, "-W", "always", "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0 and "generated" in run.stdout, run.stderr
     assert "repetition_penalty" not in run.stderr and "RepetitionPenaltyLogitsProcessor" not in run.stderr, run.stderr
 
 
 def test_merge_lora_gives_the_same_logits_and_leaves_the_adapters(lm):
     adapted = copy.deepcopy(lm)
-    with torch.no_grad():                                    # LoRA B starts at zero: make the adapters count
+    with torch.no_grad():  # LoRA B starts at zero: make the adapters count
         for name, p in adapted.named_parameters():
             if ".lora_B." in name:
                 p.normal_(0.0, 0.1, generator=torch.Generator().manual_seed(3))
     embeds, mask = prompt(lm)
     merged = LanguageModel(adapted.merge_lora()).eval()
     assert not any(is_lora_parameter(n) for n, _ in merged.named_parameters())
-    assert any(is_lora_parameter(n) for n, _ in adapted.named_parameters())           # merged a copy
+    assert any(is_lora_parameter(n) for n, _ in adapted.named_parameters())  # merged a copy
     assert not torch.allclose(adapted(embeds, mask), lm(embeds, mask))
     torch.testing.assert_close(merged(embeds, mask), adapted(embeds, mask), atol=1e-4, rtol=1e-4)
     with pytest.raises(CheckpointError, match="no LoRA adapters"):

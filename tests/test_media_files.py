@@ -27,9 +27,14 @@ def test_suffix_sets_are_disjoint_and_cover_every_mime_suffix():
 
 def test_manifests_and_save_readers_agree(tmp_path):
     """An official manifest and a SAVE manifest read .gif/.opus the same way (once they did not)."""
-    (tmp_path / "o.json").write_text(json.dumps([
-        {"image_name": "a.gif", "conversation": [{"from": "human", "value": "Q"}]},
-        {"image_name": "b.opus", "conversation": [{"from": "human", "value": "Q"}]}]))
+    (tmp_path / "o.json").write_text(
+        json.dumps(
+            [
+                {"image_name": "a.gif", "conversation": [{"from": "human", "value": "Q"}]},
+                {"image_name": "b.opus", "conversation": [{"from": "human", "value": "Q"}]},
+            ]
+        )
+    )
     gif, opus = read_manifest(tmp_path / "o.json")
     assert gif.image and not gif.video and opus.audio and not opus.video
     assert set(media_fields(["a.gif", "b.opus"], tmp_path, "here")) == {"image", "audio"}
@@ -40,8 +45,12 @@ def test_check_file_one_line_errors(tmp_path):
     (tmp_path / "ok.wav").write_bytes(b"RIFF")
     os.mkfifo(tmp_path / "fifo.wav")
     assert check_file(str(tmp_path / "ok.wav")) == tmp_path / "ok.wav"
-    for path, problem in ((tmp_path / "gone.wav", "file not found"), (tmp_path, "is a directory"),
-                          (tmp_path / "empty.wav", "file is empty"), (tmp_path / "fifo.wav", "not a regular file")):
+    for path, problem in (
+        (tmp_path / "gone.wav", "file not found"),
+        (tmp_path, "is a directory"),
+        (tmp_path / "empty.wav", "file is empty"),
+        (tmp_path / "fifo.wav", "not a regular file"),
+    ):
         with pytest.raises(MediaError) as e:
             check_file(path)
         assert problem in str(e.value) and str(path) in str(e.value) and "\n" not in str(e.value)

@@ -13,9 +13,22 @@ from pycocoevalcap.cider.cider import Cider
 from videosalmonn.errors import InputError
 from videosalmonn.evaluation import judge, metrics
 from videosalmonn.evaluation.bootstrap import bootstrap_ci, bootstrap_corpus_ci
-from videosalmonn.evaluation.metrics import (MetricResult, avm_correct, cider_bootstrap_ci, cider_d, combine_spider,
-                                             containment_correct, multiple_choice_correct, python_tokenize, spice,
-                                             spider, textvqa_accuracy, vqa_normalise, wer, wer_bootstrap_ci)
+from videosalmonn.evaluation.metrics import (
+    MetricResult,
+    avm_correct,
+    cider_bootstrap_ci,
+    cider_d,
+    combine_spider,
+    containment_correct,
+    multiple_choice_correct,
+    python_tokenize,
+    spice,
+    spider,
+    textvqa_accuracy,
+    vqa_normalise,
+    wer,
+    wer_bootstrap_ci,
+)
 
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="PTBTokenizer needs Java, not installed")
 
@@ -25,8 +38,7 @@ needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="PTBTokeniz
 
 def test_wer_hand_computed_raw():
     # utterance 1: "the" deleted (D=1, N=6); utterance 2: "big" inserted (I=1, N=2) -> (0+1+1)/8
-    result = wer(["the cat sat on the mat", "hello world"], ["the cat sat on mat", "hello big world"],
-                 normalise=False)
+    result = wer(["the cat sat on the mat", "hello world"], ["the cat sat on mat", "hello big world"], normalise=False)
     assert result.value == pytest.approx(2 / 8)
     assert (result.details["substitutions"], result.details["deletions"], result.details["insertions"]) == (0, 1, 1)
     assert result.details["hits"] == 7 and result.details["reference_words"] == 8
@@ -39,13 +51,16 @@ def test_wer_matches_jiwer_without_normalisation():
     ours = wer(refs, hyps, normalise=False)
     out = jiwer.process_words(refs, hyps)
     assert ours.value == pytest.approx(jiwer.wer(refs, hyps))
-    assert (ours.details["substitutions"], ours.details["deletions"], ours.details["insertions"]) == \
-        (out.substitutions, out.deletions, out.insertions)
+    assert (ours.details["substitutions"], ours.details["deletions"], ours.details["insertions"]) == (
+        out.substitutions,
+        out.deletions,
+        out.insertions,
+    )
 
 
 def test_wer_whisper_normaliser():
     ref, hyp = "The colour is twenty five, Mr. Smith!", "the color is 25 mister smith"
-    assert wer([ref], [hyp]).value == 0.0                    # colour->color, twenty five->25, Mr.->mister
+    assert wer([ref], [hyp]).value == 0.0  # colour->color, twenty five->25, Mr.->mister
     assert wer([ref], [hyp], normalise=False).value > 0.5
     assert metrics.whisper_normalise("Uh, HELLO (laughs) world.") == "hello world"
 
@@ -74,14 +89,21 @@ def test_wer_bootstrap_is_seeded_and_brackets_the_value():
 # CIDEr-D, SPICE, SPIDEr
 
 CAPTION_REFS = [
-    ["A man is riding a horse on the beach.", "A person rides a brown horse near the sea.",
-     "Someone on horseback at the shore."],
+    [
+        "A man is riding a horse on the beach.",
+        "A person rides a brown horse near the sea.",
+        "Someone on horseback at the shore.",
+    ],
     ["Two dogs play with a red ball in the grass.", "Dogs chasing a ball on a lawn."],
     ["A woman is cooking dinner in the kitchen.", "A lady prepares food at the stove."],
     ["Children are swimming in a pool.", "Kids splash around in the swimming pool."],
 ]
-CAPTION_HYPS = ["A man rides a horse on the beach.", "Two dogs are playing with a ball.",
-                "A woman is cooking in a kitchen.", "A cat sleeps on a sofa."]
+CAPTION_HYPS = [
+    "A man rides a horse on the beach.",
+    "Two dogs are playing with a ball.",
+    "A woman is cooking in a kitchen.",
+    "A cat sleeps on a sofa.",
+]
 
 
 def test_cider_hand_computed():
@@ -135,11 +157,25 @@ def test_caption_input_errors():
 
 
 def test_python_tokenize_ptb_conventions():
-    assert python_tokenize('He doesn\'t "see" the dog\'s ball (red)... 1,000 $5 r.c. cars!') == [
-        "he", "does", "n't", "see", "the", "dog", "'s", "ball", "-lrb-", "red", "-rrb-", "1,000", "$", "5",
-        "r.c.", "cars"]
-    assert python_tokenize("A well-known place; I cannot go.") == ["a", "well-known", "place", "i", "can", "not",
-                                                                      "go"]
+    assert python_tokenize("He doesn't \"see\" the dog's ball (red)... 1,000 $5 r.c. cars!") == [
+        "he",
+        "does",
+        "n't",
+        "see",
+        "the",
+        "dog",
+        "'s",
+        "ball",
+        "-lrb-",
+        "red",
+        "-rrb-",
+        "1,000",
+        "$",
+        "5",
+        "r.c.",
+        "cars",
+    ]
+    assert python_tokenize("A well-known place; I cannot go.") == ["a", "well-known", "place", "i", "can", "not", "go"]
 
 
 @pytest.mark.skipif(metrics.spice_unavailable_reason() is None, reason="CoreNLP jars are installed here")
@@ -202,6 +238,7 @@ def test_cider_bootstrap_is_seeded():
 # ----------------------------------------------------------------------------------------------------------
 # Accuracies
 
+
 @pytest.mark.parametrize("hits, expected", [(0, 0.0), (1, 0.3), (2, 0.6), (3, 0.9), (4, 1.0), (10, 1.0)])
 def test_textvqa_accuracy_leave_one_out(hits, expected):
     # k matching answers out of 10: mean over the 10 leave-one-out subsets of min(1, matches / 3), e.g.
@@ -217,27 +254,30 @@ def test_textvqa_accuracy_simple(hits, expected):
 
 
 def test_vqa_normalise():
-    assert vqa_normalise("The Two Dogs!") == "2 dogs"              # articles, number words, punctuation
-    assert vqa_normalise("  Dont stop.\n") == "don't stop"          # contractions, final period
-    assert vqa_normalise("3.5 km") == "3.5 km"                      # a period before a digit stays
-    assert vqa_normalise("left-hand side") == "left hand side"      # "-" not touching a space -> space
-    assert vqa_normalise("coca - cola") == "coca cola"              # "-" touching a space -> deleted
+    assert vqa_normalise("The Two Dogs!") == "2 dogs"  # articles, number words, punctuation
+    assert vqa_normalise("  Dont stop.\n") == "don't stop"  # contractions, final period
+    assert vqa_normalise("3.5 km") == "3.5 km"  # a period before a digit stays
+    assert vqa_normalise("left-hand side") == "left hand side"  # "-" not touching a space -> space
+    assert vqa_normalise("coca - cola") == "coca cola"  # "-" touching a space -> deleted
     assert textvqa_accuracy("a Coca-Cola", ["coca cola"] * 10) == 1.0
 
 
-@pytest.mark.parametrize("prediction, reference, expected", [
-    ("The man is wearing a hat.", "hat", True),
-    ("He wears hats", "hat", False),                  # whole words only
-    ("It is dark blue.", "dark blue", True),
-    ("It is blue and dark", "dark blue", False),      # a contiguous run, in order
-    ("No, it is clear.", "no", True),
-    ("No it is not, yes", "no", False),               # yes/no: the opposite must not appear
-    ("It is not overcast", "no", False),              # "not" is not "no"
-    ("Yes", "yes", True),
-    ("There are two dogs", "2", True),                # number words count as digits
-    ("The woman's bag", "woman's", True),
-    ("anything", "", False),
-])
+@pytest.mark.parametrize(
+    "prediction, reference, expected",
+    [
+        ("The man is wearing a hat.", "hat", True),
+        ("He wears hats", "hat", False),  # whole words only
+        ("It is dark blue.", "dark blue", True),
+        ("It is blue and dark", "dark blue", False),  # a contiguous run, in order
+        ("No, it is clear.", "no", True),
+        ("No it is not, yes", "no", False),  # yes/no: the opposite must not appear
+        ("It is not overcast", "no", False),  # "not" is not "no"
+        ("Yes", "yes", True),
+        ("There are two dogs", "2", True),  # number words count as digits
+        ("The woman's bag", "woman's", True),
+        ("anything", "", False),
+    ],
+)
 def test_containment_correct(prediction, reference, expected):
     assert containment_correct(prediction, reference) is expected
 
@@ -245,32 +285,46 @@ def test_containment_correct(prediction, reference, expected):
 CANDIDATES = ("clap proudly", "the lady sitting down", "lay on floor", "just picked it up", "crawl")
 
 
-@pytest.mark.parametrize("prediction, expected", [
-    ("lay on floor", True),
-    ("  Lay on floor. ", True),                       # case, outer space, final period
-    ('"lay on floor"', True),
-    ("lay on the floor", False),                      # not exact
-    ("lay on floor or crawl", False),
-    ("C", True), ("(C)", True), ("C.", True),          # a bare option letter means that option
-    ("C. lay on floor", True), ("(C) lay on floor", True),
-    ("A", False), ("C. crawl", False),                # judged by the text after the letter
-])
+@pytest.mark.parametrize(
+    "prediction, expected",
+    [
+        ("lay on floor", True),
+        ("  Lay on floor. ", True),  # case, outer space, final period
+        ('"lay on floor"', True),
+        ("lay on the floor", False),  # not exact
+        ("lay on floor or crawl", False),
+        ("C", True),
+        ("(C)", True),
+        ("C.", True),  # a bare option letter means that option
+        ("C. lay on floor", True),
+        ("(C) lay on floor", True),
+        ("A", False),
+        ("C. crawl", False),  # judged by the text after the letter
+    ],
+)
 def test_multiple_choice_correct(prediction, expected):
     assert multiple_choice_correct(prediction, "lay on floor", CANDIDATES) is expected
 
 
 def test_multiple_choice_option_starting_with_article():
     options = ("A book", "A magazine", "Groceries")
-    assert multiple_choice_correct("A magazine", "A magazine", options)       # not read as letter "A"
+    assert multiple_choice_correct("A magazine", "A magazine", options)  # not read as letter "A"
     assert multiple_choice_correct("B. A magazine", "A magazine", options)
     assert not multiple_choice_correct("magazine", "A magazine", options)
-    assert not multiple_choice_correct("C", "lay on floor")                    # letters need candidates
+    assert not multiple_choice_correct("C", "lay on floor")  # letters need candidates
 
 
-@pytest.mark.parametrize("prediction, reference, expected", [
-    ("Yes", "Yes", True), ("yes.", "Yes", True), (" NO ", "No", True), ("No", "Yes", False),
-    ("Yes, the audio matches the video.", "Yes", False), ("", "No", False),
-])
+@pytest.mark.parametrize(
+    "prediction, reference, expected",
+    [
+        ("Yes", "Yes", True),
+        ("yes.", "Yes", True),
+        (" NO ", "No", True),
+        ("No", "Yes", False),
+        ("Yes, the audio matches the video.", "Yes", False),
+        ("", "No", False),
+    ],
+)
 def test_avm_correct(prediction, reference, expected):
     assert avm_correct(prediction, reference) is expected
 
@@ -288,9 +342,11 @@ REFERENCE = "The source of this sound in this scene is people belly laughing."
 
 def test_judge_prompt_is_the_papers_text():
     text = judge.JudgePrompt().render("What is the source of the sound?", "a dog", "a HYPOTHESIS cat")
-    assert text == ('Is the sound source mentioned in answer "a dog" the same as the sound source mentioned in '
-                    'answer "a HYPOTHESIS cat"? Answer "Yes" if they are the same, and "No" if they are '
-                    'different or one does not mention the sound source.')
+    assert text == (
+        'Is the sound source mentioned in answer "a dog" the same as the sound source mentioned in '
+        'answer "a HYPOTHESIS cat"? Answer "Yes" if they are the same, and "No" if they are '
+        "different or one does not mention the sound source."
+    )
 
 
 def test_judge_with_fake_client():
@@ -307,15 +363,21 @@ def test_judge_with_fake_client():
     assert not judge.judge_equivalent("q", "a", "b", lambda m: "I cannot tell").equivalent
 
 
-@pytest.mark.parametrize("reference, hypothesis, expected", [
-    (REFERENCE, "A group of people belly laughing.", True),
-    (REFERENCE, "People are laughing.", False),                               # "belly" missing
-    ("In this image, the given audio might originates from pigeon, dove cooing.", "A pigeon.", True),
-    ("In this image, the given audio might originates from pigeon, dove cooing.", "Doves are cooing", True),
-    ("The source of the audio in this picture can be identified as playing acoustic guitar.",
-     "Someone plays an acoustic guitar", True),
-    ("The source of the audio in this picture can be identified as playing acoustic guitar.", "A piano", False),
-])
+@pytest.mark.parametrize(
+    "reference, hypothesis, expected",
+    [
+        (REFERENCE, "A group of people belly laughing.", True),
+        (REFERENCE, "People are laughing.", False),  # "belly" missing
+        ("In this image, the given audio might originates from pigeon, dove cooing.", "A pigeon.", True),
+        ("In this image, the given audio might originates from pigeon, dove cooing.", "Doves are cooing", True),
+        (
+            "The source of the audio in this picture can be identified as playing acoustic guitar.",
+            "Someone plays an acoustic guitar",
+            True,
+        ),
+        ("The source of the audio in this picture can be identified as playing acoustic guitar.", "A piano", False),
+    ],
+)
 def test_string_match_fallback(reference, hypothesis, expected):
     verdict = metrics.string_match_judge("What is the source of the sound?", reference, hypothesis)
     assert verdict.equivalent is expected and verdict.judge == "string-match"
@@ -370,7 +432,7 @@ def test_bootstrap_ci_seeded_and_contains_mean():
     assert ci == bootstrap_ci(scores, n=1000, seed=0)
     assert ci != bootstrap_ci(scores, n=1000, seed=1)
     assert ci[0] < np.mean(scores) < ci[1]
-    assert 0.25 < ci[0] and ci[1] < 0.5                      # about 0.37 +- 1.96 * 0.048
+    assert ci[0] > 0.25 and ci[1] < 0.5  # about 0.37 +- 1.96 * 0.048
     assert bootstrap_ci([1.0, 1.0, 1.0]) == (1.0, 1.0)
 
 

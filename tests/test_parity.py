@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import GOLDEN, needs_golden
 
-pytestmark = needs_golden
+pytestmark = [needs_golden, pytest.mark.slow]  # the full golden check: ~20 s
 CASES = ("av", "video_only", "audioimage")
 
 
@@ -33,10 +33,24 @@ def test_every_stage_within_tolerance(report):
     assert len(report.values) >= 140
 
 
-@pytest.mark.parametrize("stage", [
-    "eva_out", "instructblip_query_out", "whisper_encoder_out", "beats_out", "audio_embeds", "joint_X",
-    "mrc_low_out", "mrc_coarse_out", "H", "media_embeds", "inputs_embeds", "greedy_path_logits",
-    "train.answer_logits"])
+@pytest.mark.parametrize(
+    "stage",
+    [
+        "eva_out",
+        "instructblip_query_out",
+        "whisper_encoder_out",
+        "beats_out",
+        "audio_embeds",
+        "joint_X",
+        "mrc_low_out",
+        "mrc_coarse_out",
+        "H",
+        "media_embeds",
+        "inputs_embeds",
+        "greedy_path_logits",
+        "train.answer_logits",
+    ],
+)
 def test_stage_checked_both_ways(report, stage):
     for mode in ("isolated", "end_to_end"):
         value = report.values[f"av/{stage}/{mode}"]
@@ -48,7 +62,7 @@ def test_generated_ids_identical(report):
         for run in ("greedy20", "beam20"):
             assert report.values[f"{case}/{run}_ids/end_to_end"] == 0
             assert report.values[f"{case}/{run}_ids/isolated"] == 0
-    assert report.values["av/beam_default_ids/end_to_end"] == 0          # the released 512-token call
+    assert report.values["av/beam_default_ids/end_to_end"] == 0  # the released 512-token call
     assert report.values["av/beam_default_text/end_to_end"] == 0
 
 
@@ -56,7 +70,7 @@ def test_training_forward_losses(report):
     for case in CASES:
         assert report.values[f"{case}/train.loss/end_to_end"] <= 1e-5
         assert report.values[f"{case}/train_div.loss/end_to_end"] <= 1e-5
-    assert report.values["video_only/train.H/end_to_end"] <= 1e-4      # the masked unpaired audio of training
+    assert report.values["video_only/train.H/end_to_end"] <= 1e-4  # the masked unpaired audio of training
 
 
 def test_pipeline_answer_batch_gives_golden_ids_batched(golden):
@@ -113,7 +127,7 @@ def test_check_fails_on_a_perturbed_golden(tmp_path):
     report = check_official(str(copy), cases=("video_only",))
     assert not report.ok
     assert any(line.startswith("video_only/H/end_to_end") for line in report.failed)
-    expected = ("video_only/H/", "video_only/media_embeds/isolated_from_H")     # fed the perturbed H
+    expected = ("video_only/H/", "video_only/media_embeds/isolated_from_H")  # fed the perturbed H
     assert all(line.startswith(expected) for line in report.failed), report.failed
 
 

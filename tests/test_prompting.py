@@ -16,17 +16,33 @@ def texts(pieces):
 
 
 def test_official_layout_pieces():
-    pieces = OfficialStyle().render([Turn("user", "Describe the video"), Turn("assistant", "A band."),
-                                     Turn("user", "Who sings?")])
-    assert texts(pieces) == ["bos", "USER: <Img>", "<media>", "</Img> Describe the video\nASSISTANT:",
-                             "A band.", "eos", "USER: Who sings?\nASSISTANT:"]
+    pieces = OfficialStyle().render(
+        [Turn("user", "Describe the video"), Turn("assistant", "A band."), Turn("user", "Who sings?")]
+    )
+    assert texts(pieces) == [
+        "bos",
+        "USER: <Img>",
+        "<media>",
+        "</Img> Describe the video\nASSISTANT:",
+        "A band.",
+        "eos",
+        "USER: Who sings?\nASSISTANT:",
+    ]
     assert [p.target for p in pieces] == [False, False, False, False, True, True, False]
 
 
 def test_llama2_layout_pieces():
     pieces = Llama2Style().render([Turn("user", "Q1"), Turn("assistant", "A1"), Turn("user", "Q2")])
-    assert texts(pieces) == ["bos", "[INST] <Img>", "<media>", "</Img> Q1 [/INST]", "A1", "eos", "bos",
-                             "[INST] Q2 [/INST]"]
+    assert texts(pieces) == [
+        "bos",
+        "[INST] <Img>",
+        "<media>",
+        "</Img> Q1 [/INST]",
+        "A1",
+        "eos",
+        "bos",
+        "[INST] Q2 [/INST]",
+    ]
 
 
 def test_bad_conversations():
@@ -50,21 +66,30 @@ def test_golden_ids_and_targets(golden_json, golden_tensors):
         assert sum(enc.media) == media
         n_after = g["text_after_ids"].shape[1]
         start = 1 + len(golden_json["llama"]["prompt_start_ids"]) + media
-        assert enc.ids[start:start + n_after] == g["text_after_ids"][0].tolist()
+        assert enc.ids[start : start + n_after] == g["text_after_ids"][0].tolist()
 
 
 def test_collate_left_and_right():
     tok = load_tokenizer(None)
     a = encode([Piece(special="bos"), Piece(text="hello"), Piece(media=True)], tok, 3, 512)
-    b = encode([Piece(special="bos"), Piece(text="a longer prompt here"), Piece(media=True),
-                Piece(text="answer", target=True)], tok, 2, 512)
+    b = encode(
+        [
+            Piece(special="bos"),
+            Piece(text="a longer prompt here"),
+            Piece(media=True),
+            Piece(text="answer", target=True),
+        ],
+        tok,
+        2,
+        512,
+    )
     left = collate_prompts([a, b], tok.pad_id, "left")
-    assert left.attention_mask[0].tolist()[-len(a.ids):] == [1] * len(a.ids)
+    assert left.attention_mask[0].tolist()[-len(a.ids) :] == [1] * len(a.ids)
     assert left.attention_mask[0, 0] == 0 and left.input_ids[0, 0] == tok.pad_id
     assert left.media_mask.sum(1).tolist() == [3, 2]
     assert (left.labels[0] == IGNORE).all() and (left.labels[1] != IGNORE).sum() == len(tok.encode("answer"))
     right = collate_prompts([a, b], tok.pad_id, "right")
-    assert right.attention_mask[0, : len(a.ids)].all() and right.attention_mask[0, len(a.ids):].sum() == 0
+    assert right.attention_mask[0, : len(a.ids)].all() and right.attention_mask[0, len(a.ids) :].sum() == 0
     assert torch.equal(right.input_ids[1], left.input_ids[1])
 
 
@@ -80,13 +105,16 @@ def test_encode_conversation_renders_then_encodes():
     turns = [Turn("user", "What plays?"), Turn("assistant", "A piano.")]
     enc = encode_conversation(turns, OfficialStyle(), tok, 4, 512)
     assert enc.ids[0] == tok.bos_id and sum(enc.media) == 4 and enc.ids[-1] == tok.eos_id
-    assert enc.ids[1:1 + len(tok.encode("USER: <Img>"))] == tok.encode("USER: <Img>")
+    assert enc.ids[1 : 1 + len(tok.encode("USER: <Img>"))] == tok.encode("USER: <Img>")
     assert [i for i, label in zip(enc.ids, enc.labels) if label != IGNORE] == tok.encode("A piano.") + [tok.eos_id]
     assert enc.ids == encode(OfficialStyle().render(turns), tok, 4, 512).ids
-    assert encode_conversation(turns[:1], Llama2Style(), tok, 0, 512).ids != \
-        encode_conversation(turns[:1], OfficialStyle(), tok, 0, 512).ids
+    assert (
+        encode_conversation(turns[:1], Llama2Style(), tok, 0, 512).ids
+        != encode_conversation(turns[:1], OfficialStyle(), tok, 0, 512).ids
+    )
     with pytest.raises(InputError, match="start with a user turn"):
         encode_conversation([Turn("assistant", "x")], OfficialStyle(), tok, 0, 512)
     with pytest.raises(InputError, match="the answer is 120 tokens long; the limit is 32"):
-        encode_conversation([Turn("user", "Q"), Turn("assistant", " ".join(["word"] * 40))], OfficialStyle(), tok,
-                            0, 32)
+        encode_conversation(
+            [Turn("user", "Q"), Turn("assistant", " ".join(["word"] * 40))], OfficialStyle(), tok, 0, 32
+        )

@@ -17,11 +17,12 @@ import pytest
 openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
+pytestmark = pytest.mark.slow  # a live server per module
 
 from conftest import ROOT  # noqa: E402
 
-CLIP = ROOT / "tests" / "assets" / "clip2s.mp4"      # 2 s, moving square, 440 Hz tone as AAC
-TIMEOUT = 60                                          # seconds, every client call
+CLIP = ROOT / "tests" / "assets" / "clip2s.mp4"  # 2 s, moving square, 440 Hz tone as AAC
+TIMEOUT = 60  # seconds, every client call
 MAX_TOKENS = 8
 
 
@@ -59,8 +60,10 @@ VIDEO_URL = data_url(CLIP.read_bytes(), "video/mp4")
 
 
 def video_message(question: str, url: str = VIDEO_URL) -> dict:
-    return {"role": "user", "content": [{"type": "text", "text": question},
-                                        {"type": "video_url", "video_url": {"url": url}}]}
+    return {
+        "role": "user",
+        "content": [{"type": "text", "text": question}, {"type": "video_url", "video_url": {"url": url}}],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +73,29 @@ def server(tmp_path_factory):
     shutil.copy(CLIP, root / "clip.mp4")
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "videosalmonn", "serve", "--model", "tiny", "--port", str(port),
-                             "--allowed-root", str(root), "--max-batch-size", "8", "--request-timeout", "120"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "videosalmonn",
+            "serve",
+            "--model",
+            "tiny",
+            "--port",
+            str(port),
+            "--allowed-root",
+            str(root),
+            "--max-batch-size",
+            "8",
+            "--request-timeout",
+            "120",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
@@ -112,8 +135,9 @@ def test_models_and_health(server, client):
 
 
 def test_video_data_url_keeps_its_audio_track(client):
-    reply = client.chat.completions.create(model="tiny", messages=[video_message("What do you see and hear?")],
-                                           max_tokens=MAX_TOKENS)
+    reply = client.chat.completions.create(
+        model="tiny", messages=[video_message("What do you see and hear?")], max_tokens=MAX_TOKENS
+    )
     choice = reply.choices[0]
     assert choice.message.role == "assistant" and choice.message.content
     assert choice.finish_reason in ("stop", "length") and reply.object == "chat.completion"
@@ -125,16 +149,23 @@ def test_video_data_url_keeps_its_audio_track(client):
 
 
 def test_video_audio_can_be_dropped(client):
-    reply = client.chat.completions.create(model="tiny", messages=[video_message("What do you see?")],
-                                           max_tokens=MAX_TOKENS, extra_body={"videosalmonn": {"video_audio": False}})
+    reply = client.chat.completions.create(
+        model="tiny",
+        messages=[video_message("What do you see?")],
+        max_tokens=MAX_TOKENS,
+        extra_body={"videosalmonn": {"video_audio": False}},
+    )
     assert extension(reply)["audio_present"] is False and extension(reply)["frames"] == 4
 
 
 def test_streaming_gives_the_same_answer(client):
     messages = [video_message("Describe the video.")]
     whole = client.chat.completions.create(model="tiny", messages=messages, max_tokens=MAX_TOKENS)
-    chunks = list(client.chat.completions.create(model="tiny", messages=messages, max_tokens=MAX_TOKENS, stream=True,
-                                                 stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model="tiny", messages=messages, max_tokens=MAX_TOKENS, stream=True, stream_options={"include_usage": True}
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == whole.choices[0].message.content
     assert chunks[0].choices[0].delta.role == "assistant"
@@ -142,7 +173,7 @@ def test_streaming_gives_the_same_answer(client):
     assert last.choices[0].finish_reason == whole.choices[0].finish_reason
     assert extension(last)["audio_present"] is True
     assert chunks[-1].choices == [] and chunks[-1].usage.total_tokens == whole.usage.total_tokens
-    assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) > 1     # it did stream
+    assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) > 1  # it did stream
 
 
 def test_raw_sse_format(server):
@@ -156,41 +187,54 @@ def test_raw_sse_format(server):
 
 
 def test_image_and_input_audio(client):
-    content = [{"type": "text", "text": "What is in the picture, and what is the sound?"},
-               {"type": "image_url", "image_url": {"url": data_url(png_bytes(), "image/png")}},
-               {"type": "input_audio", "input_audio": {"data": base64.b64encode(wav_bytes(1.5)).decode(),
-                                                       "format": "wav"}}]
-    reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": content}],
-                                           max_tokens=MAX_TOKENS)
+    content = [
+        {"type": "text", "text": "What is in the picture, and what is the sound?"},
+        {"type": "image_url", "image_url": {"url": data_url(png_bytes(), "image/png")}},
+        {"type": "input_audio", "input_audio": {"data": base64.b64encode(wav_bytes(1.5)).decode(), "format": "wav"}},
+    ]
+    reply = client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": content}], max_tokens=MAX_TOKENS
+    )
     used = extension(reply)
     assert used["frames"] == 1 and used["audio_present"] and used["audio_seconds"] == pytest.approx(1.5, abs=0.01)
 
 
 def test_multi_turn(client):
     one = client.chat.completions.create(model="tiny", messages=[video_message("What moves?")], max_tokens=MAX_TOKENS)
-    messages = [video_message("What moves?"), {"role": "assistant", "content": "A white square."},
-                {"role": "user", "content": "Which way does it go?"}]
+    messages = [
+        video_message("What moves?"),
+        {"role": "assistant", "content": "A white square."},
+        {"role": "user", "content": "Which way does it go?"},
+    ]
     two = client.chat.completions.create(model="tiny", messages=messages, max_tokens=MAX_TOKENS)
     assert two.choices[0].message.content and two.usage.prompt_tokens > one.usage.prompt_tokens
 
 
 def test_local_paths_inside_the_allowed_root(server, client):
     for url in ("clip.mp4", f"file://{server[1] / 'clip.mp4'}"):
-        reply = client.chat.completions.create(model="tiny", messages=[video_message("Hi", url)],
-                                               max_tokens=MAX_TOKENS)
+        reply = client.chat.completions.create(model="tiny", messages=[video_message("Hi", url)], max_tokens=MAX_TOKENS)
         assert extension(reply)["audio_present"]
     with pytest.raises(openai.PermissionDeniedError):
         client.chat.completions.create(model="tiny", messages=[video_message("Hi", "../../etc/passwd")], max_tokens=2)
     with pytest.raises(openai.BadRequestError) as e:
-        client.chat.completions.create(model="tiny", messages=[video_message("Hi")], max_tokens=2, stream=True,
-                                       extra_body={"videosalmonn": {"num_beams": 2}})
+        client.chat.completions.create(
+            model="tiny",
+            messages=[video_message("Hi")],
+            max_tokens=2,
+            stream=True,
+            extra_body={"videosalmonn": {"num_beams": 2}},
+        )
     assert "beam" in str(e.value)
 
 
 def test_32_concurrent_requests_are_batched_and_answered_as_alone(server, client):
     questions = ["What moves?", "What is the sound?", "Describe the scene.", "What colour is the square?"]
-    alone = {q: client.chat.completions.create(model="tiny", messages=[video_message(q)], max_tokens=MAX_TOKENS)
-             .choices[0].message.content for q in questions}
+    alone = {
+        q: client.chat.completions.create(model="tiny", messages=[video_message(q)], max_tokens=MAX_TOKENS)
+        .choices[0]
+        .message.content
+        for q in questions
+    }
     before = httpx.get(f"{server[0]}/health", timeout=TIMEOUT).json()
 
     def ask(i: int) -> tuple[str, str]:

@@ -13,6 +13,7 @@ import pytest
 httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
 pytest.importorskip("fastapi")
+pytestmark = pytest.mark.slow  # a live server per module
 
 from conftest import ROOT  # noqa: E402
 
@@ -66,8 +67,16 @@ def root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def url(pipeline, root):
-    settings = ServeSettings(model_name="tiny", allowed_root=root, max_body_bytes=2 * MIB, max_media_bytes=MIB,
-                             max_media_seconds=5, max_tokens=32, max_prompt_chars=2000, request_timeout_s=60)
+    settings = ServeSettings(
+        model_name="tiny",
+        allowed_root=root,
+        max_body_bytes=2 * MIB,
+        max_media_bytes=MIB,
+        max_media_seconds=5,
+        max_tokens=32,
+        max_prompt_chars=2000,
+        request_timeout_s=60,
+    )
     with live(create_app(pipeline, settings)) as base:
         yield base
 
@@ -87,8 +96,9 @@ def b64(data: bytes, mime: str = "video/mp4") -> str:
 
 def post(base: str, payload, **kw) -> httpx.Response:
     data = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
-    return httpx.post(f"{base}/v1/chat/completions", content=data, timeout=TIMEOUT,
-                      headers={"Content-Type": "application/json"}, **kw)
+    return httpx.post(
+        f"{base}/v1/chat/completions", content=data, timeout=TIMEOUT, headers={"Content-Type": "application/json"}, **kw
+    )
 
 
 def hls_playlist() -> bytes:
@@ -115,42 +125,77 @@ HOSTILE = {
     "deep nesting": ("[" * 100_000 + "]" * 100_000, 400, "invalid_json"),
     "binary garbage": (bytes(range(256)) * 10, 400, "invalid_json"),
     "unknown field": (body(video(VIDEO_URL), foo=1), 400, "unknown_field"),
-    "unknown nested field": (body({"type": "video_url", "video_url": {"url": VIDEO_URL, "fps": 30}}), 400,
-                             "unknown_field"),
+    "unknown nested field": (
+        body({"type": "video_url", "video_url": {"url": VIDEO_URL, "fps": 30}}),
+        400,
+        "unknown_field",
+    ),
     "unknown part type": (body({"type": "file", "file": {"file_id": "x"}}), 400, "invalid_value"),
     "wrong type": (body(video(VIDEO_URL), max_tokens="4"), 400, "invalid_value"),
     "unsupported field": (body(video(VIDEO_URL), tools=[{"type": "function"}]), 400, "unsupported_field"),
     "wrong model": ({**body(video(VIDEO_URL)), "model": "gpt-4o"}, 404, "model_not_found"),
     "too many tokens": (body(video(VIDEO_URL), max_tokens=10_000), 400, "max_tokens_too_large"),
-    "prompt too long": ({**body(video(VIDEO_URL)), "messages": [
-        {"role": "user", "content": [{"type": "text", "text": "why " * 600}, video(VIDEO_URL)]}]}, 400,
-        "prompt_too_long"),
+    "prompt too long": (
+        {
+            **body(video(VIDEO_URL)),
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "why " * 600}, video(VIDEO_URL)]}],
+        },
+        400,
+        "prompt_too_long",
+    ),
     "no media": (body(), 400, "no_media"),
-    "too many messages": ({**body(video(VIDEO_URL)), "messages": [{"role": "user", "content": "x"}] * 300}, 400,
-                          "too_many_messages"),
+    "too many messages": (
+        {**body(video(VIDEO_URL)), "messages": [{"role": "user", "content": "x"}] * 300},
+        400,
+        "too_many_messages",
+    ),
     "too many parts": (body(*[{"type": "text", "text": "x"}] * 100), 400, "invalid_value"),
     "two videos": (body(video(VIDEO_URL), video(VIDEO_URL)), 400, "too_many_media"),
-    "video and image": (body(video(VIDEO_URL), {"type": "image_url", "image_url": {"url": VIDEO_URL}}), 400,
-                        "too_many_media"),
-    "system prompt": ({**body(video(VIDEO_URL)), "messages": [{"role": "system", "content": "x"}]}, 400,
-                      "unsupported_role"),
-    "beam search stream": (body(video(VIDEO_URL), stream=True, videosalmonn={"num_beams": 2}), 400,
-                           "beam_search_cannot_stream"),
+    "video and image": (
+        body(video(VIDEO_URL), {"type": "image_url", "image_url": {"url": VIDEO_URL}}),
+        400,
+        "too_many_media",
+    ),
+    "system prompt": (
+        {**body(video(VIDEO_URL)), "messages": [{"role": "system", "content": "x"}]},
+        400,
+        "unsupported_role",
+    ),
+    "beam search stream": (
+        body(video(VIDEO_URL), stream=True, videosalmonn={"num_beams": 2}),
+        400,
+        "beam_search_cannot_stream",
+    ),
     "invalid base64": (body(video("data:video/mp4;base64,!!!!")), 400, "invalid_base64"),
     "not base64 data url": (body(video("data:video/mp4,abcd")), 400, "invalid_data_url"),
     "undecodable video": (body(video(b64(os.urandom(4000)))), 400, "invalid_media"),
     "truncated video": (body(video(b64(CLIP.read_bytes()[:3000]))), 400, "invalid_media"),
     "text as video": (body(video(b64(b"hello world\n" * 50, "text/plain"))), 400, "invalid_media"),
     "hls playlist": (body(video(b64(hls_playlist(), "application/vnd.apple.mpegurl"))), 400, "invalid_media"),
-    "audio without audio": (body({"type": "input_audio", "input_audio": {"data": base64.b64encode(
-        (ROOT / "tests" / "assets" / "clip2s.mp4").read_bytes()[:2000]).decode(), "format": "wav"}}), 400,
-        "invalid_media"),
-    "image that is not": (body({"type": "image_url", "image_url": {"url": b64(b"\x89PNG\r\n\x1a\n" + b"\0" * 99,
-                                                                                "image/png")}}), 400,
-                          "invalid_media"),
+    "audio without audio": (
+        body(
+            {
+                "type": "input_audio",
+                "input_audio": {
+                    "data": base64.b64encode((ROOT / "tests" / "assets" / "clip2s.mp4").read_bytes()[:2000]).decode(),
+                    "format": "wav",
+                },
+            }
+        ),
+        400,
+        "invalid_media",
+    ),
+    "image that is not": (
+        body({"type": "image_url", "image_url": {"url": b64(b"\x89PNG\r\n\x1a\n" + b"\0" * 99, "image/png")}}),
+        400,
+        "invalid_media",
+    ),
     "media over the size limit": (body(video(b64(os.urandom(MIB + KIB)))), 413, "media_too_large"),
-    "media too long": (body({"type": "input_audio", "input_audio": {"data": base64.b64encode(long_wav(6)).decode(),
-                                                                    "format": "wav"}}), 400, "media_too_long"),
+    "media too long": (
+        body({"type": "input_audio", "input_audio": {"data": base64.b64encode(long_wav(6)).decode(), "format": "wav"}}),
+        400,
+        "media_too_long",
+    ),
     "bad time span": (body(video(VIDEO_URL), videosalmonn={"start": 5.0}), 400, "invalid_media"),
     "remote url": (body(video("http://127.0.0.1:1/clip.mp4")), 400, "unsupported_url"),
     "dot-dot escape": (body(video("../outside.mp4")), 403, "path_not_allowed"),
@@ -189,7 +234,7 @@ def test_unknown_routes_and_methods_answer_json(url):
 
 
 def test_the_server_still_serves_after_every_hostile_request(url):
-    with ThreadPoolExecutor(8) as pool:                         # hostile and good requests mixed, concurrently
+    with ThreadPoolExecutor(8) as pool:  # hostile and good requests mixed, concurrently
         bad = list(pool.map(lambda name: post(url, HOSTILE[name][0]).status_code, list(HOSTILE)))
     assert all(400 <= status < 500 for status in bad)
     good = post(url, body(video(VIDEO_URL)))
@@ -206,7 +251,7 @@ def test_no_temporary_files_are_left(url, tmp_path, monkeypatch):
 
     made, real_mkdtemp = [], tempfile.mkdtemp
 
-    def mkdtemp(prefix=None):                   # the server runs in this process: watch its temporary dirs
+    def mkdtemp(prefix=None):  # the server runs in this process: watch its temporary dirs
         made.append(real_mkdtemp(prefix=prefix, dir=tmp_path))
         return made[-1]
 
@@ -214,7 +259,7 @@ def test_no_temporary_files_are_left(url, tmp_path, monkeypatch):
     for name in ("undecodable video", "hls playlist", "media too long", "media over the size limit"):
         assert post(url, HOSTILE[name][0]).status_code == HOSTILE[name][1]
     assert post(url, body(video(VIDEO_URL))).status_code == 200
-    assert len(made) == 4 and not any(os.path.exists(d) for d in made)      # (the too-large one is never written)
+    assert len(made) == 4 and not any(os.path.exists(d) for d in made)  # (the too-large one is never written)
 
 
 # ------------------------------------------------------------------------------ queue, timeouts, batches
@@ -247,8 +292,10 @@ class Wrapped:
 
 
 def ask(question: str, **fields) -> dict:
-    return {**body(**fields), "messages": [{"role": "user", "content": [{"type": "text", "text": question},
-                                                                        video(VIDEO_URL)]}]}
+    return {
+        **body(**fields),
+        "messages": [{"role": "user", "content": [{"type": "text", "text": question}, video(VIDEO_URL)]}],
+    }
 
 
 def test_full_queue_gives_503_and_then_recovers(pipeline):
@@ -269,12 +316,11 @@ def test_request_timeout_gives_504_and_the_server_goes_on(pipeline):
     with live(create_app(wrapped, ServeSettings(request_timeout_s=1.5))) as base:
         r = post(base, ask("SLOW"))
         assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
-        with httpx.stream("POST", f"{base}/v1/chat/completions", json=ask("SLOW", stream=True),
-                          timeout=TIMEOUT) as s:
+        with httpx.stream("POST", f"{base}/v1/chat/completions", json=ask("SLOW", stream=True), timeout=TIMEOUT) as s:
             events = s.read().decode().split("\n\n")
         assert events[0].startswith("data: {") and '"timeout"' in events[-3] and events[-2] == "data: [DONE]"
         deadline = time.monotonic() + 30
-        while wrapped.active and time.monotonic() < deadline:    # the abandoned generations end (or abort)
+        while wrapped.active and time.monotonic() < deadline:  # the abandoned generations end (or abort)
             time.sleep(0.1)
         r = post(base, ask("Quick?"))
         assert r.status_code == 200, r.text
@@ -289,6 +335,6 @@ def test_a_bad_request_does_not_poison_its_batch(pipeline):
             replies = list(pool.map(lambda q: post(base, ask(q)), questions))
         assert [r.status_code for r in replies] == [200, 400, 200, 200]
         assert replies[1].json()["error"]["message"] == "poisoned request"
-        assert max(wrapped.calls) > 1                       # they were batched, then retried one by one
+        assert max(wrapped.calls) > 1  # they were batched, then retried one by one
         health = httpx.get(f"{base}/health", timeout=TIMEOUT).json()
         assert health["answered"] == 3 and health["failed"] == 1

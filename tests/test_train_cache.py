@@ -23,7 +23,6 @@ from videosalmonn.training.loop import build_model, prepare_data
 pytestmark = needs_media
 
 
-
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """One intra-op thread: on a small, busy machine two spinning OpenMP threads per process slow training ~10x."""
@@ -32,21 +31,38 @@ def _one_thread():
     yield
     torch.set_num_threads(threads)
 
+
 def manifest(path, flac=DEMO_FLAC, only_speech=False):
-    rows = [{"id": "clip", "video": str(DEMO_VIDEO), "audio": str(DEMO_WAV), "start": 2.0, "end": 4.5,
-             "prompt": "Describe the video.", "answer": "A band plays."},
-            {"id": "cover", "image": str(DEMO_IMAGE), "prompt": "What is the title?", "answer": "A calendar."},
-            {"id": "speech", "audio": str(flac), "prompt": "Transcribe.", "answer": "Mister Quilter."},
-            {"id": "cover-speech", "image": str(DEMO_IMAGE), "audio": str(flac), "prompt": "What is said?",
-             "answer": "Mister Quilter."}]
+    rows = [
+        {
+            "id": "clip",
+            "video": str(DEMO_VIDEO),
+            "audio": str(DEMO_WAV),
+            "start": 2.0,
+            "end": 4.5,
+            "prompt": "Describe the video.",
+            "answer": "A band plays.",
+        },
+        {"id": "cover", "image": str(DEMO_IMAGE), "prompt": "What is the title?", "answer": "A calendar."},
+        {"id": "speech", "audio": str(flac), "prompt": "Transcribe.", "answer": "Mister Quilter."},
+        {
+            "id": "cover-speech",
+            "image": str(DEMO_IMAGE),
+            "audio": str(flac),
+            "prompt": "What is said?",
+            "answer": "Mister Quilter.",
+        },
+    ]
     rows = rows[2:3] if only_speech else rows
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
 
 def config(tmp, flac=DEMO_FLAC, only_speech=False):
-    data = {"sources": (SourceConfig(str(manifest(tmp / "m.jsonl", flac, only_speech))),),
-            "feature_cache": str(tmp / "cache")}
+    data = {
+        "sources": (SourceConfig(str(manifest(tmp / "m.jsonl", flac, only_speech))),),
+        "feature_cache": str(tmp / "cache"),
+    }
     return TrainConfig(output_dir=str(tmp / "run"), model=ModelRef("tiny"), data=DataConfig(**data))
 
 
@@ -68,12 +84,13 @@ def setup(tmp_path_factory):
     AcceleratorState._reset_state(reset_partial_state=True)
 
 
+@pytest.mark.slow
 def test_cached_features_equal_on_the_fly(setup):
     cfg, _, cached, tokenizer, itok, featurizer = setup
     on_the_fly = uncached(cached)
     builder = TrainCollator(cfg.model_config(), tokenizer, None, featurizer)
     examples = {}
-    for position in range(200):                      # one example of every (sample, rule) the stream produces
+    for position in range(200):  # one example of every (sample, rule) the stream produces
         example = cached.example(position)
         examples.setdefault((example.index, example.rule), example)
     rules = {rule for _, rule in examples}
@@ -93,9 +110,14 @@ def test_collated_features_match_the_encoder_on_the_batch(setup):
     loaded = [uncached(data).load(e) for e in examples]
     ours = collate_features([data.load(e).cached for e in examples], [e.modality_mask for e in examples], model_cfg)
     ids, mask = itok([e.instruction for e in examples])
-    media = collate_media([x.visual.frames if x.visual else None for x in loaded], [e.is_image for e in examples],
-                          [x.audio.features if x.audio else None for x in loaded], ids, mask,
-                          [e.modality_mask for e in examples])
+    media = collate_media(
+        [x.visual.frames if x.visual else None for x in loaded],
+        [e.is_image for e in examples],
+        [x.audio.features if x.audio else None for x in loaded],
+        ids,
+        mask,
+        [e.modality_mask for e in examples],
+    )
     reference = featurizer.encoder(media)
     for name in ("visual", "whisper", "beats", "visual_slots", "audio_slots", "is_image", "modality_mask"):
         torch.testing.assert_close(getattr(ours, name), getattr(reference, name), atol=1e-5, rtol=1e-5, msg=name)
@@ -121,10 +143,10 @@ def test_edited_media_and_missing_entries(tmp_path, setup):
     cfg = config(tmp_path, flac, only_speech=True)
     first = prepare_data(cfg, cfg.model_config(), tokenizer, itok, featurizer, accelerator)
     entries = len(first.cache.entries)
-    shutil.copy(DEMO_WAV, flac)                      # same path, other content (and size)
+    shutil.copy(DEMO_WAV, flac)  # same path, other content (and size)
     strict = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, build_cache=False))
     with pytest.raises(InputError, match=r"1 cache entries missing, e.g. .*m.jsonl:1 \(audio\)"):
         prepare_data(strict, cfg.model_config(), tokenizer, itok, featurizer, accelerator)
     again = prepare_data(cfg, cfg.model_config(), tokenizer, itok, featurizer, accelerator)
-    assert len(again.cache.entries) == entries + 1   # the edited file got a new key; nothing stale was read
+    assert len(again.cache.entries) == entries + 1  # the edited file got a new key; nothing stale was read
     assert isinstance(again, TrainData)

@@ -28,22 +28,53 @@ def conv(q, a):
 
 
 def test_three_manifest_styles(tmp_path):
-    ours = write_jsonl(tmp_path / "ours.jsonl", [
-        {"id": "a", "video": str(DEMO_VIDEO), "start": 1.0, "end": 3.0, "conversation": conv("Q?", "A.")},
-        {"id": "b", "image": str(DEMO_IMAGE), "audio": str(DEMO_FLAC), "prompt": "Say?", "answer": "Words."}])
+    ours = write_jsonl(
+        tmp_path / "ours.jsonl",
+        [
+            {"id": "a", "video": str(DEMO_VIDEO), "start": 1.0, "end": 3.0, "conversation": conv("Q?", "A.")},
+            {"id": "b", "image": str(DEMO_IMAGE), "audio": str(DEMO_FLAC), "prompt": "Say?", "answer": "Words."},
+        ],
+    )
     official = tmp_path / "official.json"
-    official.write_text(json.dumps([
-        {"image_name": str(DEMO_VIDEO), "conversation": OFFICIAL_QA},
-        {"image_name": [str(DEMO_VIDEO), str(DEMO_WAV)], "conversation": OFFICIAL_QA}]))
+    official.write_text(
+        json.dumps(
+            [
+                {"image_name": str(DEMO_VIDEO), "conversation": OFFICIAL_QA},
+                {"image_name": [str(DEMO_VIDEO), str(DEMO_WAV)], "conversation": OFFICIAL_QA},
+            ]
+        )
+    )
     save = tmp_path / "avm.json"
-    save.write_text(json.dumps([{"image": [DEMO_VIDEO.name, DEMO_WAV.name], "question": "Is the audio related?",
-                                 "answer": "Yes", "text": "x"}]))
-    items = read_items((SourceConfig(str(ours)), SourceConfig(str(official), repeat=2),
-                        SourceConfig(str(save), format="avm", media_root=str(MEDIA))))
-    assert [x.kind for x in items] == ["video+audio", "image+audio", "video", "video+audio", "video", "video+audio",
-                                       "video+audio"]
+    save.write_text(
+        json.dumps(
+            [
+                {
+                    "image": [DEMO_VIDEO.name, DEMO_WAV.name],
+                    "question": "Is the audio related?",
+                    "answer": "Yes",
+                    "text": "x",
+                }
+            ]
+        )
+    )
+    items = read_items(
+        (
+            SourceConfig(str(ours)),
+            SourceConfig(str(official), repeat=2),
+            SourceConfig(str(save), format="avm", media_root=str(MEDIA)),
+        )
+    )
+    assert [x.kind for x in items] == [
+        "video+audio",
+        "image+audio",
+        "video",
+        "video+audio",
+        "video",
+        "video+audio",
+        "video+audio",
+    ]
     assert items[0].audio.path == str(DEMO_VIDEO) and (items[0].audio.start, items[0].audio.end) == (1.0, 3.0)
-    assert items[2].audio is None                                   # official: a video alone is video-only
+    assert items[2].audio is None  # official: a video alone is video-only
     assert items[6].turns[0].text == "Is the audio related?" and items[6].turns[1].text == "Yes"
     assert items[0].source.endswith("ours.jsonl:1") and items[6].source.endswith("avm.json[0]")
 
@@ -58,10 +89,14 @@ def test_bad_line_is_named(tmp_path):
 
 
 def test_all_missing_media_reported_before_training(tmp_path):
-    path = write_jsonl(tmp_path / "m.jsonl", [
-        {"video": str(DEMO_VIDEO), "prompt": "Q", "answer": "A"},
-        {"video": "gone1.mp4", "prompt": "Q", "answer": "A"},
-        {"image": str(DEMO_IMAGE), "audio": "gone2.wav", "prompt": "Q", "answer": "A"}])
+    path = write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {"video": str(DEMO_VIDEO), "prompt": "Q", "answer": "A"},
+            {"video": "gone1.mp4", "prompt": "Q", "answer": "A"},
+            {"image": str(DEMO_IMAGE), "audio": "gone2.wav", "prompt": "Q", "answer": "A"},
+        ],
+    )
     with pytest.raises(InputError) as e:
         read_items((SourceConfig(str(path)),))
     message = str(e.value)
@@ -70,9 +105,13 @@ def test_all_missing_media_reported_before_training(tmp_path):
 
 def test_prompt_keys_and_lengths_checked_up_front(tmp_path):
     tokenizer = load_tokenizer("tiny")
-    path = write_jsonl(tmp_path / "m.jsonl", [
-        {"audio": str(DEMO_FLAC), "prompt": "<asr>", "answer": "A"},
-        {"audio": str(DEMO_FLAC), "prompt": "Q", "answer": "long answer " * 200}])
+    path = write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {"audio": str(DEMO_FLAC), "prompt": "<asr>", "answer": "A"},
+            {"audio": str(DEMO_FLAC), "prompt": "Q", "answer": "long answer " * 200},
+        ],
+    )
     items = read_items((SourceConfig(str(path)),))
     with pytest.raises(InputError, match=r"m.jsonl:1: prompt <asr> is not a key .*no prompt pool is set"):
         validate_items(items, tokenizer, OfficialStyle(), 512, {})
@@ -80,42 +119,74 @@ def test_prompt_keys_and_lengths_checked_up_front(tmp_path):
         validate_items(items, tokenizer, OfficialStyle(), 512, {"asr": ("Transcribe.",)})
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line(tmp_path):
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "videosalmonn", *args], capture_output=True, text=True,
-                              cwd=ROOT, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "videosalmonn", *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+        )
+
     out = run("train", "--config", "configs/train/tiny-smoke.yaml", "optim.bogus=1")
     assert out.returncode == 2 and "unknown key 'optim.bogus'" in out.stderr and out.stderr.count("\n") == 1
     manifest = write_jsonl(tmp_path / "m.jsonl", [{"video": "nope.mp4", "prompt": "Q", "answer": "A"}])
-    out = run("train", "--config", "configs/train/tiny-smoke.yaml", f"data.sources=[{{path: {manifest}}}]",
-              f"output_dir={tmp_path / 'run'}")
+    out = run(
+        "train",
+        "--config",
+        "configs/train/tiny-smoke.yaml",
+        f"data.sources=[{{path: {manifest}}}]",
+        f"output_dir={tmp_path / 'run'}",
+    )
     assert out.returncode == 2 and "m.jsonl:1: " in out.stderr and "nope.mp4" in out.stderr
     assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1
 
 
 def test_committed_smoke_manifest_is_the_script_output(tmp_path):
-    out = subprocess.run([sys.executable, "scripts/make_smoke_manifest.py", "--out", str(tmp_path)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "scripts/make_smoke_manifest.py", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     for name in ("tiny-smoke.jsonl", "tiny-smoke-official.json"):
-        assert _resolved(tmp_path / name) == _resolved(ROOT / "configs" / "train" / name), name
-    items = read_items((SourceConfig(str(ROOT / "configs/train/tiny-smoke.jsonl")),
-                        SourceConfig(str(ROOT / "configs/train/tiny-smoke-official.json"))))
+        assert (tmp_path / name).read_text() == (ROOT / "configs" / "train" / name).read_text(), name
+
+
+def test_smoke_config_finds_the_media_in_videosalmonn_shared(tmp_path, monkeypatch):
+    """The smoke run's media come from $VIDEOSALMONN_SHARED/media (README), default ../shared/media."""
+    from videosalmonn.training.config import load_train_config
+
+    moved = tmp_path / "elsewhere"
+    (moved / "media").mkdir(parents=True)
+    for f in MEDIA.iterdir():
+        (moved / "media" / f.name).symlink_to(f.resolve())
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("VIDEOSALMONN_SHARED", str(moved))
+    sources = load_train_config(ROOT / "configs/train/tiny-smoke.yaml").data.sources
+    assert {s.media_root for s in sources} == {str(moved / "media")}
+    items = read_items(sources)
     assert sorted({x.kind for x in items}) == ["audio", "image", "image+audio", "video", "video+audio"]
+    assert all(str(ref.path).startswith(str(moved)) for x in items for ref in (x.visual, x.audio) if ref)
+
+    monkeypatch.delenv("VIDEOSALMONN_SHARED")
+    sources = load_train_config(ROOT / "configs/train/tiny-smoke.yaml").data.sources
+    assert {s.media_root for s in sources} == {"../shared/media"}
 
 
-def _resolved(path):
-    """The manifest's entries with every media path made absolute (the two files sit in different folders)."""
-    text = path.read_text()
-    entries = json.loads(text) if path.suffix == ".json" else [json.loads(x) for x in text.splitlines()]
+def test_config_env_references(monkeypatch):
+    from videosalmonn.config import expand_env
+    from videosalmonn.errors import ConfigError
 
-    def fix(v):
-        if isinstance(v, list):
-            return [fix(x) for x in v]
-        return str((path.parent / v).resolve()) if isinstance(v, str) and v.startswith("..") else v
-    return [{k: fix(v) for k, v in e.items()} for e in entries]
+    monkeypatch.setenv("VS_TEST_ROOT", "/data")
+    monkeypatch.delenv("VS_TEST_UNSET", raising=False)
+    tree = {"a": ["${VS_TEST_ROOT}/x", "${VS_TEST_UNSET:-d}/y", "$5 ${VS_TEST_ROOT:-no}"], "n": 3}
+    assert expand_env(tree, "f.yaml") == {"a": ["/data/x", "d/y", "$5 /data"], "n": 3}
+    with pytest.raises(ConfigError, match=r"f.yaml: \$\{VS_TEST_UNSET\} is not set"):
+        expand_env({"a": "${VS_TEST_UNSET}"}, "f.yaml")
 
 
+@pytest.mark.slow
 def test_training_reads_save_files_without_evaluation():
     """The SAVE readers are data (data/save/); training must not pull in the evaluation package."""
     code = "import sys, videosalmonn.training.data; print(sorted(m for m in sys.modules if '.evaluation' in m))"

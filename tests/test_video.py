@@ -29,7 +29,7 @@ _spec.loader.exec_module(fixtures)
 
 GOLDEN_VIDEO = GOLDEN / "media" / "4405327307.mp4"
 CLIP2S = fixtures.CLIP2S
-SHORT_GOP = {"threads": "1", "g": "5", "bf": "2"}                  # many keyframes: the sampler seeks
+SHORT_GOP = {"threads": "1", "g": "5", "bf": "2"}  # many keyframes: the sampler seeks
 OPEN_GOP = {"threads": "1", "g": "12", "x264-params": "open-gop=1:bframes=3"}
 
 
@@ -51,7 +51,7 @@ def decode_everything(path, policy, max_seconds=None) -> np.ndarray:
     if policy == "official":
         clips = V.official_clip_times(d)
         if max_seconds is not None and d > max_seconds:
-            clips = clips[:max(1, math.floor(max_seconds))]
+            clips = clips[: max(1, math.floor(max_seconds))]
         for s_, e_ in clips:
             inside = [p for p in pts if math.ceil(s_ / tb) + start <= p < math.ceil(e_ / tb) + start]
             before = [p for p in pts if p < math.ceil(s_ / tb) + start]
@@ -67,7 +67,7 @@ def decode_everything(path, policy, max_seconds=None) -> np.ndarray:
 
 def square_centres(frames: torch.Tensor) -> list[float]:
     """x centre of the white square in each (T, H, W, 3) frame."""
-    white = (frames.numpy() > 200).all(-1)                      # (T, H, W)
+    white = (frames.numpy() > 200).all(-1)  # (T, H, W)
     return [float(np.nonzero(w)[1].mean()) for w in white]
 
 
@@ -80,15 +80,17 @@ def media(tmp_path_factory):
         "short_gop.mp4": w(d / "short_gop.mp4", n_frames=120, fps=30, options=SHORT_GOP),
         "open_gop.mp4": w(d / "open_gop.mp4", n_frames=120, fps=30, options=OPEN_GOP),
         "short_gop.mkv": w(d / "short_gop.mkv", n_frames=90, fps=30, options=SHORT_GOP),
-        "offset.ts": w(d / "offset.ts", pts_ms=[1000 + 40 * i for i in range(60)], options=SHORT_GOP,
-                       container_format="mpegts"),
+        "offset.ts": w(
+            d / "offset.ts", pts_ms=[1000 + 40 * i for i in range(60)], options=SHORT_GOP, container_format="mpegts"
+        ),
         "mpeg4.avi": w(d / "mpeg4.avi", n_frames=40, codec="mpeg4", options={"bf": "2"}),
         "vfr.mp4": w(d / "vfr.mp4", pts_ms=[0, 40, 80, 500, 540, 2900, 2940, 3000, 3500]),
         "raw.h264": w(d / "raw.h264", n_frames=40, container_format="h264"),
         "one_frame.mp4": w(d / "one_frame.mp4", n_frames=1),
         "tiny.mp4": w(d / "tiny.mp4", size=(8, 8), n_frames=30),
-        "uhd.mp4": w(d / "uhd.mp4", size=(3840, 2160), n_frames=2, fps=2,
-                     options={"threads": "1", "preset": "ultrafast"}),
+        "uhd.mp4": w(
+            d / "uhd.mp4", size=(3840, 2160), n_frames=2, fps=2, options={"threads": "1", "preset": "ultrafast"}
+        ),
     }
 
 
@@ -117,15 +119,18 @@ def test_golden_clip_bookkeeping(golden_official, golden_json):
     for ours, theirs in zip(golden_official.clips, clips, strict=True):
         assert ours.start == pytest.approx(theirs["start_sec"], abs=1e-9)
         assert ours.end == pytest.approx(theirs["end_sec"], abs=1e-9)
-        assert (ours.n_frames, ours.first_pts, ours.last_pts) == (theirs["n_frames"], theirs["first_pts"],
-                                                                   theirs["last_pts"])
+        assert (ours.n_frames, ours.first_pts, ours.last_pts) == (
+            theirs["n_frames"],
+            theirs["first_pts"],
+            theirs["last_pts"],
+        )
     assert golden_official.filled == () and golden_official.cut is None
 
 
 @needs_golden
 def test_golden_raw_frames_bit_identical(golden_official, golden_json, golden_tensors):
     g = golden_tensors("av")
-    frames = golden_official.frames                                               # (48, 360, 640, 3)
+    frames = golden_official.frames  # (48, 360, 640, 3)
     chw = frames.permute(0, 3, 1, 2).contiguous()
     sha = [hashlib.sha256(f.numpy().tobytes()).hexdigest() for f in chw]
     assert sha == golden_json["cases"]["av"]["raw_frame_sha256"]
@@ -136,18 +141,19 @@ def test_golden_raw_frames_bit_identical(golden_official, golden_json, golden_te
 @needs_golden
 def test_golden_transform(golden_official, golden_tensors):
     g = golden_tensors("av")
-    x = V.transform_frames(golden_official.frames)                                # (48, 3, 224, 224)
+    x = V.transform_frames(golden_official.frames)  # (48, 3, 224, 224)
     assert x.shape == (48, 3, 224, 224) and x.dtype == torch.float32
     sel = x[g["frames_sel_index"]]
-    assert (sel - g["frames_sel"]).abs().max() < 1e-5                             # measured 4.1e-6
+    assert (sel - g["frames_sel"]).abs().max() < 1e-5  # measured 4.1e-6
     torch.testing.assert_close(x.double().sum((2, 3)), g["frames_sum_f64"], rtol=0, atol=0.02)  # 6.9e-3
 
 
 @needs_golden
+@pytest.mark.slow
 def test_golden_sampler_equals_decode_everything():
     for policy in ("official", "uniform"):
         r = V.sample_frames(GOLDEN_VIDEO, policy)
-        assert r.decoder == "index" and r.decoded_frames < 710                   # skipped non-ref frames
+        assert r.decoder == "index" and r.decoded_frames < 710  # skipped non-ref frames
         assert np.array_equal(r.frames.numpy(), decode_everything(GOLDEN_VIDEO, policy))
 
 
@@ -170,7 +176,7 @@ def test_fixture_clip_probe():
 def test_fixture_official_frames():
     r = V.sample_frames(CLIP2S, "official")
     assert r.frames.shape == (4, 96, 128, 3) and r.frames.dtype == torch.uint8
-    assert r.times == pytest.approx((0.0, 0.96, 1.0, 1.96))                       # first/last of each clip
+    assert r.times == pytest.approx((0.0, 0.96, 1.0, 1.96))  # first/last of each clip
     assert [c.n_frames for c in r.clips] == [25, 25]
     xs = square_centres(r.frames)
     assert xs == sorted(xs) and xs[0] < xs[-1]
@@ -179,9 +185,9 @@ def test_fixture_official_frames():
 
 def test_fixture_uniform_frames():
     r = V.sample_frames(CLIP2S, "uniform")
-    slots = [k * SECONDS_PER_SLOT for k in range(4)]                              # 0, 0.5, 1.0, 1.5
+    slots = [k * SECONDS_PER_SLOT for k in range(4)]  # 0, 0.5, 1.0, 1.5
     assert len(r.times) == 4
-    for t, slot in zip(r.times, slots, strict=True):                            # the frame shown at the slot
+    for t, slot in zip(r.times, slots, strict=True):  # the frame shown at the slot
         assert slot - 1 / 25 < t <= slot + 1e-9
     xs = square_centres(r.frames)
     assert xs == sorted(xs) and xs[0] < xs[-1]
@@ -198,7 +204,7 @@ def test_load_video_equals_transform_of_samples():
 def test_transform_is_chunk_independent(monkeypatch):
     frames = V.sample_frames(CLIP2S, "official").frames
     whole = V.transform_frames(frames)
-    monkeypatch.setattr(V, "TRANSFORM_CHUNK_ELEMENTS", 1)                         # one frame per chunk
+    monkeypatch.setattr(V, "TRANSFORM_CHUNK_ELEMENTS", 1)  # one frame per chunk
     assert torch.equal(V.transform_frames(frames), whole)
 
 
@@ -219,21 +225,27 @@ def test_bad_arguments():
 # ------------------------------------------------------------------------------------ clip layout, cuts
 
 
-@pytest.mark.parametrize("duration, expected", [
-    (Fraction(710710, 30000), 24), (Fraction(3, 10), 1), (Fraction(2), 2), (Fraction(5, 2), 3),
-    (Fraction(2) + Fraction(1, 10**7), 2),      # within pytorchvideo's 1e-6 tolerance: no extra clip
-])
+@pytest.mark.parametrize(
+    "duration, expected",
+    [
+        (Fraction(710710, 30000), 24),
+        (Fraction(3, 10), 1),
+        (Fraction(2), 2),
+        (Fraction(5, 2), 3),
+        (Fraction(2) + Fraction(1, 10**7), 2),  # within pytorchvideo's 1e-6 tolerance: no extra clip
+    ],
+)
 def test_official_clip_times(duration, expected):
     clips = V.official_clip_times(duration)
     assert len(clips) == expected
     assert all(e - s == 1 for s, e in clips) and clips[0][0] == 0
-    assert all(b[0] == a[1] for a, b in zip(clips[:-2], clips[1:-1], strict=True))            # back to back
+    assert all(b[0] == a[1] for a, b in zip(clips[:-2], clips[1:-1], strict=True))  # back to back
     if duration >= 1:
-        assert abs(clips[-1][1] - duration) < 1e-6                              # last clip backpadded
+        assert abs(clips[-1][1] - duration) < 1e-6  # last clip backpadded
 
 
 def test_max_seconds_cut_is_reported(media):
-    path = media["short_gop.mp4"]                                                # 4.0 s
+    path = media["short_gop.mp4"]  # 4.0 s
     r = V.sample_frames(path, "official", max_seconds=2.5)
     assert len(r.times) == 4 and r.seconds_kept == 2.0 and max(r.times) < 2.0
     assert r.cut == "video after 2.00 s of 4.00 s not sampled (max_seconds=2.5)"
@@ -245,18 +257,31 @@ def test_max_seconds_cut_is_reported(media):
 
 
 def test_max_seconds_stops_decoding_early(tmp_path):
-    path = fixtures.write_video(tmp_path / "long.mp4", size=(16, 16), n_frames=600, fps=30,
-                                options={"threads": "1", "g": "30"})       # 20 s
+    path = fixtures.write_video(
+        tmp_path / "long.mp4", size=(16, 16), n_frames=600, fps=30, options={"threads": "1", "g": "30"}
+    )  # 20 s
     r = V.sample_frames(path, "official", max_seconds=3)
     assert len(r.times) == 6 and "3.00 s of 20.00 s" in r.cut
-    assert r.decoded_frames <= 3 * 30 + 10                                 # nothing after the limit
+    assert r.decoded_frames <= 3 * 30 + 10  # nothing after the limit
 
 
 # ------------------------------------------------------------------------------ exactness on odd media
 
 
-@pytest.mark.parametrize("name", ["short_gop.mp4", "open_gop.mp4", "short_gop.mkv", "offset.ts", "mpeg4.avi",
-                                  "vfr.mp4", "raw.h264", "one_frame.mp4", "tiny.mp4"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "short_gop.mp4",
+        "open_gop.mp4",
+        "short_gop.mkv",
+        "offset.ts",
+        "mpeg4.avi",
+        "vfr.mp4",
+        "raw.h264",
+        "one_frame.mp4",
+        "tiny.mp4",
+    ],
+)
 @pytest.mark.parametrize("policy", ["official", "uniform"])
 @pytest.mark.parametrize("max_seconds", [None, 1.3])
 def test_sampler_equals_decode_everything(media, name, policy, max_seconds):
@@ -264,36 +289,36 @@ def test_sampler_equals_decode_everything(media, name, policy, max_seconds):
     ref = decode_everything(media[name], policy, max_seconds)
     assert r.frames.shape == ref.shape and np.array_equal(r.frames.numpy(), ref)
     assert len(r.times) == len(ref)
-    if policy == "uniform":                     # official: the backpadded last clip overlaps the one before
+    if policy == "uniform":  # official: the backpadded last clip overlaps the one before
         assert list(r.times) == sorted(r.times)
 
 
 def test_short_gops_are_skipped_by_seeking(media):
-    r = V.sample_frames(media["short_gop.mp4"], "official")                     # 120 frames, keyframe every 5
+    r = V.sample_frames(media["short_gop.mp4"], "official")  # 120 frames, keyframe every 5
     assert r.decoder == "index" and r.decoded_frames < 40
 
 
 def test_stream_start_offset(media):
-    r = V.sample_frames(media["offset.ts"], "uniform")                          # first frame at 1.0 s
+    r = V.sample_frames(media["offset.ts"], "uniform")  # first frame at 1.0 s
     assert r.info.start_time == pytest.approx(1.0) and r.info.duration == pytest.approx(2.4)
     assert r.times[0] == 0.0 and len(r.times) == 5
 
 
 def test_variable_frame_rate_gap_is_filled_not_shifted(media):
-    r = V.sample_frames(media["vfr.mp4"], "official")                           # no frame in [1, 2) s
+    r = V.sample_frames(media["vfr.mp4"], "official")  # no frame in [1, 2) s
     assert r.clips[1].filled and r.clips[1].n_frames == 0 and r.filled == (2, 3)
-    assert r.times[2] == r.times[3] == pytest.approx(0.54)                      # the frame shown at 1.0 s
-    assert r.times[4] == pytest.approx(2.9)                                     # later clips keep their place
+    assert r.times[2] == r.times[3] == pytest.approx(0.54)  # the frame shown at 1.0 s
+    assert r.times[4] == pytest.approx(2.9)  # later clips keep their place
     assert any("clip 1" in n for n in r.notes)
     u = V.sample_frames(media["vfr.mp4"], "uniform")
-    assert u.times[:6] == pytest.approx((0.0, 0.5, 0.54, 0.54, 0.54, 0.54))       # held through the gap
+    assert u.times[:6] == pytest.approx((0.0, 0.5, 0.54, 0.54, 0.54, 0.54))  # held through the gap
 
 
 def test_raw_stream_without_timestamps(media):
     r = V.sample_frames(media["raw.h264"], "uniform")
     assert r.decoder == "sequential" and any("no timestamps" in n for n in r.notes)
     assert r.info.duration == pytest.approx(1.6) and r.info.duration_source == "frames"
-    assert r.times == pytest.approx((0.0, 0.48, 1.0, 1.48))                     # 25 fps assumed
+    assert r.times == pytest.approx((0.0, 0.48, 1.0, 1.48))  # 25 fps assumed
 
 
 def test_single_frame_video(media):
@@ -310,7 +335,7 @@ def test_tiny_frames(media):
 
 
 def test_uhd_frames(media):
-    r = V.sample_frames(media["uhd.mp4"], "uniform")                            # 2 frames, 1.0 s
+    r = V.sample_frames(media["uhd.mp4"], "uniform")  # 2 frames, 1.0 s
     assert r.frames.shape == (2, 2160, 3840, 3)
     x = V.load_video(media["uhd.mp4"], "uniform")
     assert torch.equal(x.frames, V.transform_frames(r.frames))
@@ -348,9 +373,9 @@ def bad_files(tmp_path_factory, media):
     d = tmp_path_factory.mktemp("bad")
     (d / "empty.mp4").write_bytes(b"")
     (d / "garbage.mp4").write_bytes(np.random.default_rng(0).bytes(50_000))
-    (d / "notes.txt").write_text("not a video\n" * 50)                           # FFmpeg's tty demuxer reads it
+    (d / "notes.txt").write_text("not a video\n" * 50)  # FFmpeg's tty demuxer reads it
     whole = CLIP2S.read_bytes()
-    (d / "truncated.mp4").write_bytes(whole[:len(whole) // 2])                  # index (moov) at the end: lost
+    (d / "truncated.mp4").write_bytes(whole[: len(whole) // 2])  # index (moov) at the end: lost
     os.mkfifo(d / "fifo.mp4")
     return {
         "missing": (d / "missing.mp4", "file not found"),
@@ -361,18 +386,19 @@ def bad_files(tmp_path_factory, media):
         "truncated": (d / "truncated.mp4", "not a readable video file"),
         "fifo": (d / "fifo.mp4", "not a regular file"),
         "no video stream": (_audio_only(d / "tone.wav"), "has no video stream"),
-        "no decodable frame": (_zeroed_packets(media["short_gop.mkv"], d / "zeros.mkv"),
-                               "no decodable frame"),
+        "no decodable frame": (_zeroed_packets(media["short_gop.mkv"], d / "zeros.mkv"), "no decodable frame"),
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "directory", "empty", "garbage", "text", "truncated", "fifo",
-                                  "no video stream", "no decodable frame"])
+@pytest.mark.parametrize(
+    "case",
+    ["missing", "directory", "empty", "garbage", "text", "truncated", "fifo", "no video stream", "no decodable frame"],
+)
 def test_bad_input_is_one_line_media_error(bad_files, case):
     path, problem = bad_files[case]
     with pytest.raises(MediaError) as e:
         V.sample_frames(path, "official")
     assert problem in str(e.value) and str(path) in str(e.value) and "\n" not in str(e.value)
-    if case != "no decodable frame":                                            # probing does not decode
+    if case != "no decodable frame":  # probing does not decode
         with pytest.raises(MediaError, match=problem):
             V.probe_video(path)

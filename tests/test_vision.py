@@ -8,12 +8,17 @@ import shutil
 
 import pytest
 import torch
+from conftest import GOLDEN, needs_golden
 from safetensors.torch import save_file
 
-from conftest import GOLDEN, needs_golden
 from videosalmonn.config import EVAConfig, ImageQFormerConfig, ModelConfig
-from videosalmonn.encoders.vision import (VisualEncoder, lavis_eva_to_hf, lavis_instructblip_to_hf,
-                                          load_hf_instructblip, load_vision_weights)
+from videosalmonn.encoders.vision import (
+    VisualEncoder,
+    lavis_eva_to_hf,
+    lavis_instructblip_to_hf,
+    load_hf_instructblip,
+    load_vision_weights,
+)
 from videosalmonn.errors import CheckpointError
 from videosalmonn.prompting.instruction import load_instruction_tokenizer, repeat_per_frame
 
@@ -25,11 +30,21 @@ BERT_DIR = GOLDEN / "ckpt" / "hf" / "bert-base-uncased"
 
 # golden.json tiny_configs + the checkpoint shapes (README §3)
 GOLDEN_EVA = EVAConfig(patch_size=14, width=48, depth=2, num_heads=4, mlp_width=209, eps=1e-6)
-GOLDEN_QF = ImageQFormerConfig(width=64, depth=4, num_heads=4, mlp_width=128, cross_attention_every=2,
-                               num_queries=32, vocab_size=550, max_positions=512, eps=1e-12)
+GOLDEN_QF = ImageQFormerConfig(
+    width=64,
+    depth=4,
+    num_heads=4,
+    mlp_width=128,
+    cross_attention_every=2,
+    num_queries=32,
+    vocab_size=550,
+    max_positions=512,
+    eps=1e-12,
+)
 SMALL_EVA = EVAConfig(patch_size=14, width=16, depth=1, num_heads=2, mlp_width=24)
-SMALL_QF = ImageQFormerConfig(width=16, depth=2, num_heads=2, mlp_width=24, num_queries=4, vocab_size=191,
-                              max_positions=64)
+SMALL_QF = ImageQFormerConfig(
+    width=16, depth=2, num_heads=2, mlp_width=24, num_queries=4, vocab_size=191, max_positions=64
+)
 
 
 def max_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -69,14 +84,14 @@ def test_instruction_ids_match_golden(case, golden_tokenizer, golden_json, golde
     assert torch.equal(ids, t["instructblip_input_ids"])
     q = GOLDEN_QF.num_queries
     assert torch.equal(torch.cat([torch.ones(1, q, dtype=torch.long), mask], 1), t["instructblip_attention_mask"])
-    assert len(golden_tokenizer) == GOLDEN_QF.vocab_size          # vocab.txt + [DEC]
+    assert len(golden_tokenizer) == GOLDEN_QF.vocab_size  # vocab.txt + [DEC]
 
 
 @needs_golden
 @torch.no_grad()
 def test_eva_matches_golden_video_frames(golden_encoder, golden_tensors):
     t = golden_tensors("av")
-    out = golden_encoder.eva_features(t["frames_sel"])            # (4, 257, 48), rows frames_sel_index of eva_out
+    out = golden_encoder.eva_features(t["frames_sel"])  # (4, 257, 48), rows frames_sel_index of eva_out
     err = max_err(out, t["eva_out"][t["frames_sel_index"]])
     assert err <= ATOL, f"EVA (av frames) max abs error {err:.2e}"
 
@@ -97,7 +112,7 @@ def test_qformer_matches_golden_from_eva_out(case, golden_encoder, golden_tensor
     t = golden_tensors(case)
     n = t["eva_out"].shape[0]
     ids = t["instructblip_input_ids"].expand(n, -1)
-    mask = t["instructblip_attention_mask"][:, GOLDEN_QF.num_queries:].expand(n, -1)
+    mask = t["instructblip_attention_mask"][:, GOLDEN_QF.num_queries :].expand(n, -1)
     out = golden_encoder.query(golden_encoder.ln_vision(t["eva_out"]), ids, mask)
     err = max_err(out, t["instructblip_query_out"])
     assert err <= ATOL, f"Q-Former ({case}, from eva_out) max abs error {err:.2e}"
@@ -136,29 +151,44 @@ def test_lavis_known_unused_keys_are_reported():
 
 
 def test_lavis_key_maps_are_explicit():
-    sd = {"cls_token": torch.zeros(1, 1, 4), "blocks.0.attn.q_bias": torch.ones(4),
-          "blocks.0.attn.v_bias": 2 * torch.ones(4), "blocks.0.attn.proj.weight": torch.zeros(4, 4),
-          "blocks.0.norm1.weight": torch.zeros(4), "blocks.1.norm1.weight": torch.zeros(4)}
+    sd = {
+        "cls_token": torch.zeros(1, 1, 4),
+        "blocks.0.attn.q_bias": torch.ones(4),
+        "blocks.0.attn.v_bias": 2 * torch.ones(4),
+        "blocks.0.attn.proj.weight": torch.zeros(4, 4),
+        "blocks.0.norm1.weight": torch.zeros(4),
+        "blocks.1.norm1.weight": torch.zeros(4),
+    }
     out, unused = lavis_eva_to_hf(sd, depth=1)
     assert unused == ["blocks.1.norm1.weight"]
-    assert set(out) == {"vision_model.embeddings.class_embedding",
-                        "vision_model.encoder.layers.0.self_attn.qkv.bias",
-                        "vision_model.encoder.layers.0.self_attn.projection.weight",
-                        "vision_model.encoder.layers.0.layer_norm1.weight"}
+    assert set(out) == {
+        "vision_model.embeddings.class_embedding",
+        "vision_model.encoder.layers.0.self_attn.qkv.bias",
+        "vision_model.encoder.layers.0.self_attn.projection.weight",
+        "vision_model.encoder.layers.0.layer_norm1.weight",
+    }
     assert out["vision_model.encoder.layers.0.self_attn.qkv.bias"].tolist() == [1.0] * 4 + [0.0] * 4 + [2.0] * 4
     with pytest.raises(CheckpointError, match="not in the LAVIS EVA-ViT map"):
         lavis_eva_to_hf({**sd, "blocks.0.attn.relative_position_bias_table": torch.zeros(1)}, depth=1)
 
-    ib = {"query_tokens": torch.zeros(1), "ln_vision.weight": torch.zeros(1), "llm_proj.weight": torch.zeros(1),
-          "Qformer.cls.predictions.bias": torch.zeros(1),
-          "Qformer.bert.embeddings.LayerNorm.bias": torch.zeros(1),
-          "Qformer.bert.encoder.layer.0.crossattention.self.key.weight": torch.zeros(1),
-          "Qformer.bert.encoder.layer.0.attention.output.dense.weight": torch.zeros(1)}
+    ib = {
+        "query_tokens": torch.zeros(1),
+        "ln_vision.weight": torch.zeros(1),
+        "llm_proj.weight": torch.zeros(1),
+        "Qformer.cls.predictions.bias": torch.zeros(1),
+        "Qformer.bert.embeddings.LayerNorm.bias": torch.zeros(1),
+        "Qformer.bert.encoder.layer.0.crossattention.self.key.weight": torch.zeros(1),
+        "Qformer.bert.encoder.layer.0.attention.output.dense.weight": torch.zeros(1),
+    }
     out, unused = lavis_instructblip_to_hf(ib)
     assert unused == ["Qformer.cls.predictions.bias", "llm_proj.weight"]
-    assert set(out) == {"query_tokens", "vision_model.post_layernorm.weight", "qformer.embeddings.layernorm.bias",
-                        "qformer.encoder.layer.0.crossattention.attention.key.weight",
-                        "qformer.encoder.layer.0.attention.output.dense.weight"}
+    assert set(out) == {
+        "query_tokens",
+        "vision_model.post_layernorm.weight",
+        "qformer.embeddings.layernorm.bias",
+        "qformer.encoder.layer.0.crossattention.attention.key.weight",
+        "qformer.encoder.layer.0.attention.output.dense.weight",
+    }
     with pytest.raises(CheckpointError, match="not in the LAVIS InstructBLIP map"):
         lavis_instructblip_to_hf({**ib, "visual_encoder.norm.weight": torch.zeros(1)})
 
@@ -170,7 +200,7 @@ def test_lavis_missing_file_names_the_path(tmp_path):
     with pytest.raises(CheckpointError, match=str(missing)):
         load_vision_weights(enc, IB_FILE, eva_vit=missing)
     with pytest.raises(CheckpointError, match="eva_vit"):
-        load_vision_weights(enc, IB_FILE)                         # LAVIS InstructBLIP alone holds no EVA
+        load_vision_weights(enc, IB_FILE)  # LAVIS InstructBLIP alone holds no EVA
 
 
 @needs_golden
@@ -178,8 +208,9 @@ def test_lavis_wrong_dims_is_a_checkpoint_error():
     wrong = VisualEncoder(EVAConfig(width=32, depth=2, num_heads=4, mlp_width=209), GOLDEN_QF)
     with pytest.raises(CheckpointError, match=r"eva_vit_g\.pth.*encoders\.eva\.width: checkpoint 48, config 32"):
         load_vision_weights(wrong, IB_FILE, eva_vit=EVA_FILE)
-    wrong_vocab = VisualEncoder(GOLDEN_EVA, ImageQFormerConfig(width=64, depth=4, num_heads=4, mlp_width=128,
-                                                               vocab_size=549))
+    wrong_vocab = VisualEncoder(
+        GOLDEN_EVA, ImageQFormerConfig(width=64, depth=4, num_heads=4, mlp_width=128, vocab_size=549)
+    )
     with pytest.raises(CheckpointError, match="vocab_size: checkpoint 550, config 549"):
         load_vision_weights(wrong_vocab, IB_FILE, eva_vit=EVA_FILE)
     too_shallow = VisualEncoder(EVAConfig(width=48, depth=1, num_heads=4, mlp_width=209), GOLDEN_QF)
@@ -233,8 +264,12 @@ def test_hf_instructblip_wrong_dims_and_heads(tmp_path):
     _save_hf_instructblip(VisualEncoder(SMALL_EVA, SMALL_QF), tmp_path / "ib", heads=4)
     with pytest.raises(CheckpointError, match=r"ib: dims differ.*encoders\.eva\.num_heads: checkpoint 4, config 2"):
         load_hf_instructblip(VisualEncoder(SMALL_EVA, SMALL_QF), tmp_path / "ib")
-    other = VisualEncoder(SMALL_EVA, ImageQFormerConfig(width=16, depth=3, num_heads=2, mlp_width=24,
-                                                        num_queries=4, vocab_size=191, max_positions=64))
+    other = VisualEncoder(
+        SMALL_EVA,
+        ImageQFormerConfig(
+            width=16, depth=3, num_heads=2, mlp_width=24, num_queries=4, vocab_size=191, max_positions=64
+        ),
+    )
     with pytest.raises(CheckpointError, match="image_qformer.depth: checkpoint 2, config 3"):
         load_hf_instructblip(other, tmp_path / "ib")
     with pytest.raises(CheckpointError, match="no such file"):
@@ -261,7 +296,7 @@ def test_random_construction_shapes_and_determinism():
         out = a(frames, ids, mask)
         assert out.shape == (3, SMALL_QF.num_queries, SMALL_QF.width)
         assert torch.equal(out, b(frames, ids, mask))
-        assert a(frames).shape == (3, SMALL_QF.num_queries, SMALL_QF.width)     # no instruction: queries only
+        assert a(frames).shape == (3, SMALL_QF.num_queries, SMALL_QF.width)  # no instruction: queries only
 
 
 @torch.no_grad()
@@ -307,12 +342,12 @@ def test_instruction_tokenizer_behaviour():
     assert tok.hf.bos_token == "[DEC]" and tok.hf.bos_token_id == len(tok) - 1
     ids, mask = tok(["the video", "the video and the audio"])
     assert ids.shape == mask.shape and ids.shape[0] == 2
-    assert ids[0, 0].item() == tok.hf.cls_token_id and mask[0].tolist().count(0) > 0     # padded to the longest
+    assert ids[0, 0].item() == tok.hf.cls_token_id and mask[0].tolist().count(0) > 0  # padded to the longest
     assert mask[1].all()
     short = load_instruction_tokenizer(None, max_length=4)
     ids, _ = short(["the video and the audio"])
     full, _ = tok(["the video and the audio"])
-    assert ids[0].tolist() == [full[0, 0].item(), *full[0, -3:].tolist()]    # [CLS] + the END of the text
+    assert ids[0].tolist() == [full[0, 0].item(), *full[0, -3:].tolist()]  # [CLS] + the END of the text
     with pytest.raises(ValueError):
         tok("a bare string")
 
@@ -320,7 +355,7 @@ def test_instruction_tokenizer_behaviour():
 def test_instruction_tokenizer_sources(tmp_path):
     tiny = load_instruction_tokenizer("tiny")
     ib = tmp_path / "instructblip"
-    shutil.copytree(tiny.hf.name_or_path, ib / "qformer_tokenizer")         # HF InstructBLIP layout
+    shutil.copytree(tiny.hf.name_or_path, ib / "qformer_tokenizer")  # HF InstructBLIP layout
     assert len(load_instruction_tokenizer(ib)) == len(tiny)
     with pytest.raises(CheckpointError, match="no BERT tokenizer"):
         load_instruction_tokenizer(tmp_path)

@@ -9,8 +9,15 @@ from safetensors.torch import save_file
 from torch import nn
 
 from videosalmonn.errors import CheckpointError
-from videosalmonn.weights import (few, load_checked, load_pickle, read_hf_config, read_pickled_tensors,
-                                  read_state_dict, read_tensors)
+from videosalmonn.weights import (
+    few,
+    load_checked,
+    load_pickle,
+    read_hf_config,
+    read_pickled_tensors,
+    read_state_dict,
+    read_tensors,
+)
 
 
 def test_load_checked_copies_and_reports_every_problem():
@@ -20,9 +27,12 @@ def test_load_checked_copies_and_reports_every_problem():
     assert model[0].weight.dtype == torch.float32 and torch.all(model[0].weight == 0.5)
     bad = {**good, "0.weight": torch.zeros(2, 4), "extra": torch.zeros(1)}
     del bad["1.bias"]
-    with pytest.raises(CheckpointError, match=r"^bad.pt: does not match the model: 1 missing \(1.bias\); "
-                                              r"1 unexpected \(extra\); 1 shape mismatch\(es\) \(0.weight \(2, 4\) "
-                                              r"vs model \(2, 3\)\)$"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"^bad.pt: does not match the model: 1 missing \(1.bias\); "
+        r"1 unexpected \(extra\); 1 shape mismatch\(es\) \(0.weight \(2, 4\) "
+        r"vs model \(2, 3\)\)$",
+    ):
         load_checked(model, bad, source="bad.pt")
 
 
@@ -32,8 +42,12 @@ def test_load_checked_expected_subset():
     load_checked(model, part, source="part.pt", expected=["1.weight", "1.bias"])
     assert torch.all(model[1].weight == 1)
     with pytest.raises(CheckpointError, match=r"1 missing \(1.bias\); 1 unexpected \(0.bias\)"):
-        load_checked(model, {"1.weight": torch.ones(2, 2), "0.bias": torch.ones(2)}, source="p.pt",
-                     expected=["1.weight", "1.bias"])
+        load_checked(
+            model,
+            {"1.weight": torch.ones(2, 2), "0.bias": torch.ones(2)},
+            source="p.pt",
+            expected=["1.weight", "1.bias"],
+        )
     with pytest.raises(ValueError, match="not in the module: nope"):
         load_checked(model, part, source="part.pt", expected=["nope"])
 
@@ -45,7 +59,7 @@ def test_few():
 
 def test_pickles_are_weights_only(tmp_path):
     path = tmp_path / "evil.pt"
-    torch.save({"w": torch.ones(1), "obj": Fraction(1, 3)}, path)     # not an allowed type for weights_only
+    torch.save({"w": torch.ones(1), "obj": Fraction(1, 3)}, path)  # not an allowed type for weights_only
     with pytest.raises(CheckpointError, match=r"evil.pt: cannot be read as a weights-only torch checkpoint"):
         load_pickle(path)
     with pytest.raises(CheckpointError, match="checkpoint file not found"):
@@ -68,7 +82,7 @@ def test_read_hf_config(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"encoder_attention_heads": 4}))
     assert read_hf_config(tmp_path) == {"encoder_attention_heads": 4}
     save_file({"w": torch.ones(1)}, str(tmp_path / "model.safetensors"))
-    assert read_hf_config(tmp_path / "model.safetensors") is None            # a single file has no config
+    assert read_hf_config(tmp_path / "model.safetensors") is None  # a single file has no config
     with pytest.raises(CheckpointError, match="no such file"):
         read_hf_config(tmp_path / "missing")
     (tmp_path / "config.json").write_text("{not json")
@@ -81,7 +95,7 @@ def test_read_state_dict_sharded_reads_only_prefixed_shards(tmp_path):
     save_file({"dec.c": torch.zeros(1)}, str(tmp_path / "s2.safetensors"))
     index = {"weight_map": {"enc.a": "s1.safetensors", "dec.b": "s1.safetensors", "dec.c": "s2.safetensors"}}
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
-    (tmp_path / "s2.safetensors").rename(tmp_path / "moved.safetensors")      # never opened for enc.*
+    (tmp_path / "s2.safetensors").rename(tmp_path / "moved.safetensors")  # never opened for enc.*
     assert list(read_state_dict(tmp_path, "enc.")) == ["a"]
     with pytest.raises(CheckpointError, match="shard s2.safetensors is missing"):
         read_state_dict(tmp_path, "dec.")

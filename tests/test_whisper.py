@@ -6,9 +6,9 @@ import json
 
 import pytest
 import torch
+from conftest import GOLDEN, needs_golden
 from safetensors.torch import save_file
 
-from conftest import GOLDEN, needs_golden
 from videosalmonn.config import ModelConfig, WhisperEncoderConfig
 from videosalmonn.encoders.whisper import WhisperAudioEncoder, load_whisper_weights
 from videosalmonn.errors import CheckpointError
@@ -33,7 +33,7 @@ def golden_encoder() -> WhisperAudioEncoder:
 @torch.no_grad()
 def test_whisper_matches_golden(case, golden_encoder, golden_tensors):
     t = golden_tensors(case)
-    out = golden_encoder(t["whisper_logmel"][None])              # (1, 80, 3000) -> (1, 1500, 96)
+    out = golden_encoder(t["whisper_logmel"][None])  # (1, 80, 3000) -> (1, 1500, 96)
     assert out.shape == t["whisper_encoder_out"].shape
     err = (out - t["whisper_encoder_out"]).abs().max().item()
     assert err <= ATOL, f"Whisper encoder ({case}) max abs error {err:.2e}"

@@ -1,7 +1,7 @@
 """video-SALMONN: a speech-enhanced audio-visual LLM (ICML 2024).
 
-    from videosalmonn import Pipeline
-    Pipeline.from_pretrained("tiny").answer("Describe the video", video="clip.mp4").text
+from videosalmonn import Pipeline
+Pipeline.from_pretrained("tiny").answer("Describe the video", video="clip.mp4").text
 """
 
 from __future__ import annotations
@@ -9,9 +9,13 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "Pipeline": "videosalmonn.pipeline", "Request": "videosalmonn.types", "Answer": "videosalmonn.pipeline",
-    "VideoSalmonn": "videosalmonn.model", "load_model": "videosalmonn.checkpoint",
-    "ModelConfig": "videosalmonn.config", "GenerationConfig": "videosalmonn.config",
+    "Pipeline": "videosalmonn.pipeline",
+    "Request": "videosalmonn.types",
+    "Answer": "videosalmonn.pipeline",
+    "VideoSalmonn": "videosalmonn.model",
+    "load_model": "videosalmonn.checkpoint",
+    "ModelConfig": "videosalmonn.config",
+    "GenerationConfig": "videosalmonn.config",
     "Turn": "videosalmonn.types",
 }
 __all__ = list(_PUBLIC)

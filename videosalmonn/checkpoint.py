@@ -43,8 +43,12 @@ def load_model(cfg: ModelConfig, device: torch.device | str | None = None) -> Vi
 
 def _check_weights_complete(cfg: ModelConfig) -> None:
     w = cfg.weights
-    parts = {"weights.instructblip": w.instructblip, "weights.whisper": w.whisper, "weights.beats": w.beats,
-             "weights.llm": w.llm}
+    parts = {
+        "weights.instructblip": w.instructblip,
+        "weights.whisper": w.whisper,
+        "weights.beats": w.beats,
+        "weights.llm": w.llm,
+    }
     given = [k for k, v in parts.items() if v]
     if given and len(given) < len(parts):
         missing = ", ".join(k for k, v in parts.items() if not v)
@@ -72,8 +76,12 @@ def load_delta(model: VideoSalmonn, path: str | Path) -> list[str]:
     if path.suffix in PICKLE_SUFFIXES:
         state, unused = convert_official_delta(read_tensors(path), model.cfg)
         if unused:
-            log.info("%s: %d keys known to be unused by the official model (e.g. %s) were not loaded",
-                     path, len(unused), unused[0])
+            log.info(
+                "%s: %d keys known to be unused by the official model (e.g. %s) were not loaded",
+                path,
+                len(unused),
+                unused[0],
+            )
     else:
         state, unused = read_tensors(path), []
     load_checked(model, state, source=str(path), expected=trainable_names(model))

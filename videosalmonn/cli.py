@@ -14,7 +14,7 @@ import sys
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from videosalmonn.errors import InputError, VideoSalmonnError  # noqa: E402
+from videosalmonn.errors import InputError, VideoSalmonnError
 
 EXIT_USER_ERROR = 2
 COMMAND_GROUPS = ("videosalmonn.training.cli", "videosalmonn.evaluation.cli", "videosalmonn.serving.cli")
@@ -29,8 +29,11 @@ def cmd_check_official(args: argparse.Namespace) -> int:
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
     if report.ok:
-        print(f"OK: {len(report.values)} stages within {TOLERANCE:g} (BEATs fbank: {POWER_TOLERANCE:g} of each "
-              "frame's peak power), all ids identical", file=sys.stderr)
+        print(
+            f"OK: {len(report.values)} stages within {TOLERANCE:g} (BEATs fbank: {POWER_TOLERANCE:g} of each "
+            "frame's peak power), all ids identical",
+            file=sys.stderr,
+        )
         return 0
     print(f"FAILED: {len(report.failed)} of {len(report.values)} stages", file=sys.stderr)
     for line in report.failed:
@@ -63,8 +66,8 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
 
 def _infer_manifest(args: argparse.Namespace) -> int:
-    from videosalmonn.infer_manifest import run_manifest
     from videosalmonn.data.manifest import missing_media, read_manifest
+    from videosalmonn.infer_manifest import run_manifest
     from videosalmonn.pipeline import Pipeline
 
     samples = read_manifest(args.manifest, args.media_root)
@@ -74,8 +77,10 @@ def _infer_manifest(args: argparse.Namespace) -> int:
         raise InputError(f"{len(missing)} media file(s) not found: {'; '.join(missing[:5])}{more}")
     pipe = Pipeline.from_pretrained(args.model, _overrides(args), device=args.device)
     summary = run_manifest(pipe, samples, args.out, args.batch_size)
-    print(f"{summary.answered} answered, {summary.failed} failed, {summary.skipped} already in {args.out}",
-          file=sys.stderr)
+    print(
+        f"{summary.answered} answered, {summary.failed} failed, {summary.skipped} already in {args.out}",
+        file=sys.stderr,
+    )
     return 1 if summary.failed else 0
 
 
@@ -107,8 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=8, help="with --manifest: samples generated together")
     p.add_argument("--json", action="store_true", help="print one JSON object: answer and what was used")
     p.add_argument("--limits", choices=["official", "none"], help="official: drop audio after 30 s, video after 60 s")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. --set weights.delta=ckpt.pt (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override, e.g. --set weights.delta=ckpt.pt (repeatable)",
+    )
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.set_defaults(func=cmd_infer)
 

@@ -9,9 +9,14 @@ from videosalmonn.media.timeline import BEATS_N_MELS
 from videosalmonn.types import AudioFeatures, MediaBatch
 
 
-def collate_media(frames: list[Tensor | None], is_image: list[bool], audio: list[AudioFeatures | None],
-                  instruction_ids: Tensor, instruction_mask: Tensor,
-                  modality_mask: list[tuple[float, float]] | None = None) -> MediaBatch:
+def collate_media(
+    frames: list[Tensor | None],
+    is_image: list[bool],
+    audio: list[AudioFeatures | None],
+    instruction_ids: Tensor,
+    instruction_mask: Tensor,
+    modality_mask: list[tuple[float, float]] | None = None,
+) -> MediaBatch:
     """Pad every stream to the batch's longest.
 
     frames: per sample (Tv, 3, S, S) or None; audio: per sample AudioFeatures or None;
@@ -25,7 +30,7 @@ def collate_media(frames: list[Tensor | None], is_image: list[bool], audio: list
     frame_counts = torch.zeros(b, dtype=torch.long)
     for i, f in enumerate(frames):
         if f is not None:
-            out_frames[i, :f.shape[0]] = f
+            out_frames[i, : f.shape[0]] = f
             frame_counts[i] = f.shape[0]
 
     chunks = max((a.mel.shape[0] for a in audio if a is not None), default=0)
@@ -39,14 +44,23 @@ def collate_media(frames: list[Tensor | None], is_image: list[bool], audio: list
     for i, a in enumerate(audio):
         if a is None:
             continue
-        mel[i, :a.mel.shape[0]] = a.mel
+        mel[i, : a.mel.shape[0]] = a.mel
         audio_chunks[i] = a.mel.shape[0]
         for c, x in enumerate(a.fbank):
-            fbank[i, c, :x.shape[0]] = x
+            fbank[i, c, : x.shape[0]] = x
             fbank_lengths[i, c] = x.shape[0]
 
     if modality_mask is None:
         modality_mask = [(float(f is not None), float(a is not None)) for f, a in zip(frames, audio)]
-    return MediaBatch(out_frames, frame_counts, torch.tensor(is_image, dtype=torch.bool), mel, fbank,
-                      fbank_lengths, audio_chunks, torch.tensor(modality_mask, dtype=torch.float32),
-                      instruction_ids, instruction_mask)
+    return MediaBatch(
+        out_frames,
+        frame_counts,
+        torch.tensor(is_image, dtype=torch.bool),
+        mel,
+        fbank,
+        fbank_lengths,
+        audio_chunks,
+        torch.tensor(modality_mask, dtype=torch.float32),
+        instruction_ids,
+        instruction_mask,
+    )

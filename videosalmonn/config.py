@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import types
 import typing
@@ -30,8 +31,12 @@ from typing import Any, Literal
 import yaml
 
 from videosalmonn.errors import ConfigError
-from videosalmonn.media.timeline import (AUDIO_FRAMES_PER_SLOT, WHISPER_FRAMES_PER_CHUNK, WHISPER_MEL_FRAMES,
-                                         WHISPER_N_MELS)
+from videosalmonn.media.timeline import (
+    AUDIO_FRAMES_PER_SLOT,
+    WHISPER_FRAMES_PER_CHUNK,
+    WHISPER_MEL_FRAMES,
+    WHISPER_N_MELS,
+)
 
 
 def _check(ok: bool, message: str):
@@ -111,8 +116,8 @@ class WhisperEncoderConfig:
 class BEATsConfig:
     """BEATs iter3+ (AS2M cpt2) encoder; field names follow the official `cfg` dict where they differ."""
 
-    patch_dim: int = 512              # cfg.embed_dim: patch-embedding width
-    width: int = 768                  # cfg.encoder_embed_dim
+    patch_dim: int = 512  # cfg.embed_dim: patch-embedding width
+    width: int = 768  # cfg.encoder_embed_dim
     depth: int = 12
     num_heads: int = 12
     mlp_width: int = 3072
@@ -172,8 +177,11 @@ class ConnectorConfig:
     def __post_init__(self):
         _check(len(self.levels) >= 1, "connector.levels must not be empty")
         rates = {lv.queries / lv.frames for lv in self.levels}
-        _check(len(rates) == 1, f"connector.levels {self.levels}: queries/frames must be equal at every level "
-                                "(paper eq. 3: every level emits the same number of tokens)")
+        _check(
+            len(rates) == 1,
+            f"connector.levels {self.levels}: queries/frames must be equal at every level "
+            "(paper eq. 3: every level emits the same number of tokens)",
+        )
         _check(self.width % self.num_heads == 0, "connector.width must be divisible by connector.num_heads")
 
     @property
@@ -190,13 +198,17 @@ class ConnectorConfig:
 def check_connector_input(cfg: ConnectorConfig, tokens_per_frame: int):
     """What the connector needs of the visual tokens per frame (InstructBLIP's `num_queries`); checked by
     `ModelConfig` and by a connector built on its own."""
-    _check(tokens_per_frame >= AUDIO_FRAMES_PER_SLOT,
-           f"encoders.image_qformer.num_queries {tokens_per_frame}: the {AUDIO_FRAMES_PER_SLOT} audio frames of a "
-           f"0.5-s slot are laid on its visual tokens, so at least {AUDIO_FRAMES_PER_SLOT} are needed")
+    _check(
+        tokens_per_frame >= AUDIO_FRAMES_PER_SLOT,
+        f"encoders.image_qformer.num_queries {tokens_per_frame}: the {AUDIO_FRAMES_PER_SLOT} audio frames of a "
+        f"0.5-s slot are laid on its visual tokens, so at least {AUDIO_FRAMES_PER_SLOT} are needed",
+    )
     frames = max(lv.frames for lv in cfg.levels)
-    _check(frames * tokens_per_frame <= cfg.max_positions,
-           f"connector.max_positions {cfg.max_positions}: a window of {frames} frames x {tokens_per_frame} "
-           f"tokens needs {frames * tokens_per_frame} positions")
+    _check(
+        frames * tokens_per_frame <= cfg.max_positions,
+        f"connector.max_positions {cfg.max_positions}: a window of {frames} frames x {tokens_per_frame} "
+        f"tokens needs {frames * tokens_per_frame} positions",
+    )
 
 
 # ------------------------------------------------------------------------------------------------- LLM
@@ -278,7 +290,8 @@ class WeightsConfig:
     eva_vit: str | None = None
     """LAVIS `eva_vit_g.pth`. Not needed when `instructblip` is a Hugging Face InstructBLIP model (it holds EVA)."""
     instructblip: str | None = None
-    """LAVIS `instruct_blip_vicuna13b_trimmed.pth`, or an HF InstructBLIP id/dir (`Salesforce/instructblip-vicuna-13b`)."""
+    """LAVIS `instruct_blip_vicuna13b_trimmed.pth`, or an HF InstructBLIP id/dir
+    (`Salesforce/instructblip-vicuna-13b`)."""
     qformer_tokenizer: str | None = None
     """BERT tokenizer for the instruction (`bert-base-uncased`, a dir with vocab.txt, or an InstructBLIP dir)."""
     whisper: str | None = None
@@ -317,11 +330,15 @@ class ModelConfig:
             _check(-n <= i < n, f"loss.diversity_levels: {i} is not a level index (there are {n} levels)")
         check_connector_input(self.connector, self.encoders.image_qformer.num_queries)
         whisper = self.encoders.whisper
-        _check(whisper.n_mels == WHISPER_N_MELS, f"encoders.whisper.n_mels {whisper.n_mels}: the media pipeline "
-                                                 f"computes {WHISPER_N_MELS}-bin log-mels")
-        _check(whisper.max_positions == WHISPER_FRAMES_PER_CHUNK,
-               f"encoders.whisper.max_positions {whisper.max_positions}: audio comes in 30-s chunks of "
-               f"{WHISPER_MEL_FRAMES} log-mel frames, {WHISPER_FRAMES_PER_CHUNK} encoder positions")
+        _check(
+            whisper.n_mels == WHISPER_N_MELS,
+            f"encoders.whisper.n_mels {whisper.n_mels}: the media pipeline computes {WHISPER_N_MELS}-bin log-mels",
+        )
+        _check(
+            whisper.max_positions == WHISPER_FRAMES_PER_CHUNK,
+            f"encoders.whisper.max_positions {whisper.max_positions}: audio comes in 30-s chunks of "
+            f"{WHISPER_MEL_FRAMES} log-mel frames, {WHISPER_FRAMES_PER_CHUNK} encoder positions",
+        )
 
     @staticmethod
     def from_name(name: str, overrides: list[str] | tuple[str, ...] = ()) -> ModelConfig:
@@ -334,8 +351,11 @@ class ModelConfig:
 
 
 def preset_names() -> list[str]:
-    return sorted(p.name.removesuffix(".yaml") for p in resources.files("videosalmonn.presets").iterdir()
-                  if p.name.endswith(".yaml"))
+    return sorted(
+        p.name.removesuffix(".yaml")
+        for p in resources.files("videosalmonn.presets").iterdir()
+        if p.name.endswith(".yaml")
+    )
 
 
 # ------------------------------------------------------------------------------------ YAML <-> dataclass
@@ -351,15 +371,43 @@ def load_config(cls: type, name_or_path: str | Path, overrides: list[str] | tupl
     else:
         preset = resources.files("videosalmonn.presets") / f"{name_or_path}.yaml"
         if not preset.is_file():
-            raise ConfigError(f"unknown preset {name_or_path!r}; presets: {', '.join(preset_names())} "
-                              "(or give a .yaml path)")
+            raise ConfigError(
+                f"unknown preset {name_or_path!r}; presets: {', '.join(preset_names())} (or give a .yaml path)"
+            )
         text, origin = preset.read_text(), f"preset {name_or_path}"
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{origin}: not valid YAML ({str(e).splitlines()[0]})") from None
-    cfg = from_dict(cls, data, where=origin)
+    cfg = from_dict(cls, expand_env(data, origin), where=origin)
     return apply_overrides(cfg, overrides)
+
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(data: Any, origin: str) -> Any:
+    """`${NAME}` and `${NAME:-default}` in every string value of a loaded YAML tree -> the environment's value.
+
+    An unset NAME without a default is an error (a path silently left as `${NAME}/...` would fail later, far
+    from its cause). Only the `${...}` form is expanded: a lone `$` stays as it is.
+    """
+    if isinstance(data, dict):
+        return {k: expand_env(v, origin) for k, v in data.items()}
+    if isinstance(data, list):
+        return [expand_env(v, origin) for v in data]
+    if not isinstance(data, str):
+        return data
+
+    def value(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is None:
+            raise ConfigError(f"{origin}: ${{{name}}} is not set (give it a default: ${{{name}:-...}})")
+        return default
+
+    return _ENV_REFERENCE.sub(value, data)
 
 
 def apply_overrides(cfg, overrides) -> Any:
@@ -450,7 +498,7 @@ def _convert(tp, value, where: str, key: str):
         return value
     if tp is float:
         if isinstance(value, str) and _BARE_EXPONENT.match(value.strip()):
-            value = float(value)         # YAML 1.1 (PyYAML) reads `1e-3` (no dot) as a string
+            value = float(value)  # YAML 1.1 (PyYAML) reads `1e-3` (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: {key}: expected a number, got {value!r}")
         return float(value)
@@ -466,4 +514,3 @@ _BARE_EXPONENT = re.compile(r"^[-+]?\d+(\.\d*)?[eE][-+]?\d+$")
 
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
-

@@ -21,18 +21,24 @@ from videosalmonn.results import ResultsFile
 class InferSummary:
     answered: int = 0
     failed: int = 0
-    skipped: int = 0                      # already in the output file (resumed run)
+    skipped: int = 0  # already in the output file (resumed run)
 
 
-def run_manifest(pipe: Pipeline, samples: list[Sample], out: str, batch_size: int = 8,
-                 generation: GenerationConfig | None = None, progress: bool = True) -> InferSummary:
+def run_manifest(
+    pipe: Pipeline,
+    samples: list[Sample],
+    out: str,
+    batch_size: int = 8,
+    generation: GenerationConfig | None = None,
+    progress: bool = True,
+) -> InferSummary:
     results = ResultsFile(out)
     done = results.done()
     todo = [s for s in samples if s.id not in done]
     summary = InferSummary(skipped=len(samples) - len(todo))
     bar = tqdm(total=len(todo), desc="answering", unit="sample", disable=not progress)
     for i in range(0, len(todo), batch_size):
-        chunk = todo[i:i + batch_size]
+        chunk = todo[i : i + batch_size]
         for record in answer_samples(pipe, chunk, generation):
             results.append(record)
             summary.failed += "error" in record
@@ -48,8 +54,9 @@ def answer_samples(pipe: Pipeline, samples: list[Sample], generation: Generation
     return [_error(s, r) if isinstance(r, VideoSalmonnError) else _record(s, r) for s, r in zip(samples, results)]
 
 
-def answer_requests(pipe: Pipeline, requests: list[Request], generation: GenerationConfig | None
-                    ) -> list[Answer | VideoSalmonnError]:
+def answer_requests(
+    pipe: Pipeline, requests: list[Request], generation: GenerationConfig | None
+) -> list[Answer | VideoSalmonnError]:
     """Each request's Answer, or the error that failed it, in input order. Media are decoded first (a bad file
     fails alone); if the batch cannot be generated together (e.g. one prompt too long), every request is
     retried alone."""

@@ -21,8 +21,8 @@ def diversity_loss(queries: Tensor) -> Tensor:
     N * Q * (Q - 1) (the official mean; the paper's eq. 6 writes the sum). Low = diverse queries.
     """
     n, q, _ = queries.shape
-    dot = torch.einsum("nid,njd->nij", queries, queries)                 # (N, Q, Q)
-    norm = queries.pow(2).sum(-1).sqrt()                                  # (N, Q)
+    dot = torch.einsum("nid,njd->nij", queries, queries)  # (N, Q, Q)
+    norm = queries.pow(2).sum(-1).sqrt()  # (N, Q)
     cos = dot / (norm[:, :, None] * norm[:, None, :] + 1e-9)
     off_diagonal = 1 - torch.eye(q, device=queries.device, dtype=queries.dtype)
     return (cos * off_diagonal).sum() / (n * (q * q - q))

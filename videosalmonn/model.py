@@ -25,11 +25,12 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 
 class VideoSalmonn(nn.Module):
-    def __init__(self, cfg: ModelConfig, encoder: AVEncoder | None, connector: MultiResolutionConnector,
-                 llm: LanguageModel):
+    def __init__(
+        self, cfg: ModelConfig, encoder: AVEncoder | None, connector: MultiResolutionConnector, llm: LanguageModel
+    ):
         super().__init__()
         self.cfg = cfg
-        self.encoder = encoder                  # None once `split_encoder` handed it over: features come in Batch
+        self.encoder = encoder  # None once `split_encoder` handed it over: features come in Batch
         self.connector = connector
         self.llm = llm
 
@@ -42,9 +43,13 @@ class VideoSalmonn(nn.Module):
             llm = llm or LanguageModel.build(cfg.llm)
         with seeded(cfg.seed + 2):
             connector = MultiResolutionConnector(
-                cfg.connector, visual_width=cfg.encoders.image_qformer.width,
-                tokens_per_frame=cfg.encoders.image_qformer.num_queries, whisper_width=cfg.encoders.whisper.width,
-                beats_width=cfg.encoders.beats.width, llm_width=llm.width)
+                cfg.connector,
+                visual_width=cfg.encoders.image_qformer.width,
+                tokens_per_frame=cfg.encoders.image_qformer.num_queries,
+                whisper_width=cfg.encoders.whisper.width,
+                beats_width=cfg.encoders.beats.width,
+                llm_width=llm.width,
+            )
         model = cls(cfg, encoder, connector, llm)
         set_trainable(model)
         return model
@@ -107,7 +112,7 @@ def splice(embeds: Tensor, media: ConnectorOutput, media_mask: Tensor) -> Tensor
     counts = media_mask.sum(dim=1)
     if not torch.equal(counts.cpu(), media.lengths.cpu()):
         raise ValueError(f"media placeholders {counts.tolist()} do not match media tokens {media.lengths.tolist()}")
-    valid = torch.arange(media.embeds.shape[1], device=embeds.device)[None] < media.lengths[:, None]   # (B, N)
+    valid = torch.arange(media.embeds.shape[1], device=embeds.device)[None] < media.lengths[:, None]  # (B, N)
     return embeds.masked_scatter(media_mask[..., None], media.embeds[valid].to(embeds.dtype))
 
 
@@ -119,4 +124,3 @@ def set_trainable(model: VideoSalmonn) -> None:
 
 def trainable_names(model: VideoSalmonn) -> list[str]:
     return [name for name, p in model.named_parameters() if p.requires_grad]
-

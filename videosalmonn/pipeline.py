@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from videosalmonn.collate import collate_media
 from videosalmonn.checkpoint import load_model
+from videosalmonn.collate import collate_media
 from videosalmonn.config import GenerationConfig, ModelConfig
 from videosalmonn.connector.multires import media_token_count
 from videosalmonn.errors import InputError
@@ -40,8 +40,12 @@ class Answer:
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {"answer": self.text, "media_tokens": self.media_tokens, **asdict(self.coverage),
-                "notes": self.coverage.notes + self.notes}
+        return {
+            "answer": self.text,
+            "media_tokens": self.media_tokens,
+            **asdict(self.coverage),
+            "notes": self.coverage.notes + self.notes,
+        }
 
 
 class Pipeline:
@@ -53,18 +57,29 @@ class Pipeline:
         self.style = prompt_style(self.cfg.llm.prompt_style)
 
     @classmethod
-    def from_pretrained(cls, model: str | Path | ModelConfig = "tiny", overrides: list[str] | tuple[str, ...] = (),
-                        device: str | torch.device | None = None) -> Pipeline:
+    def from_pretrained(
+        cls,
+        model: str | Path | ModelConfig = "tiny",
+        overrides: list[str] | tuple[str, ...] = (),
+        device: str | torch.device | None = None,
+    ) -> Pipeline:
         """A preset name (`tiny`, `video-salmonn-13b`), a YAML config file, or a ModelConfig; dotted overrides."""
-        cfg = model.replace(*overrides) if isinstance(model, ModelConfig) else ModelConfig.from_name(str(model), overrides)
+        cfg = (
+            model.replace(*overrides)
+            if isinstance(model, ModelConfig)
+            else ModelConfig.from_name(str(model), overrides)
+        )
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if DTYPES[cfg.dtype] == torch.float16 and torch.device(device).type == "cpu":
             log.warning("%s: running in float32 on CPU (the preset's float16 is for GPUs)", cfg.name)
             cfg = cfg.replace("dtype=float32")
         w = cfg.weights
-        return cls(load_model(cfg, device), load_tokenizer(w.tokenizer or w.llm),
-                   load_instruction_tokenizer(w.qformer_tokenizer or "tiny"))
+        return cls(
+            load_model(cfg, device),
+            load_tokenizer(w.tokenizer or w.llm),
+            load_instruction_tokenizer(w.qformer_tokenizer or "tiny"),
+        )
 
     @property
     def device(self) -> torch.device:
@@ -72,12 +87,24 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------------ inference
 
-    def answer(self, prompt: str | tuple[Turn, ...], *, video: str | None = None, audio: str | None = None,
-               image: str | None = None, generation: GenerationConfig | None = None) -> Answer:
+    def answer(
+        self,
+        prompt: str | tuple[Turn, ...],
+        *,
+        video: str | None = None,
+        audio: str | None = None,
+        image: str | None = None,
+        generation: GenerationConfig | None = None,
+    ) -> Answer:
         return self.answer_batch([Request(prompt, video, audio, image)], generation)[0]
 
-    def answer_batch(self, requests: list[Request], generation: GenerationConfig | None = None,
-                     clips: list[MediaClip] | None = None, streamer=None) -> list[Answer]:
+    def answer_batch(
+        self,
+        requests: list[Request],
+        generation: GenerationConfig | None = None,
+        clips: list[MediaClip] | None = None,
+        streamer=None,
+    ) -> list[Answer]:
         """Answer several requests in one batched generation (left padding; same answers as one by one).
 
         `streamer`: a transformers `BaseStreamer`; its `put` gets each step's new ids, (B,) (greedy/sampling only).
@@ -88,13 +115,16 @@ class Pipeline:
         room = self.cfg.llm.max_positions - batch.prompt.input_ids.shape[1]
         notes = []
         if room <= 0:
-            raise InputError(f"the input is {batch.prompt.input_ids.shape[1]} tokens; the LLM takes at most "
-                             f"{self.cfg.llm.max_positions} (shorter media or --limits official)")
+            raise InputError(
+                f"the input is {batch.prompt.input_ids.shape[1]} tokens; the LLM takes at most "
+                f"{self.cfg.llm.max_positions} (shorter media or --limits official)"
+            )
         if room < gen.max_new_tokens:
             notes.append(f"answer limited to {room} tokens by the LLM context ({self.cfg.llm.max_positions})")
             gen = GenerationConfig(**{**asdict(gen), "max_new_tokens": room})
-        ids = self.model.generate(batch.to(self.device, DTYPES[self.cfg.dtype]), gen, self.tokenizer.eos_id,
-                                  self.tokenizer.pad_id, streamer)
+        ids = self.model.generate(
+            batch.to(self.device, DTYPES[self.cfg.dtype]), gen, self.tokenizer.eos_id, self.tokenizer.pad_id, streamer
+        )
         answers = []
         for row, clip, n in zip(ids, clips, counts):
             tokens = _until_eos(row.tolist(), self.tokenizer.eos_id)
@@ -104,26 +134,45 @@ class Pipeline:
     # ------------------------------------------------------------------------------------------ batching
 
     def load(self, request: Request) -> MediaClip:
-        return load_clip(self.cfg.media, video=request.video, audio=request.audio, image=request.image,
-                         start=request.start, end=request.end, video_audio=request.video_audio)
+        return load_clip(
+            self.cfg.media,
+            video=request.video,
+            audio=request.audio,
+            image=request.image,
+            start=request.start,
+            end=request.end,
+            video_audio=request.video_audio,
+        )
 
     def prepare(self, requests: list[Request], clips: list[MediaClip], side: str = "left") -> tuple[Batch, list[int]]:
         """Requests + their decoded media -> a padded Batch (CPU) and each sample's media token count."""
-        feats = [None if c.waveform is None else audio_features(c.waveform, self.cfg.media.beats_fp16_waveform)
-                 for c in clips]
-        counts = [media_token_count(self.cfg.connector, 0 if c.frames is None else c.frames.shape[0], c.is_image,
-                                    0 if f is None else f.mel.shape[0]) for c, f in zip(clips, feats)]
+        feats = [
+            None if c.waveform is None else audio_features(c.waveform, self.cfg.media.beats_fp16_waveform)
+            for c in clips
+        ]
+        counts = [
+            media_token_count(
+                self.cfg.connector,
+                0 if c.frames is None else c.frames.shape[0],
+                c.is_image,
+                0 if f is None else f.mel.shape[0],
+            )
+            for c, f in zip(clips, feats)
+        ]
         prompts: list[EncodedPrompt] = [
             encode_conversation(r.turns(), self.style, self.tokenizer, n, self.cfg.llm.max_text_tokens)
-            for r, n in zip(requests, counts)]
+            for r, n in zip(requests, counts)
+        ]
         instructions = [request.turns()[0].text for request in requests]
         ids, mask = self.instruction_tokenizer(instructions)
-        masks = [r.modality_mask or (float(c.frames is not None), float(f is not None))
-                 for r, c, f in zip(requests, clips, feats)]
+        masks = [
+            r.modality_mask or (float(c.frames is not None), float(f is not None))
+            for r, c, f in zip(requests, clips, feats)
+        ]
         media = collate_media([c.frames for c in clips], [c.is_image for c in clips], feats, ids, mask, masks)
         prompt = collate_prompts(prompts, self.tokenizer.pad_id, side)
         return Batch(media, prompt, [c.coverage for c in clips]), counts
 
 
 def _until_eos(ids: list[int], eos_id: int) -> list[int]:
-    return ids[:ids.index(eos_id)] if eos_id in ids else ids
+    return ids[: ids.index(eos_id)] if eos_id in ids else ids

@@ -38,12 +38,12 @@ class ResultsFile:
             return []
         raw = self.path.read_bytes()
         records, tail = complete_lines(raw, self.path)
-        if tail.strip():                            # the last write was cut (killed run) or lacks its newline
+        if tail.strip():  # the last write was cut (killed run) or lacks its newline
             try:
                 records.append(json.loads(tail))
                 fixed = raw + b"\n"
             except json.JSONDecodeError:
-                fixed = raw[:len(raw) - len(tail)]   # torn record: drop it, its sample runs again
+                fixed = raw[: len(raw) - len(tail)]  # torn record: drop it, its sample runs again
             tmp = self.path.with_name(f".{self.path.name}.tmp")
             tmp.write_bytes(fixed)
             os.replace(tmp, self.path)

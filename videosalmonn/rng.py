@@ -17,8 +17,9 @@ import torch
 
 @contextlib.contextmanager
 def seeded(seed: int, devices: Iterable[torch.device] = ()) -> Iterator[None]:
-    cuda = sorted({d.index if d.index is not None else torch.cuda.current_device()
-                   for d in devices if d.type == "cuda"})
+    cuda = sorted(
+        {d.index if d.index is not None else torch.cuda.current_device() for d in devices if d.type == "cuda"}
+    )
     with torch.random.fork_rng(devices=cuda, device_type="cuda"):
         torch.default_generator.manual_seed(seed)
         for index in cuda:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from transformers.generation.streamers import BaseStreamer
 
-REPLACEMENT_CHAR = "\ufffd"       # what a tokenizer decodes half a UTF-8 character to
+REPLACEMENT_CHAR = "\ufffd"  # what a tokenizer decodes half a UTF-8 character to
 
 
 class StreamAborted(Exception):
@@ -42,12 +42,12 @@ class TextDeltas:
         text = self.decode(self.ids).strip()
         if text.endswith(REPLACEMENT_CHAR) or not text.startswith(self.sent):
             return ""
-        delta, self.sent = text[len(self.sent):], text
+        delta, self.sent = text[len(self.sent) :], text
         return delta
 
     def rest(self, final_text: str) -> str:
         """What is still to send once the final answer is known."""
-        delta = final_text[len(self.sent):] if final_text.startswith(self.sent) else ""
+        delta = final_text[len(self.sent) :] if final_text.startswith(self.sent) else ""
         self.sent += delta
         return delta
 
@@ -55,15 +55,19 @@ class TextDeltas:
 class RowStreamer(BaseStreamer):
     """Routes every row's new token to `on_text(row, delta)`; `should_stop()` true aborts the generation."""
 
-    def __init__(self, rows: Sequence[TextDeltas], on_text: Callable[[int, str], None],
-                 should_stop: Callable[[], bool] = lambda: False):
+    def __init__(
+        self,
+        rows: Sequence[TextDeltas],
+        on_text: Callable[[int, str], None],
+        should_stop: Callable[[], bool] = lambda: False,
+    ):
         self.rows = rows
         self.on_text = on_text
         self.should_stop = should_stop
         self.started = False
 
     def put(self, value) -> None:
-        if not self.started:               # the first call carries the (empty) prompt ids
+        if not self.started:  # the first call carries the (empty) prompt ids
             self.started = True
             return
         if self.should_stop():

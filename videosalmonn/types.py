@@ -32,9 +32,9 @@ class Request:
     audio: str | None = None
     image: str | None = None
     answer: str | None = None
-    start: float | None = None            # seconds: use only [start, end) of the video/audio
+    start: float | None = None  # seconds: use only [start, end) of the video/audio
     end: float | None = None
-    video_audio: bool = True              # use the video's own audio track when no audio file is given
+    video_audio: bool = True  # use the video's own audio track when no audio file is given
     modality_mask: tuple[float, float] | None = None
     """Multipliers of the [visual, audio] streams (default: 1 if present); (1, 0) masks the audio."""
 
@@ -47,12 +47,12 @@ class Request:
 class Coverage:
     """What of a sample the model actually used; reported to the user, never hidden."""
 
-    media_seconds: float | None = None      # duration of the longest input stream
-    video_seconds: float | None = None      # span covered by the sampled frames (None: no video)
-    audio_seconds: float | None = None      # span of audio given to the encoders (None: no audio)
-    frames: int = 0                         # video frames sampled (an image counts as 1)
+    media_seconds: float | None = None  # duration of the longest input stream
+    video_seconds: float | None = None  # span covered by the sampled frames (None: no video)
+    audio_seconds: float | None = None  # span of audio given to the encoders (None: no audio)
+    frames: int = 0  # video frames sampled (an image counts as 1)
     audio_present: bool = False
-    cut: list[str] = field(default_factory=list)   # one line per thing dropped, e.g. "audio after 30.0 s"
+    cut: list[str] = field(default_factory=list)  # one line per thing dropped, e.g. "audio after 30.0 s"
     notes: list[str] = field(default_factory=list)  # anything else worth knowing (repeated frames, fallbacks)
 
 
@@ -60,40 +60,41 @@ class Coverage:
 class MediaClip:
     """One sample's decoded media on one timeline (no model features yet)."""
 
-    frames: Tensor | None                   # (Tv, 3, S, S) float32, CLIP-normalised; an image is one frame
+    frames: Tensor | None  # (Tv, 3, S, S) float32, CLIP-normalised; an image is one frame
     is_image: bool
-    waveform: Tensor | None                 # (N,) float32, 16 kHz mono
+    waveform: Tensor | None  # (N,) float32, 16 kHz mono
     coverage: Coverage
-    frame_times: list[float] = field(default_factory=list)   # presentation time of every sampled frame (s)
+    frame_times: list[float] = field(default_factory=list)  # presentation time of every sampled frame (s)
 
 
 @dataclass
 class AudioFeatures:
     """Encoder inputs of one sample's audio, one row per 30-s chunk."""
 
-    mel: Tensor                             # (C, 80, 3000) Whisper log-mel
-    fbank: list[Tensor]                     # C x (F_c, 128) BEATs normalised Kaldi fbank
+    mel: Tensor  # (C, 80, 3000) Whisper log-mel
+    fbank: list[Tensor]  # C x (F_c, 128) BEATs normalised Kaldi fbank
 
 
 @dataclass
 class MediaBatch:
     """Padded encoder inputs of a batch."""
 
-    frames: Tensor                          # (B, Tv, 3, S, S); zeros past frame_counts
-    frame_counts: Tensor                    # (B,) long: valid frames (0 = no visual input)
-    is_image: Tensor                        # (B,) bool: the single frame is an image (repeated over the slots)
-    mel: Tensor                             # (B, C, 80, 3000); zeros past audio_chunks
-    fbank: Tensor                           # (B, C, F, 128); zeros past fbank_lengths
-    fbank_lengths: Tensor                   # (B, C) long: valid fbank frames of every chunk
-    audio_chunks: Tensor                    # (B,) long: 30-s chunks (0 = no audio input)
-    modality_mask: Tensor                   # (B, 2) float: multiplies the [visual, audio] streams (spec §3.3)
-    instruction_ids: Tensor                 # (B, Li) BERT ids of the instruction given to InstructBLIP
-    instruction_mask: Tensor                # (B, Li) long
+    frames: Tensor  # (B, Tv, 3, S, S); zeros past frame_counts
+    frame_counts: Tensor  # (B,) long: valid frames (0 = no visual input)
+    is_image: Tensor  # (B,) bool: the single frame is an image (repeated over the slots)
+    mel: Tensor  # (B, C, 80, 3000); zeros past audio_chunks
+    fbank: Tensor  # (B, C, F, 128); zeros past fbank_lengths
+    fbank_lengths: Tensor  # (B, C) long: valid fbank frames of every chunk
+    audio_chunks: Tensor  # (B,) long: 30-s chunks (0 = no audio input)
+    modality_mask: Tensor  # (B, 2) float: multiplies the [visual, audio] streams (spec §3.3)
+    instruction_ids: Tensor  # (B, Li) BERT ids of the instruction given to InstructBLIP
+    instruction_mask: Tensor  # (B, Li) long
 
     def to(self, device, dtype=None) -> MediaBatch:
         def move(t: Tensor) -> Tensor:
             t = t.to(device)
             return t.to(dtype) if dtype is not None and t.is_floating_point() else t
+
         return MediaBatch(**{k: move(v) for k, v in self.__dict__.items()})
 
 
@@ -101,18 +102,19 @@ class MediaBatch:
 class AVFeatures:
     """Frozen-encoder outputs, before synchronisation."""
 
-    visual: Tensor                          # (B, Tv, Q, Dv) InstructBLIP query outputs; zeros for padding
-    visual_slots: Tensor                    # (B,) long: frames per sample (an image: 1; none: 0)
-    is_image: Tensor                        # (B,) bool
-    whisper: Tensor                         # (B, C*1500, Dw) Whisper encoder frames (50 Hz)
-    beats: Tensor                           # (B, C*1500, Db) BEATs tokens, zero-padded to 1500 per chunk
-    audio_slots: Tensor                     # (B,) long: 60 per 30-s chunk; 0 = no audio
-    modality_mask: Tensor                   # (B, 2) float
+    visual: Tensor  # (B, Tv, Q, Dv) InstructBLIP query outputs; zeros for padding
+    visual_slots: Tensor  # (B,) long: frames per sample (an image: 1; none: 0)
+    is_image: Tensor  # (B,) bool
+    whisper: Tensor  # (B, C*1500, Dw) Whisper encoder frames (50 Hz)
+    beats: Tensor  # (B, C*1500, Db) BEATs tokens, zero-padded to 1500 per chunk
+    audio_slots: Tensor  # (B,) long: 60 per 30-s chunk; 0 = no audio
+    modality_mask: Tensor  # (B, 2) float
 
     def to(self, device, dtype=None) -> AVFeatures:
         def move(t: Tensor) -> Tensor:
             t = t.to(device)
             return t.to(dtype) if dtype is not None and t.is_floating_point() else t
+
         return AVFeatures(**{k: move(v) for k, v in self.__dict__.items()})
 
 
@@ -120,24 +122,28 @@ class AVFeatures:
 class ConnectorOutput:
     """MRC Q-Former output projected to the LLM width."""
 
-    embeds: Tensor                          # (B, N, E); rows past `lengths` are padding
-    lengths: Tensor                         # (B,) long: media tokens of each sample
-    levels: tuple[Tensor, ...]              # per level: (B, W_l, Q_l, D) Q-Former outputs before projection
-    window_mask: tuple[Tensor, ...]         # per level: (B, W_l) bool, True for the sample's own windows
+    embeds: Tensor  # (B, N, E); rows past `lengths` are padding
+    lengths: Tensor  # (B,) long: media tokens of each sample
+    levels: tuple[Tensor, ...]  # per level: (B, W_l, Q_l, D) Q-Former outputs before projection
+    window_mask: tuple[Tensor, ...]  # per level: (B, W_l) bool, True for the sample's own windows
 
 
 @dataclass
 class PromptBatch:
     """Tokenised conversations with room for the media tokens."""
 
-    input_ids: Tensor                       # (B, L) long; media positions hold the pad id
-    attention_mask: Tensor                  # (B, L) long; left padding for generation
-    media_mask: Tensor                      # (B, L) bool: positions that receive connector tokens
-    labels: Tensor | None = None            # (B, L) long; -100 where no loss
+    input_ids: Tensor  # (B, L) long; media positions hold the pad id
+    attention_mask: Tensor  # (B, L) long; left padding for generation
+    media_mask: Tensor  # (B, L) bool: positions that receive connector tokens
+    labels: Tensor | None = None  # (B, L) long; -100 where no loss
 
     def to(self, device) -> PromptBatch:
-        return PromptBatch(self.input_ids.to(device), self.attention_mask.to(device), self.media_mask.to(device),
-                           None if self.labels is None else self.labels.to(device))
+        return PromptBatch(
+            self.input_ids.to(device),
+            self.attention_mask.to(device),
+            self.media_mask.to(device),
+            None if self.labels is None else self.labels.to(device),
+        )
 
 
 @dataclass
@@ -147,17 +153,21 @@ class Batch:
     media: MediaBatch | None
     prompt: PromptBatch
     coverage: list[Coverage] = field(default_factory=list)
-    features: AVFeatures | None = None      # precomputed encoder outputs: the encoders are then skipped
+    features: AVFeatures | None = None  # precomputed encoder outputs: the encoders are then skipped
 
     def to(self, device, dtype=None) -> Batch:
         """Move to `device`; float media inputs also to `dtype` (the model's compute dtype)."""
-        return Batch(None if self.media is None else self.media.to(device, dtype), self.prompt.to(device),
-                     self.coverage, None if self.features is None else self.features.to(device, dtype))
+        return Batch(
+            None if self.media is None else self.media.to(device, dtype),
+            self.prompt.to(device),
+            self.coverage,
+            None if self.features is None else self.features.to(device, dtype),
+        )
 
 
 @dataclass
 class ModelOutput:
-    logits: Tensor                          # (B, L, V)
-    loss: Tensor | None = None              # ce + diversity_weight * diversity
+    logits: Tensor  # (B, L, V)
+    loss: Tensor | None = None  # ce + diversity_weight * diversity
     ce_loss: Tensor | None = None
     diversity_loss: Tensor | None = None

@@ -26,8 +26,12 @@ from torch import Tensor, nn
 from videosalmonn.errors import CheckpointError
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 def load_pickle(path: str | Path) -> object:
@@ -37,7 +41,7 @@ def load_pickle(path: str | Path) -> object:
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file for the user
+    except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: cannot be read as a weights-only torch checkpoint ({first})") from None
 
@@ -67,7 +71,7 @@ def read_tensors(path: str | Path, keys: Iterable[str] | None = None, prefix: st
             with safe_open(str(path), framework="pt") as f:
                 names = f.keys() if keys is None else [k for k in keys if k in f.keys()]
                 return {k: f.get_tensor(k) for k in names if k.startswith(prefix)}
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
     sd = read_pickled_tensors(path)
     if keys is not None:
@@ -85,10 +89,13 @@ def resolve(source: str | Path) -> Path:
         raise CheckpointError(f"{source}: no such file or directory")
     try:
         from huggingface_hub import snapshot_download
+
         return Path(snapshot_download(str(source), allow_patterns=["*.json", "*.model", "*.txt"]))
-    except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"{source}: not a local path and not available from the Hugging Face hub "
-                              f"({type(e).__name__}); download it and pass the directory") from None
+    except Exception as e:
+        raise CheckpointError(
+            f"{source}: not a local path and not available from the Hugging Face hub "
+            f"({type(e).__name__}); download it and pass the directory"
+        ) from None
 
 
 def read_state_dict(source: str | Path, prefix: str = "") -> dict[str, Tensor]:
@@ -101,7 +108,7 @@ def read_state_dict(source: str | Path, prefix: str = "") -> dict[str, Tensor]:
         sd = read_tensors(root, prefix=prefix)
     else:
         sd = _read_hf_dir(root, str(source), prefix)
-    out = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    out = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
     if not out:
         raise CheckpointError(f"{source}: holds no weights named {prefix}*")
     return out
@@ -147,13 +154,15 @@ def _hub_file(source: str, filename: str) -> Path | None:
         return None
     try:
         from huggingface_hub import hf_hub_download
+
         return Path(hf_hub_download(source, filename))
-    except Exception:  # noqa: BLE001 - absent file in that repo
+    except Exception:
         return None
 
 
-def load_checked(module: nn.Module, state_dict: dict[str, Tensor], *, source: str,
-                 expected: Iterable[str] | None = None) -> None:
+def load_checked(
+    module: nn.Module, state_dict: dict[str, Tensor], *, source: str, expected: Iterable[str] | None = None
+) -> None:
     """`load_state_dict` that fails loudly on missing or unexpected keys and on shape mismatches.
 
     `expected`: the keys the state dict must hold, no more, no fewer (default: all of `module.state_dict()`;
@@ -165,10 +174,16 @@ def load_checked(module: nn.Module, state_dict: dict[str, Tensor], *, source: st
         raise ValueError(f"expected keys not in the module: {few(sorted(wanted - set(own)))}")
     unexpected = sorted(set(state_dict) - wanted)
     missing = sorted(wanted - set(state_dict))
-    bad_shape = sorted(f"{k} {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state_dict.items()
-                       if k in own and own[k].shape != v.shape)
-    problems = [f"{len(keys)} {what} ({few(keys)})" for keys, what in
-                ((missing, "missing"), (unexpected, "unexpected"), (bad_shape, "shape mismatch(es)")) if keys]
+    bad_shape = sorted(
+        f"{k} {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in state_dict.items()
+        if k in own and own[k].shape != v.shape
+    )
+    problems = [
+        f"{len(keys)} {what} ({few(keys)})"
+        for keys, what in ((missing, "missing"), (unexpected, "unexpected"), (bad_shape, "shape mismatch(es)"))
+        if keys
+    ]
     if problems:
         raise CheckpointError(f"{source}: does not match the model: " + "; ".join(problems))
     with torch.no_grad():

@@ -40,14 +40,14 @@ class Attention(nn.Module):
     def forward(self, x: Tensor, context: Tensor, mask: Tensor | None = None) -> Tensor:
         """x (N, Lq, D), context (N, Lk, Dc), mask additive, broadcastable to (N, H, Lq, Lk) -> (N, Lq, D)."""
         n, lq, d = x.shape
-        q = self._heads(self.q(x))                                  # (N, H, Lq, Dh)
-        k = self._heads(self.k(context))                            # (N, H, Lk, Dh)
+        q = self._heads(self.q(x))  # (N, H, Lq, Dh)
+        k = self._heads(self.k(context))  # (N, H, Lk, Dh)
         v = self._heads(self.v(context))
-        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])   # (N, H, Lq, Lk)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (N, H, Lq, Lk)
         if mask is not None:
             scores = scores + mask
         probs = self.dropout(scores.softmax(dim=-1))
-        ctx = (probs @ v).transpose(1, 2).reshape(n, lq, d)         # (N, Lq, D)
+        ctx = (probs @ v).transpose(1, 2).reshape(n, lq, d)  # (N, Lq, D)
         return self.norm(self.dropout(self.out(ctx)) + x)
 
     def _heads(self, t: Tensor) -> Tensor:
@@ -70,8 +70,9 @@ class FeedForward(nn.Module):
 
 
 class QFormerLayer(nn.Module):
-    def __init__(self, width: int, input_width: int, num_heads: int, mlp_width: int, eps: float,
-                 dropout: float, causal: bool):
+    def __init__(
+        self, width: int, input_width: int, num_heads: int, mlp_width: int, eps: float, dropout: float, causal: bool
+    ):
         super().__init__()
         self.causal = Attention(input_width, input_width, num_heads, eps, dropout) if causal else None
         self.self_attn = Attention(width, width, num_heads, eps, dropout)
@@ -89,17 +90,27 @@ class QFormerLayer(nn.Module):
 class CausalQFormer(nn.Module):
     """Queries (N, Q, D) x window of frame tokens (N, K, Din) -> (N, Q, D)."""
 
-    def __init__(self, width: int, input_width: int, depth: int, num_heads: int, mlp_width: int, eps: float,
-                 causal: bool, dropout: float = 0.1):
+    def __init__(
+        self,
+        width: int,
+        input_width: int,
+        depth: int,
+        num_heads: int,
+        mlp_width: int,
+        eps: float,
+        causal: bool,
+        dropout: float = 0.1,
+    ):
         super().__init__()
         self.query_norm = nn.LayerNorm(width, eps=eps)
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
-            QFormerLayer(width, input_width, num_heads, mlp_width, eps, dropout, causal) for _ in range(depth))
+            QFormerLayer(width, input_width, num_heads, mlp_width, eps, dropout, causal) for _ in range(depth)
+        )
 
     def forward(self, queries: Tensor, frames: Tensor, frames_mask: Tensor, causal_mask: Tensor | None) -> Tensor:
         """frames_mask (N, K) 1 = attend, 0 = padding; causal_mask additive (K, K) or None."""
-        pad = additive_mask(frames_mask, frames.dtype)[:, None, None, :]   # (N, 1, 1, K)
+        pad = additive_mask(frames_mask, frames.dtype)[:, None, None, :]  # (N, 1, 1, K)
         causal = None if causal_mask is None else causal_mask[None, None]  # (1, 1, K, K)
         q = self.dropout(self.query_norm(queries))
         for layer in self.layers:
@@ -120,10 +131,11 @@ def block_causal_allowed(frames: int, tokens_per_frame: int, direction: Literal[
     """
     ones = torch.ones(frames, frames)
     frame_mask = torch.triu(ones) if direction == "future" else torch.tril(ones)
-    return torch.kron(frame_mask, torch.ones(tokens_per_frame, tokens_per_frame)).bool()     # (K, K)
+    return torch.kron(frame_mask, torch.ones(tokens_per_frame, tokens_per_frame)).bool()  # (K, K)
 
 
-def block_causal_mask(frames: int, tokens_per_frame: int, direction: Literal["future", "past"],
-                      dtype: torch.dtype) -> Tensor:
+def block_causal_mask(
+    frames: int, tokens_per_frame: int, direction: Literal["future", "past"], dtype: torch.dtype
+) -> Tensor:
     """`block_causal_allowed` as an additive (K, K) mask in `dtype`."""
     return additive_mask(block_causal_allowed(frames, tokens_per_frame, direction), dtype)

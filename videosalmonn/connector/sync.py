@@ -27,8 +27,8 @@ class Synchroniser(nn.Module):
 
     def __init__(self, visual_width: int, whisper_width: int, beats_width: int, image_slots: int, multiple: int):
         super().__init__()
-        self.whisper_proj = nn.Linear(whisper_width, visual_width)   # official speech_pre_qformer_proj
-        self.beats_proj = nn.Linear(beats_width, visual_width)       # official beats_pre_qformer_proj
+        self.whisper_proj = nn.Linear(whisper_width, visual_width)  # official speech_pre_qformer_proj
+        self.beats_proj = nn.Linear(beats_width, visual_width)  # official beats_pre_qformer_proj
         self.image_slots = image_slots
         self.multiple = multiple
 
@@ -41,37 +41,45 @@ class Synchroniser(nn.Module):
         BEATs rows zero-padded up to 1500 per chunk become the projection bias, as official."""
         return torch.cat([self.whisper_proj(f.whisper), self.beats_proj(f.beats)], dim=-1)
 
-    def align(self, visual: Tensor, visual_slots: Tensor, is_image: Tensor, audio: Tensor, audio_slots: Tensor,
-              modality_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def align(
+        self,
+        visual: Tensor,
+        visual_slots: Tensor,
+        is_image: Tensor,
+        audio: Tensor,
+        audio_slots: Tensor,
+        modality_mask: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """visual (B, Tv, Q, Dv), audio (B, Ta*25, Da) -> x (B, T, Q, Dv+Da), slot_mask (B, T), padded slots (B,)."""
         b, _, q, dv = visual.shape
         visual_slots, own, padded = slot_counts(visual_slots, is_image, audio_slots, self.image_slots, self.multiple)
         t = int(padded.max())
-        slot = torch.arange(t, device=own.device)[None]                           # (1, T)
+        slot = torch.arange(t, device=own.device)[None]  # (1, T)
 
         # visual: frame t of a video, frame 0 of an image; zeros past the sample's frames
         if visual.shape[1] == 0:
             visual = visual.new_zeros(b, t, q, dv)
         else:
             index = torch.where(is_image[:, None], torch.zeros_like(slot), slot).clamp(max=visual.shape[1] - 1)
-            visual = torch.gather(visual, 1, index[:, :, None, None].expand(-1, -1, q, dv))   # (B, T, Q, Dv)
+            visual = torch.gather(visual, 1, index[:, :, None, None].expand(-1, -1, q, dv))  # (B, T, Q, Dv)
         visual = visual * (slot < visual_slots[:, None])[..., None, None]
 
         # audio: zero past the sample's audio, 25 frames per slot + zero tokens up to Q (Q >= 25: checked by the config)
         frame = torch.arange(audio.shape[1], device=audio.device)[None]
         audio = audio * (frame < audio_slots[:, None] * AUDIO_FRAMES_PER_SLOT)[..., None]
         ta = audio.shape[1] // AUDIO_FRAMES_PER_SLOT
-        audio = audio.view(b, ta, AUDIO_FRAMES_PER_SLOT, audio.shape[-1])        # (B, Ta, 25, Da)
-        audio = nn.functional.pad(audio, (0, 0, 0, q - AUDIO_FRAMES_PER_SLOT, 0, t - ta))   # (B, T, Q, Da)
+        audio = audio.view(b, ta, AUDIO_FRAMES_PER_SLOT, audio.shape[-1])  # (B, Ta, 25, Da)
+        audio = nn.functional.pad(audio, (0, 0, 0, q - AUDIO_FRAMES_PER_SLOT, 0, t - ta))  # (B, T, Q, Da)
 
         mask = modality_mask.to(visual.dtype)
         x = torch.cat([visual * mask[:, 0, None, None, None], audio * mask[:, 1, None, None, None]], dim=-1)
-        slot_mask = (slot < own[:, None]).to(x.dtype)                             # (B, T)
+        slot_mask = (slot < own[:, None]).to(x.dtype)  # (B, T)
         return x, slot_mask, padded
 
 
-def slot_counts(visual_slots: Tensor, is_image: Tensor, audio_slots: Tensor, image_slots: int,
-                multiple: int) -> tuple[Tensor, Tensor, Tensor]:
+def slot_counts(
+    visual_slots: Tensor, is_image: Tensor, audio_slots: Tensor, image_slots: int, multiple: int
+) -> tuple[Tensor, Tensor, Tensor]:
     """Per sample (B,): visual slots (an image fills max(image_slots, audio)), own length T_b = max(visual, audio),
     and T_b rounded up to a multiple of the coarsest window (the extra slots are masked)."""
     visual_slots = torch.where(is_image, torch.clamp(audio_slots, min=image_slots), visual_slots)

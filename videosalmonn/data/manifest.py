@@ -32,15 +32,15 @@ ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assi
 @dataclass(frozen=True)
 class Sample:
     id: str
-    conversation: tuple[Turn, ...]          # user first; ends with the assistant's answer when there is one
+    conversation: tuple[Turn, ...]  # user first; ends with the assistant's answer when there is one
     video: str | None = None
     audio: str | None = None
     image: str | None = None
     start: float | None = None
     end: float | None = None
     task: str | None = None
-    source: str = ""                        # "file:line" for messages
-    video_audio: bool = True                # use a video's own audio track when no audio file is given
+    source: str = ""  # "file:line" for messages
+    video_audio: bool = True  # use a video's own audio track when no audio file is given
 
     @property
     def media(self) -> list[str]:
@@ -59,9 +59,16 @@ class Sample:
     def to_request(self, with_answer: bool = False) -> Request:
         """The Pipeline request: the conversation up to the last question, this sample's media and time span
         (`with_answer`: the final answer too, for scoring or training)."""
-        return Request(prompt=self.prompt_turns, video=self.video, audio=self.audio, image=self.image,
-                       answer=self.answer if with_answer else None, start=self.start, end=self.end,
-                       video_audio=self.video_audio)
+        return Request(
+            prompt=self.prompt_turns,
+            video=self.video,
+            audio=self.audio,
+            image=self.image,
+            answer=self.answer if with_answer else None,
+            start=self.start,
+            end=self.end,
+            video_audio=self.video_audio,
+        )
 
 
 def read_manifest(path: str | Path, media_root: str | Path | None = None) -> list[Sample]:
@@ -131,8 +138,16 @@ def _ours(entry, root: Path, where: str, n: int) -> Sample:
     video_audio = entry.get("video_audio", True)
     if not isinstance(video_audio, bool):
         raise InputError(f"{where}: video_audio must be true or false")
-    return Sample(str(entry.get("id", n)), tuple(turns), **media, start=start, end=end, task=task, source=where,
-                  video_audio=video_audio)
+    return Sample(
+        str(entry.get("id", n)),
+        tuple(turns),
+        **media,
+        start=start,
+        end=end,
+        task=task,
+        source=where,
+        video_audio=video_audio,
+    )
 
 
 def _official(entry, root: Path, where: str, i: int) -> Sample:

@@ -24,13 +24,20 @@ from videosalmonn.pipeline import Answer, Pipeline, Request
 from videosalmonn.streaming import RowStreamer, TextDeltas
 from videosalmonn.types import MediaClip
 
-STEP_TIMEOUT_S = 600            # a generation step slower than this is a hang, not a slow model
+STEP_TIMEOUT_S = 600  # a generation step slower than this is a hang, not a slow model
 DEFAULT_QUESTION = "Describe the video together with the audio in detail."
 Frames = list[tuple[np.ndarray, str]]
 
 
-def ask(pipeline: Pipeline, video: str | None, audio: str | None, image: str | None, question: str,
-        max_tokens: int = 64, beams: int = 1) -> Iterator[tuple[str, str, Frames]]:
+def ask(
+    pipeline: Pipeline,
+    video: str | None,
+    audio: str | None,
+    image: str | None,
+    question: str,
+    max_tokens: int = 64,
+    beams: int = 1,
+) -> Iterator[tuple[str, str, Frames]]:
     """(answer so far, what was used (Markdown), frames with captions), first before generating, then per piece."""
     if not question or not question.strip():
         raise VideoSalmonnError("type a question")
@@ -46,7 +53,7 @@ def ask(pipeline: Pipeline, video: str | None, audio: str | None, image: str | N
     def run():
         try:
             pieces.put(("done", pipeline.answer_batch([request], gen, clips=[clip], streamer=streamer)[0]))
-        except Exception as e:  # noqa: BLE001 -- handed to the page's thread and raised there
+        except Exception as e:
             pieces.put(("error", e))
 
     threading.Thread(target=run, name="videosalmonn-demo", daemon=True).start()
@@ -70,8 +77,8 @@ def display_frames(clip: MediaClip) -> Frames:
         return []
     mean = torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGE_STD).view(1, 3, 1, 1)
-    rgb = ((clip.frames.float() * std + mean) * 255).round().clamp(0, 255).to(torch.uint8)   # (T, 3, S, S)
-    images = rgb.permute(0, 2, 3, 1).numpy()                                                  # (T, S, S, 3)
+    rgb = ((clip.frames.float() * std + mean) * 255).round().clamp(0, 255).to(torch.uint8)  # (T, 3, S, S)
+    images = rgb.permute(0, 2, 3, 1).numpy()  # (T, S, S, 3)
     if clip.is_image:
         return [(images[0], "image")]
     return [(img, f"{t:.2f} s") for img, t in zip(images, clip.frame_times)]
@@ -83,8 +90,10 @@ def describe(clip: MediaClip, request: Request, answer: Answer | None = None) ->
     if clip.is_image:
         visual = "an image (1 frame)"
     elif clip.frames is not None:
-        visual = (f"video: {cov.video_seconds:.2f} s of {cov.media_seconds:.2f} s, {cov.frames} frames "
-                  f"at {VIDEO_FPS} per second")
+        visual = (
+            f"video: {cov.video_seconds:.2f} s of {cov.media_seconds:.2f} s, {cov.frames} frames "
+            f"at {VIDEO_FPS} per second"
+        )
     else:
         visual = "no video or image"
     if cov.audio_present:
@@ -95,8 +104,9 @@ def describe(clip: MediaClip, request: Request, answer: Answer | None = None) ->
     lines = [f"**The model used** {visual}; {sound}."]
     if answer is not None:
         lines.append(f"{answer.media_tokens} media tokens, {len(answer.token_ids)} answer tokens.")
-    lines += [f"- cut: {line}" for line in cov.cut] + [f"- note: {line}" for line in
-                                                         cov.notes + (answer.notes if answer else [])]
+    lines += [f"- cut: {line}" for line in cov.cut] + [
+        f"- note: {line}" for line in cov.notes + (answer.notes if answer else [])
+    ]
     return "\n\n".join(lines)
 
 
@@ -111,8 +121,10 @@ def build_demo(pipeline: Pipeline):
             raise gr.Error(str(e)) from None
 
     with gr.Blocks(title="video-SALMONN") as demo:
-        gr.Markdown("# video-SALMONN\nUpload a video (its sound track is used), an image and/or an audio file, "
-                    "then ask a question. The frames below are exactly what the model was given.")
+        gr.Markdown(
+            "# video-SALMONN\nUpload a video (its sound track is used), an image and/or an audio file, "
+            "then ask a question. The frames below are exactly what the model was given."
+        )
         with gr.Row():
             with gr.Column():
                 video = gr.Video(label="Video", sources=["upload"], elem_id="video")
@@ -121,15 +133,28 @@ def build_demo(pipeline: Pipeline):
                     audio = gr.Audio(label="Audio", type="filepath", sources=["upload"], elem_id="audio")
                 question = gr.Textbox(label="Question", value=DEFAULT_QUESTION, lines=2, elem_id="question")
                 with gr.Row():
-                    max_tokens = gr.Slider(1, 512, value=min(64, pipeline.cfg.generation.max_new_tokens), step=1,
-                                           label="Max answer tokens", elem_id="max-tokens")
-                    beams = gr.Slider(1, 5, value=1, step=1, label="Beams (1 streams; more shows the answer at the "
-                                                                  "end)", elem_id="beams")
+                    max_tokens = gr.Slider(
+                        1,
+                        512,
+                        value=min(64, pipeline.cfg.generation.max_new_tokens),
+                        step=1,
+                        label="Max answer tokens",
+                        elem_id="max-tokens",
+                    )
+                    beams = gr.Slider(
+                        1,
+                        5,
+                        value=1,
+                        step=1,
+                        label="Beams (1 streams; more shows the answer at the end)",
+                        elem_id="beams",
+                    )
                 button = gr.Button("Ask", variant="primary", elem_id="ask")
             with gr.Column():
                 reply = gr.Textbox(label="Answer", lines=6, interactive=False, elem_id="answer")
                 used = gr.Markdown(elem_id="used")
                 frames = gr.Gallery(label="Frames the model saw", columns=6, height=320, elem_id="frames")
-        button.click(answer, [video, audio, image, question, max_tokens, beams], [reply, used, frames],
-                     api_name="answer")
+        button.click(
+            answer, [video, audio, image, question, max_tokens, beams], [reply, used, frames], api_name="answer"
+        )
     return demo

@@ -28,8 +28,8 @@ class AVEncoder(nn.Module):
         self.vision = VisualEncoder(cfg.eva, cfg.image_qformer, image_size)
         self.whisper = WhisperAudioEncoder(cfg.whisper)
         self.beats = BEATs(cfg.beats)
-        self.frame_batch = frame_batch                  # frames per EVA call: bounds memory on long videos
-        self.chunk_batch = chunk_batch                  # 30-s chunks per Whisper/BEATs call: same for long audio
+        self.frame_batch = frame_batch  # frames per EVA call: bounds memory on long videos
+        self.chunk_batch = chunk_batch  # 30-s chunks per Whisper/BEATs call: same for long audio
         self.visual_width = cfg.image_qformer.width
         self.visual_tokens = cfg.image_qformer.num_queries
         self.use_instruction = cfg.image_qformer.use_instruction
@@ -48,12 +48,12 @@ class AVEncoder(nn.Module):
 
     def encode_frames(self, media: MediaBatch) -> Tensor:
         b, tv = media.frames.shape[:2]
-        out = media.frames.new_zeros(b, tv, self.visual_tokens, self.visual_width)       # (B, Tv, Q, Dv)
+        out = media.frames.new_zeros(b, tv, self.visual_tokens, self.visual_width)  # (B, Tv, Q, Dv)
         valid = torch.arange(tv, device=out.device)[None] < media.frame_counts[:, None]  # (B, Tv)
         if not valid.any():
             return out
-        frames = media.frames[valid]                                                      # (Nf, 3, S, S)
-        ids = media.instruction_ids.repeat_interleave(media.frame_counts, dim=0)          # (Nf, Li)
+        frames = media.frames[valid]  # (Nf, 3, S, S)
+        ids = media.instruction_ids.repeat_interleave(media.frame_counts, dim=0)  # (Nf, Li)
         mask = media.instruction_mask.repeat_interleave(media.frame_counts, dim=0)
         chunks = []
         for i in range(0, len(frames), self.frame_batch):
@@ -65,12 +65,13 @@ class AVEncoder(nn.Module):
 
     def encode_whisper(self, media: MediaBatch) -> Tensor:
         b, c = media.mel.shape[:2]
-        valid = torch.arange(c, device=media.mel.device)[None] < media.audio_chunks[:, None]   # (B, C)
+        valid = torch.arange(c, device=media.mel.device)[None] < media.audio_chunks[:, None]  # (B, C)
         out = media.mel.new_zeros(b, c, WHISPER_FRAMES_PER_CHUNK, self.whisper.width)
         if valid.any():
-            mel = media.mel[valid]                                                       # (Nc, 80, 3000)
-            out[valid] = torch.cat([self.whisper(mel[i:i + self.chunk_batch])
-                                    for i in range(0, len(mel), self.chunk_batch)]).to(out.dtype)  # (Nc, 1500, Dw)
+            mel = media.mel[valid]  # (Nc, 80, 3000)
+            out[valid] = torch.cat(
+                [self.whisper(mel[i : i + self.chunk_batch]) for i in range(0, len(mel), self.chunk_batch)]
+            ).to(out.dtype)  # (Nc, 1500, Dw)
         return out.view(b, c * WHISPER_FRAMES_PER_CHUNK, out.shape[-1])
 
     def encode_beats(self, media: MediaBatch) -> Tensor:
@@ -79,9 +80,10 @@ class AVEncoder(nn.Module):
         valid = torch.arange(c, device=media.fbank.device)[None] < media.audio_chunks[:, None]
         lengths = torch.where(valid, media.fbank_lengths, 0)
         for length in sorted(set(lengths[valid].tolist())):
-            same = lengths == length                                                     # (B, C)
-            fbank = media.fbank[same][:, :length]                                        # (n, F, 128)
-            tokens = torch.cat([self.beats(fbank[i:i + self.chunk_batch])
-                                for i in range(0, len(fbank), self.chunk_batch)])       # (n, 8*(F//16), Db)
+            same = lengths == length  # (B, C)
+            fbank = media.fbank[same][:, :length]  # (n, F, 128)
+            tokens = torch.cat(
+                [self.beats(fbank[i : i + self.chunk_batch]) for i in range(0, len(fbank), self.chunk_batch)]
+            )  # (n, 8*(F//16), Db)
             out[same] = F.pad(tokens, (0, 0, 0, WHISPER_FRAMES_PER_CHUNK - tokens.shape[1])).to(out.dtype)
         return out.view(b, c * WHISPER_FRAMES_PER_CHUNK, out.shape[-1])

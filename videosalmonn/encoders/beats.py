@@ -40,9 +40,9 @@ from videosalmonn.weights import load_checked, load_pickle
 
 logger = logging.getLogger(__name__)
 
-FREQ_PATCHES = BEATS_N_MELS // BEATS_PATCH      # 8 frequency patches per time patch
-ATTENTION_ALPHA = 32.0                          # official fp16 trick: scores computed as (q/alpha)k, max-shifted
-GATE_PARTS = 2                                  # grep_linear's 8 outputs -> 2 gates of 4 summed units
+FREQ_PATCHES = BEATS_N_MELS // BEATS_PATCH  # 8 frequency patches per time patch
+ATTENTION_ALPHA = 32.0  # official fp16 trick: scores computed as (q/alpha)k, max-shifted
+GATE_PARTS = 2  # grep_linear's 8 outputs -> 2 gates of 4 summed units
 GATE_WIDTH = 8
 
 
@@ -52,7 +52,7 @@ GATE_WIDTH = 8
 def relative_position_buckets(length: int, num_buckets: int, max_distance: int, device=None) -> Tensor:
     """(T, T) long bucket of (key - query) offsets, bidirectional T5-style (log-spaced beyond num_buckets/4)."""
     position = torch.arange(length, dtype=torch.long, device=device)
-    offset = position[None, :] - position[:, None]                               # (T, T) key - query
+    offset = position[None, :] - position[:, None]  # (T, T) key - query
     half = num_buckets // 2
     buckets = (offset > 0).long() * half
     distance = offset.abs()
@@ -73,7 +73,7 @@ class RelativePositionBias(nn.Module):
 
     def forward(self, length: int) -> Tensor:
         buckets = relative_position_buckets(length, self.num_buckets, self.max_distance, self.embedding.weight.device)
-        return self.embedding(buckets).permute(2, 0, 1)                          # (H, T, T)
+        return self.embedding(buckets).permute(2, 0, 1)  # (H, T, T)
 
 
 # ---------------------------------------------------------------------------------------- attention
@@ -89,7 +89,7 @@ class GatedRelPosAttention(nn.Module):
     def __init__(self, width: int, num_heads: int, gated: bool):
         super().__init__()
         self.num_heads, self.head_dim = num_heads, width // num_heads
-        self.scaling = self.head_dim ** -0.5
+        self.scaling = self.head_dim**-0.5
         self.q_proj = nn.Linear(width, width)
         self.k_proj = nn.Linear(width, width)
         self.v_proj = nn.Linear(width, width)
@@ -101,29 +101,29 @@ class GatedRelPosAttention(nn.Module):
 
     def _heads(self, x: Tensor) -> Tensor:
         B, T, _ = x.shape
-        return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)       # (B, H, T, d)
+        return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, d)
 
     def _gate(self, q: Tensor) -> Tensor:
         """(B, H, T, d) unscaled queries -> (B, H, T, 1) multiplier of the position bias."""
         B, H, T, _ = q.shape
         units = self.grep_linear(q).view(B, H, T, GATE_PARTS, GATE_WIDTH // GATE_PARTS).sum(-1)
-        gate_a, gate_b = torch.sigmoid(units).chunk(GATE_PARTS, dim=-1)         # (B, H, T, 1) each
+        gate_a, gate_b = torch.sigmoid(units).chunk(GATE_PARTS, dim=-1)  # (B, H, T, 1) each
         return gate_a * (gate_b * self.grep_a - 1.0) + 2.0
 
     def forward(self, x: Tensor, position_bias: Tensor, key_padding: Tensor | None) -> Tensor:
         """x (B, T, D), position_bias (H, T, T), key_padding (B, T) bool (True = padding) -> (B, T, D)."""
-        q = self._heads(self.q_proj(x))                                          # (B, H, T, d)
+        q = self._heads(self.q_proj(x))  # (B, H, T, d)
         k = self._heads(self.k_proj(x))
         v = self._heads(self.v_proj(x))
         # official order: scale q by 1/(sqrt(d) * alpha), subtract the row max, multiply by alpha (fp16 range)
-        scores = (q * (self.scaling / ATTENTION_ALPHA)) @ k.transpose(-1, -2)    # (B, H, T, T)
+        scores = (q * (self.scaling / ATTENTION_ALPHA)) @ k.transpose(-1, -2)  # (B, H, T, T)
         scores = (scores - scores.amax(dim=-1, keepdim=True)) * ATTENTION_ALPHA
         bias = position_bias[None] * self._gate(q) if self.gated else position_bias[None]
         scores = scores + bias
         if key_padding is not None:
             scores = scores.masked_fill(key_padding[:, None, None, :], float("-inf"))
-        out = torch.softmax(scores, dim=-1) @ v                                  # (B, H, T, d)
-        return self.out_proj(out.transpose(1, 2).flatten(2))                     # (B, T, D)
+        out = torch.softmax(scores, dim=-1) @ v  # (B, H, T, d)
+        return self.out_proj(out.transpose(1, 2).flatten(2))  # (B, T, D)
 
 
 # ------------------------------------------------------------------------------------------- layers
@@ -158,25 +158,26 @@ class BEATsEncoder(nn.Module):
     def __init__(self, cfg: BEATsConfig):
         super().__init__()
         self.conv_pos = cfg.conv_pos
-        self.pos_conv = nn.Conv1d(cfg.width, cfg.width, kernel_size=cfg.conv_pos, padding=cfg.conv_pos // 2,
-                                  groups=cfg.conv_pos_groups)
+        self.pos_conv = nn.Conv1d(
+            cfg.width, cfg.width, kernel_size=cfg.conv_pos, padding=cfg.conv_pos // 2, groups=cfg.conv_pos_groups
+        )
         self.relative_attention_bias = RelativePositionBias(cfg.num_buckets, cfg.max_distance, cfg.num_heads)
         self.layer_norm = nn.LayerNorm(cfg.width)
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.depth))
 
     def _position_embedding(self, x: Tensor) -> Tensor:
         """(B, T, D) -> (B, T, D) GELU(grouped conv over time); an even kernel gives T+1 outputs, drop the last."""
-        y = self.pos_conv(x.transpose(1, 2))                                     # (B, D, T + 1 if kernel even)
+        y = self.pos_conv(x.transpose(1, 2))  # (B, D, T + 1 if kernel even)
         if self.conv_pos % 2 == 0:
-            y = y[:, :, :-1]                                                     # fairseq SamePad
+            y = y[:, :, :-1]  # fairseq SamePad
         return F.gelu(y).transpose(1, 2)
 
     def forward(self, x: Tensor, key_padding: Tensor | None = None) -> Tensor:
         """(B, T, D) tokens, key_padding (B, T) bool or None -> (B, T, D)."""
         if key_padding is not None:
             x = x.masked_fill(key_padding[..., None], 0.0)
-        x = self.layer_norm(x + self._position_embedding(x))                   # post-LN: before the layers
-        position_bias = self.relative_attention_bias(x.shape[1])                # (H, T, T)
+        x = self.layer_norm(x + self._position_embedding(x))  # post-LN: before the layers
+        position_bias = self.relative_attention_bias(x.shape[1])  # (H, T, T)
         for layer in self.layers:
             x = layer(x, position_bias, key_padding)
         return x
@@ -199,8 +200,9 @@ class BEATs(nn.Module):
         if cfg.width % cfg.num_heads:
             raise ValueError(f"BEATs width {cfg.width} is not divisible by num_heads {cfg.num_heads}")
         self.cfg = cfg
-        self.patch_embedding = nn.Conv2d(1, cfg.patch_dim, kernel_size=BEATS_PATCH, stride=BEATS_PATCH,
-                                         bias=cfg.conv_bias)
+        self.patch_embedding = nn.Conv2d(
+            1, cfg.patch_dim, kernel_size=BEATS_PATCH, stride=BEATS_PATCH, bias=cfg.conv_bias
+        )
         self.layer_norm = nn.LayerNorm(cfg.patch_dim)
         # official: no projection when the widths agree (and then no `post_extract_proj.*` keys)
         self.post_extract_proj = nn.Linear(cfg.patch_dim, cfg.width) if cfg.patch_dim != cfg.width else nn.Identity()
@@ -218,8 +220,8 @@ class BEATs(nn.Module):
             raise ValueError(f"BEATs expects fbank (B, F, {BEATS_N_MELS}), got {tuple(fbank.shape)}")
         if fbank.shape[1] < BEATS_PATCH:
             raise ValueError(f"BEATs needs at least {BEATS_PATCH} fbank frames, got {fbank.shape[1]}")
-        patches = self.patch_embedding(fbank.unsqueeze(1))                       # (B, E, T', 8)
-        return patches.flatten(2).transpose(1, 2)                                # (B, T'*8, E)
+        patches = self.patch_embedding(fbank.unsqueeze(1))  # (B, E, T', 8)
+        return patches.flatten(2).transpose(1, 2)  # (B, T'*8, E)
 
     def forward(self, fbank: Tensor, lengths: Tensor | None = None) -> Tensor:
         """fbank (B, F, 128) normalised (`beats_fbank`); lengths (B,) valid frames per row, None = all valid.
@@ -228,15 +230,15 @@ class BEATs(nn.Module):
         zeroed before the position convolution and masked as attention keys (official padding-mask handling),
         so every row equals its unpadded forward; their own outputs are meaningless.
         """
-        x = self.post_extract_proj(self.layer_norm(self.patchify(fbank)))       # (B, N, D)
+        x = self.post_extract_proj(self.layer_norm(self.patchify(fbank)))  # (B, N, D)
         key_padding = None if lengths is None else self.token_padding(lengths, x.shape[1])
         return self.encoder(x, key_padding)
 
     @staticmethod
     def token_padding(lengths: Tensor, n_tokens: int) -> Tensor:
         """(B,) valid fbank frames -> (B, N) bool, True for tokens of time patches past the valid frames."""
-        time_patch = torch.arange(n_tokens, device=lengths.device) // FREQ_PATCHES   # (N,)
-        valid_patches = torch.div(lengths, BEATS_PATCH, rounding_mode="floor")       # (B,)
+        time_patch = torch.arange(n_tokens, device=lengths.device) // FREQ_PATCHES  # (N,)
+        valid_patches = torch.div(lengths, BEATS_PATCH, rounding_mode="floor")  # (B,)
         return time_patch[None, :] >= valid_patches[:, None]
 
     def load_official_state_dict(self, state_dict: dict[str, Tensor], source: str = "BEATs state dict") -> list[str]:
@@ -266,8 +268,14 @@ def _init_weights(model: BEATs, cfg: BEATsConfig):
         beta = math.pow(8 * cfg.depth, -1 / 4)
         for layer in model.encoder.layers:
             attn = layer.self_attn
-            for linear, gain in ((attn.q_proj, 1.0), (attn.k_proj, 1.0), (attn.v_proj, beta),
-                                 (attn.out_proj, beta), (layer.fc1, beta), (layer.fc2, beta)):
+            for linear, gain in (
+                (attn.q_proj, 1.0),
+                (attn.k_proj, 1.0),
+                (attn.v_proj, beta),
+                (attn.out_proj, beta),
+                (layer.fc1, beta),
+                (layer.fc2, beta),
+            ):
                 nn.init.xavier_normal_(linear.weight, gain=gain)
 
 
@@ -275,15 +283,27 @@ def _init_weights(model: BEATs, cfg: BEATsConfig):
 
 _IGNORED_PREFIXES = ("predictor.",)
 _POS_CONV = "encoder.pos_conv.0."
-_WEIGHT_NORM_DIM = 2                             # official nn.utils.weight_norm(pos_conv, dim=2)
+_WEIGHT_NORM_DIM = 2  # official nn.utils.weight_norm(pos_conv, dim=2)
 _REL_BIAS = "self_attn.relative_attention_bias.weight"
 
 # Official `BEATsConfig` defaults (used for keys absent from a checkpoint's cfg dict).
 _OFFICIAL_CFG_DEFAULTS = dict(
-    input_patch_size=-1, embed_dim=512, conv_bias=False, encoder_layers=12, encoder_embed_dim=768,
-    encoder_ffn_embed_dim=3072, encoder_attention_heads=12, activation_fn="gelu", layer_norm_first=False,
-    deep_norm=False, conv_pos=128, conv_pos_groups=16, relative_position_embedding=False, num_buckets=320,
-    max_distance=1280, gru_rel_pos=False,
+    input_patch_size=-1,
+    embed_dim=512,
+    conv_bias=False,
+    encoder_layers=12,
+    encoder_embed_dim=768,
+    encoder_ffn_embed_dim=3072,
+    encoder_attention_heads=12,
+    activation_fn="gelu",
+    layer_norm_first=False,
+    deep_norm=False,
+    conv_pos=128,
+    conv_pos_groups=16,
+    relative_position_embedding=False,
+    num_buckets=320,
+    max_distance=1280,
+    gru_rel_pos=False,
 )
 
 
@@ -302,10 +322,17 @@ def beats_config_from_official(cfg: dict) -> BEATsConfig:
     if unsupported:
         raise CheckpointError(f"BEATs cfg: unsupported variant: {', '.join(unsupported)}")
     return BEATsConfig(
-        patch_dim=int(c["embed_dim"]), width=int(c["encoder_embed_dim"]), depth=int(c["encoder_layers"]),
-        num_heads=int(c["encoder_attention_heads"]), mlp_width=int(c["encoder_ffn_embed_dim"]),
-        conv_pos=int(c["conv_pos"]), conv_pos_groups=int(c["conv_pos_groups"]), num_buckets=int(c["num_buckets"]),
-        max_distance=int(c["max_distance"]), deep_norm=bool(c["deep_norm"]), gru_rel_pos=bool(c["gru_rel_pos"]),
+        patch_dim=int(c["embed_dim"]),
+        width=int(c["encoder_embed_dim"]),
+        depth=int(c["encoder_layers"]),
+        num_heads=int(c["encoder_attention_heads"]),
+        mlp_width=int(c["encoder_ffn_embed_dim"]),
+        conv_pos=int(c["conv_pos"]),
+        conv_pos_groups=int(c["conv_pos_groups"]),
+        num_buckets=int(c["num_buckets"]),
+        max_distance=int(c["max_distance"]),
+        deep_norm=bool(c["deep_norm"]),
+        gru_rel_pos=bool(c["gru_rel_pos"]),
         conv_bias=bool(c["conv_bias"]),
     )
 
@@ -322,7 +349,7 @@ def convert_official_state_dict(sd: dict[str, Tensor], source: str) -> tuple[dic
         if key.startswith(_IGNORED_PREFIXES):
             continue
         if key.startswith(_POS_CONV):
-            continue                                                             # handled below
+            continue  # handled below
         if key.startswith("encoder.layers.") and key.endswith(_REL_BIAS):
             rel_bias[key] = value
             continue
@@ -341,13 +368,13 @@ def _fold_pos_conv(sd: dict[str, Tensor], source: str) -> dict[str, Tensor]:
     out = {}
     if g is not None and v is not None:
         out["encoder.pos_conv.weight"] = torch._weight_norm(v.float(), g.float(), _WEIGHT_NORM_DIM).to(v.dtype)
-    elif _POS_CONV + "weight" in sd:                                             # already folded
+    elif _POS_CONV + "weight" in sd:  # already folded
         out["encoder.pos_conv.weight"] = sd[_POS_CONV + "weight"]
     if _POS_CONV + "bias" in sd:
         out["encoder.pos_conv.bias"] = sd[_POS_CONV + "bias"]
     # other encoder.pos_conv.0.* keys would be silently lost: report them through load_checked
     for key in sd:
-        if key.startswith(_POS_CONV) and key[len(_POS_CONV):] not in ("weight_g", "weight_v", "weight", "bias"):
+        if key.startswith(_POS_CONV) and key[len(_POS_CONV) :] not in ("weight_g", "weight_v", "weight", "bias"):
             out[key] = sd[key]
     return out
 

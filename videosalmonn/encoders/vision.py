@@ -23,37 +23,66 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from transformers import (InstructBlipQFormerConfig, InstructBlipQFormerModel, InstructBlipVisionConfig,
-                          InstructBlipVisionModel)
+from transformers import (
+    InstructBlipQFormerConfig,
+    InstructBlipQFormerModel,
+    InstructBlipVisionConfig,
+    InstructBlipVisionModel,
+)
 
 from videosalmonn.config import EVAConfig, ImageQFormerConfig
 from videosalmonn.errors import CheckpointError
-from videosalmonn.weights import (PICKLE_SUFFIXES, few, load_checked, read_hf_config, read_pickled_tensors,
-                                  read_state_dict)
+from videosalmonn.weights import (
+    PICKLE_SUFFIXES,
+    few,
+    load_checked,
+    read_hf_config,
+    read_pickled_tensors,
+    read_state_dict,
+)
 
 log = logging.getLogger(__name__)
 
-LN_VISION_EPS = 1e-5          # LAVIS `ln_vision = nn.LayerNorm(width)`: torch's default eps, not EVA's 1e-6
-QFORMER_DROPOUT = 0.1         # bert-base-uncased config (active only in train mode, as in the official model)
-INIT_STD = 0.02               # LAVIS `init_Qformer`: query tokens ~ N(0, 0.02); also used for random towers
+LN_VISION_EPS = 1e-5  # LAVIS `ln_vision = nn.LayerNorm(width)`: torch's default eps, not EVA's 1e-6
+QFORMER_DROPOUT = 0.1  # bert-base-uncased config (active only in train mode, as in the official model)
+INIT_STD = 0.02  # LAVIS `init_Qformer`: query tokens ~ N(0, 0.02); also used for random towers
 
 
 def vision_config(eva: EVAConfig, image_size: int) -> InstructBlipVisionConfig:
     if image_size % eva.patch_size:
         raise ValueError(f"image size {image_size} is not a multiple of the EVA patch size {eva.patch_size}")
     return InstructBlipVisionConfig(
-        hidden_size=eva.width, intermediate_size=eva.mlp_width, num_hidden_layers=eva.depth,
-        num_attention_heads=eva.num_heads, image_size=image_size, patch_size=eva.patch_size, hidden_act="gelu",
-        layer_norm_eps=eva.eps, attention_dropout=0.0, qkv_bias=True, initializer_range=INIT_STD)
+        hidden_size=eva.width,
+        intermediate_size=eva.mlp_width,
+        num_hidden_layers=eva.depth,
+        num_attention_heads=eva.num_heads,
+        image_size=image_size,
+        patch_size=eva.patch_size,
+        hidden_act="gelu",
+        layer_norm_eps=eva.eps,
+        attention_dropout=0.0,
+        qkv_bias=True,
+        initializer_range=INIT_STD,
+    )
 
 
 def qformer_config(qf: ImageQFormerConfig, encoder_width: int) -> InstructBlipQFormerConfig:
     return InstructBlipQFormerConfig(
-        vocab_size=qf.vocab_size, hidden_size=qf.width, num_hidden_layers=qf.depth, num_attention_heads=qf.num_heads,
-        intermediate_size=qf.mlp_width, hidden_act="gelu", hidden_dropout_prob=QFORMER_DROPOUT,
-        attention_probs_dropout_prob=QFORMER_DROPOUT, max_position_embeddings=qf.max_positions,
-        layer_norm_eps=qf.eps, pad_token_id=0, cross_attention_frequency=qf.cross_attention_every,
-        encoder_hidden_size=encoder_width, initializer_range=INIT_STD)
+        vocab_size=qf.vocab_size,
+        hidden_size=qf.width,
+        num_hidden_layers=qf.depth,
+        num_attention_heads=qf.num_heads,
+        intermediate_size=qf.mlp_width,
+        hidden_act="gelu",
+        hidden_dropout_prob=QFORMER_DROPOUT,
+        attention_probs_dropout_prob=QFORMER_DROPOUT,
+        max_position_embeddings=qf.max_positions,
+        layer_norm_eps=qf.eps,
+        pad_token_id=0,
+        cross_attention_frequency=qf.cross_attention_every,
+        encoder_hidden_size=encoder_width,
+        initializer_range=INIT_STD,
+    )
 
 
 class VisualEncoder(nn.Module):
@@ -69,12 +98,14 @@ class VisualEncoder(nn.Module):
     def __init__(self, eva: EVAConfig, qformer: ImageQFormerConfig, image_size: int = 224):
         super().__init__()
         self.eva_config, self.qformer_config, self.image_size = eva, qformer, image_size
-        self.vision_model = InstructBlipVisionModel._from_config(vision_config(eva, image_size),
-                                                                 attn_implementation="eager")
+        self.vision_model = InstructBlipVisionModel._from_config(
+            vision_config(eva, image_size), attn_implementation="eager"
+        )
         # HF builds post_layernorm with the blocks' eps; LAVIS ln_vision uses 1e-5.
         self.vision_model.post_layernorm = nn.LayerNorm(eva.width, eps=LN_VISION_EPS)
-        self.qformer = InstructBlipQFormerModel._from_config(qformer_config(qformer, eva.width),
-                                                             attn_implementation="eager")
+        self.qformer = InstructBlipQFormerModel._from_config(
+            qformer_config(qformer, eva.width), attn_implementation="eager"
+        )
         self.query_tokens = nn.Parameter(torch.randn(1, qformer.num_queries, qformer.width) * INIT_STD)
 
     @property
@@ -86,43 +117,51 @@ class VisualEncoder(nn.Module):
         n, c, h, w = frames.shape
         if (c, h, w) != (3, self.image_size, self.image_size):
             raise ValueError(f"frames must be (N, 3, {self.image_size}, {self.image_size}), got {tuple(frames.shape)}")
-        x = self.vision_model.embeddings(frames)                        # (N, 257, We): [CLS] + patches + pos
+        x = self.vision_model.embeddings(frames)  # (N, 257, We): [CLS] + patches + pos
         return self.vision_model.encoder(inputs_embeds=x).last_hidden_state
 
-    def query(self, image_embeds: Tensor, instruction_ids: Tensor | None = None,
-              instruction_mask: Tensor | None = None) -> Tensor:
+    def query(
+        self, image_embeds: Tensor, instruction_ids: Tensor | None = None, instruction_mask: Tensor | None = None
+    ) -> Tensor:
         """Q-Former over ln_vision outputs (N, 257, We) and the instruction (N, L) -> query outputs (N, Q, D)."""
         n, q = image_embeds.shape[0], self.query_tokens.shape[1]
-        queries = self.query_tokens.expand(n, -1, -1)                   # (N, Q, D)
+        queries = self.query_tokens.expand(n, -1, -1)  # (N, Q, D)
         if instruction_ids is None:
             out = self.qformer(input_ids=None, query_embeds=queries, encoder_hidden_states=image_embeds)
             return out.last_hidden_state
         self._check_instruction(n, instruction_ids, instruction_mask)
-        mask = torch.cat([instruction_mask.new_ones(n, q), instruction_mask], dim=1)    # (N, Q + L)
-        out = self.qformer(input_ids=instruction_ids, attention_mask=mask, query_embeds=queries,
-                           encoder_hidden_states=image_embeds)
-        return out.last_hidden_state[:, :q]                             # (N, Q + L, D) -> (N, Q, D)
+        mask = torch.cat([instruction_mask.new_ones(n, q), instruction_mask], dim=1)  # (N, Q + L)
+        out = self.qformer(
+            input_ids=instruction_ids, attention_mask=mask, query_embeds=queries, encoder_hidden_states=image_embeds
+        )
+        return out.last_hidden_state[:, :q]  # (N, Q + L, D) -> (N, Q, D)
 
-    def forward(self, frames: Tensor, instruction_ids: Tensor | None = None,
-                instruction_mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self, frames: Tensor, instruction_ids: Tensor | None = None, instruction_mask: Tensor | None = None
+    ) -> Tensor:
         """frames (N, 3, S, S), instruction (N, L) ids + mask (None: queries only) -> (N, Q, D)."""
-        image_embeds = self.ln_vision(self.eva_features(frames))       # (N, 257, We)
+        image_embeds = self.ln_vision(self.eva_features(frames))  # (N, 257, We)
         return self.query(image_embeds, instruction_ids, instruction_mask)
 
     def _check_instruction(self, n: int, ids: Tensor, mask: Tensor | None):
         if mask is None or ids.shape != mask.shape or ids.dim() != 2 or ids.shape[0] != n:
-            raise ValueError(f"instruction ids {tuple(ids.shape)} and mask "
-                             f"{None if mask is None else tuple(mask.shape)} must both be ({n}, L)")
+            raise ValueError(
+                f"instruction ids {tuple(ids.shape)} and mask "
+                f"{None if mask is None else tuple(mask.shape)} must both be ({n}, L)"
+            )
         if ids.shape[1] > self.qformer_config.max_positions:
-            raise ValueError(f"instruction of {ids.shape[1]} tokens is longer than the Q-Former's "
-                             f"{self.qformer_config.max_positions} positions")
+            raise ValueError(
+                f"instruction of {ids.shape[1]} tokens is longer than the Q-Former's "
+                f"{self.qformer_config.max_positions} positions"
+            )
 
 
 # ----------------------------------------------------------------------------------------------- loading
 
 
-def load_vision_weights(encoder: VisualEncoder, instructblip: str | Path, eva_vit: str | Path | None = None
-                        ) -> list[str]:
+def load_vision_weights(
+    encoder: VisualEncoder, instructblip: str | Path, eva_vit: str | Path | None = None
+) -> list[str]:
     """Load an HF InstructBLIP id/dir/safetensors file, or the two LAVIS `.pth` files.
 
     Returns the checkpoint keys known to be unused (`"<file>: <key>"` for LAVIS files).
@@ -130,12 +169,16 @@ def load_vision_weights(encoder: VisualEncoder, instructblip: str | Path, eva_vi
     path = Path(str(instructblip)).expanduser()
     if path.is_file() and path.suffix in PICKLE_SUFFIXES:
         if eva_vit is None:
-            raise CheckpointError(f"{instructblip}: a LAVIS InstructBLIP file holds no EVA-ViT weights; "
-                                  "give weights.eva_vit (eva_vit_g.pth) too")
+            raise CheckpointError(
+                f"{instructblip}: a LAVIS InstructBLIP file holds no EVA-ViT weights; "
+                "give weights.eva_vit (eva_vit_g.pth) too"
+            )
         return load_lavis(encoder, eva_vit, instructblip)
     if eva_vit is not None:
-        raise CheckpointError(f"{instructblip}: a Hugging Face InstructBLIP model holds EVA-ViT already; "
-                              f"do not also give weights.eva_vit ({eva_vit})")
+        raise CheckpointError(
+            f"{instructblip}: a Hugging Face InstructBLIP model holds EVA-ViT already; "
+            f"do not also give weights.eva_vit ({eva_vit})"
+        )
     return load_hf_instructblip(encoder, instructblip)
 
 
@@ -157,7 +200,7 @@ def load_hf_instructblip(encoder: VisualEncoder, source: str | Path) -> list[str
     sd = {f"vision_model.{k}": v for k, v in read_state_dict(source, "vision_model.").items()}
     sd.update({f"qformer.{k}": v for k, v in read_state_dict(source, "qformer.").items()})
     sd["query_tokens"] = _one(read_state_dict(source, "query_tokens"), source, "query_tokens")
-    unused = [k for k in sd if k.endswith("embeddings.position_ids")]       # old HF files kept this buffer
+    unused = [k for k in sd if k.endswith("embeddings.position_ids")]  # old HF files kept this buffer
     for k in unused:
         _check_arange(sd.pop(k), source, k)
     check_dims(sd, encoder, str(source), read_hf_config(source))
@@ -176,22 +219,33 @@ def lavis_eva_to_hf(sd: dict[str, Tensor], depth: int, source: str | Path = "eva
     """
     n_blocks = len({int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k))})
     if n_blocks not in (depth, depth + 1):
-        raise CheckpointError(f"{source}: holds {n_blocks} EVA blocks, config encoders.eva.depth = {depth} "
-                              f"(expected {depth} or {depth + 1}: LAVIS drops the last block)")
-    fixed = {"cls_token": "embeddings.class_embedding", "pos_embed": "embeddings.position_embedding",
-             "patch_embed.proj.weight": "embeddings.patch_embedding.weight",
-             "patch_embed.proj.bias": "embeddings.patch_embedding.bias"}
-    block = {"norm1": "layer_norm1", "norm2": "layer_norm2", "attn.qkv.weight": "self_attn.qkv.weight",
-             "attn.proj": "self_attn.projection", "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"}
+        raise CheckpointError(
+            f"{source}: holds {n_blocks} EVA blocks, config encoders.eva.depth = {depth} "
+            f"(expected {depth} or {depth + 1}: LAVIS drops the last block)"
+        )
+    fixed = {
+        "cls_token": "embeddings.class_embedding",
+        "pos_embed": "embeddings.position_embedding",
+        "patch_embed.proj.weight": "embeddings.patch_embedding.weight",
+        "patch_embed.proj.bias": "embeddings.patch_embedding.bias",
+    }
+    block = {
+        "norm1": "layer_norm1",
+        "norm2": "layer_norm2",
+        "attn.qkv.weight": "self_attn.qkv.weight",
+        "attn.proj": "self_attn.projection",
+        "mlp.fc1": "mlp.fc1",
+        "mlp.fc2": "mlp.fc2",
+    }
     out, unused, unmapped = {}, [], []
     for key, value in sd.items():
         m = re.match(r"blocks\.(\d+)\.(.+)$", key)
         if key in fixed:
             out[f"vision_model.{fixed[key]}"] = value
         elif key.startswith(("norm.", "fc_norm.", "head.")) or (m and int(m.group(1)) >= depth):
-            unused.append(key)                       # LAVIS forward_features stops after blocks[depth - 1]
+            unused.append(key)  # LAVIS forward_features stops after blocks[depth - 1]
         elif m and m.group(2) in ("attn.q_bias", "attn.v_bias"):
-            continue                                 # merged into qkv.bias below
+            continue  # merged into qkv.bias below
         elif m and (name := _rename(m.group(2), block)):
             out[f"vision_model.encoder.layers.{m.group(1)}.{name}"] = value
         else:
@@ -220,7 +274,7 @@ def lavis_instructblip_to_hf(sd: dict[str, Tensor], source: str | Path = "instru
             unused.append(key)
         elif key == "Qformer.bert.embeddings.position_ids":
             _check_arange(value, source, key)
-            unused.append(key)                       # a buffer, rebuilt by the HF module
+            unused.append(key)  # a buffer, rebuilt by the HF module
         elif key == "query_tokens":
             out[key] = value
         elif key.startswith("ln_vision."):
@@ -231,8 +285,7 @@ def lavis_instructblip_to_hf(sd: dict[str, Tensor], source: str | Path = "instru
         else:
             unmapped.append(key)
     if unmapped:
-        raise CheckpointError(f"{source}: {len(unmapped)} key(s) not in the LAVIS InstructBLIP map: "
-                              f"{few(unmapped)}")
+        raise CheckpointError(f"{source}: {len(unmapped)} key(s) not in the LAVIS InstructBLIP map: {few(unmapped)}")
     return out, sorted(unused)
 
 
@@ -247,17 +300,23 @@ def check_dims(sd: dict[str, Tensor], encoder: VisualEncoder, source: str, hf_co
 
     add("encoders.eva.width", "vision_model.embeddings.class_embedding", -1, eva.width)
     add("encoders.eva.patch_size", "vision_model.embeddings.patch_embedding.weight", -1, eva.patch_size)
-    add("image positions (1 + (image_size/patch)^2)", "vision_model.embeddings.position_embedding", 1,
-        1 + (encoder.image_size // eva.patch_size) ** 2)
+    add(
+        "image positions (1 + (image_size/patch)^2)",
+        "vision_model.embeddings.position_embedding",
+        1,
+        1 + (encoder.image_size // eva.patch_size) ** 2,
+    )
     add("encoders.eva.mlp_width", "vision_model.encoder.layers.0.mlp.fc1.weight", 0, eva.mlp_width)
     add("encoders.image_qformer.width", "qformer.embeddings.word_embeddings.weight", 1, qf.width)
     add("encoders.image_qformer.vocab_size", "qformer.embeddings.word_embeddings.weight", 0, qf.vocab_size)
-    add("encoders.image_qformer.max_positions", "qformer.embeddings.position_embeddings.weight", 0,
-        qf.max_positions)
-    add("encoders.image_qformer.mlp_width", "qformer.encoder.layer.0.intermediate_query.dense.weight", 0,
-        qf.mlp_width)
-    add("Q-Former cross-attention width (= encoders.eva.width)",
-        "qformer.encoder.layer.0.crossattention.attention.key.weight", 1, eva.width)
+    add("encoders.image_qformer.max_positions", "qformer.embeddings.position_embeddings.weight", 0, qf.max_positions)
+    add("encoders.image_qformer.mlp_width", "qformer.encoder.layer.0.intermediate_query.dense.weight", 0, qf.mlp_width)
+    add(
+        "Q-Former cross-attention width (= encoders.eva.width)",
+        "qformer.encoder.layer.0.crossattention.attention.key.weight",
+        1,
+        eva.width,
+    )
     add("encoders.image_qformer.num_queries", "query_tokens", 1, qf.num_queries)
     found["encoders.eva.depth"] = _count(sd, r"vision_model\.encoder\.layers\.(\d+)\.")
     expected["encoders.eva.depth"] = eva.depth
@@ -267,16 +326,18 @@ def check_dims(sd: dict[str, Tensor], encoder: VisualEncoder, source: str, hf_co
     cross = sorted({int(m.group(1)) for k in sd if (m := re.match(cross_key, k))})
     found["cross-attention layers (encoders.image_qformer.cross_attention_every)"] = cross
     expected["cross-attention layers (encoders.image_qformer.cross_attention_every)"] = [
-        i for i in range(found["encoders.image_qformer.depth"]) if i % qf.cross_attention_every == 0]
+        i for i in range(found["encoders.image_qformer.depth"]) if i % qf.cross_attention_every == 0
+    ]
     if hf_config:
-        for name, section, key, want in (("encoders.eva.num_heads", "vision_config", "num_attention_heads",
-                                          eva.num_heads),
-                                         ("encoders.image_qformer.num_heads", "qformer_config", "num_attention_heads",
-                                          qf.num_heads)):
+        for name, section, key, want in (
+            ("encoders.eva.num_heads", "vision_config", "num_attention_heads", eva.num_heads),
+            ("encoders.image_qformer.num_heads", "qformer_config", "num_attention_heads", qf.num_heads),
+        ):
             if key in hf_config.get(section, {}):
                 found[name], expected[name] = hf_config[section][key], want
-    bad = [f"{name}: checkpoint {found[name]}, config {expected[name]}" for name in found
-           if found[name] != expected[name]]
+    bad = [
+        f"{name}: checkpoint {found[name]}, config {expected[name]}" for name in found if found[name] != expected[name]
+    ]
     if bad:
         raise CheckpointError(f"{source}: dims differ from the config: " + "; ".join(bad))
 
@@ -289,7 +350,7 @@ def _check_arange(value: Tensor, source, key: str):
 def _rename(rest: str, table: dict[str, str]) -> str | None:
     for old, new in table.items():
         if rest == old or rest.startswith(old + "."):
-            return new + rest[len(old):]
+            return new + rest[len(old) :]
     return None
 
 
@@ -301,4 +362,3 @@ def _one(sd: dict[str, Tensor], source, name: str) -> Tensor:
 
 def _count(sd: dict, pattern: str) -> int:
     return len({int(m.group(1)) for k in sd if (m := re.match(pattern, k))})
-

@@ -23,17 +23,29 @@ from videosalmonn.weights import load_checked, read_hf_config, read_state_dict
 
 log = logging.getLogger(__name__)
 
-CONV_STRIDE = 2                  # conv2 halves the time axis: 3000 log-mel frames -> 1500 encoder frames
+CONV_STRIDE = 2  # conv2 halves the time axis: 3000 log-mel frames -> 1500 encoder frames
 # WhisperModel / WhisperForConditionalGeneration checkpoints name the encoder differently.
 ENCODER_PREFIXES = ("model.encoder.", "encoder.")
 
 
 def whisper_config(cfg: WhisperEncoderConfig) -> WhisperConfig:
     return WhisperConfig(
-        num_mel_bins=cfg.n_mels, d_model=cfg.width, encoder_layers=cfg.depth, encoder_attention_heads=cfg.num_heads,
-        encoder_ffn_dim=cfg.mlp_width, max_source_positions=cfg.max_positions, activation_function="gelu",
-        dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, encoder_layerdrop=0.0, scale_embedding=False,
-        decoder_layers=1, decoder_attention_heads=cfg.num_heads, decoder_ffn_dim=cfg.mlp_width)   # decoder unused
+        num_mel_bins=cfg.n_mels,
+        d_model=cfg.width,
+        encoder_layers=cfg.depth,
+        encoder_attention_heads=cfg.num_heads,
+        encoder_ffn_dim=cfg.mlp_width,
+        max_source_positions=cfg.max_positions,
+        activation_function="gelu",
+        dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        encoder_layerdrop=0.0,
+        scale_embedding=False,
+        decoder_layers=1,
+        decoder_attention_heads=cfg.num_heads,
+        decoder_ffn_dim=cfg.mlp_width,
+    )  # decoder unused
 
 
 class WhisperAudioEncoder(nn.Module):
@@ -65,7 +77,7 @@ class WhisperAudioEncoder(nn.Module):
 def load_whisper_weights(encoder: WhisperAudioEncoder, source: str | Path) -> list[str]:
     """Load `encoder.*` (WhisperModel) or `model.encoder.*` (WhisperForConditionalGeneration) from an HF dir,
     file or hub id; the decoder is never loaded into the model. Returns known-unused keys (none)."""
-    hf_config = read_hf_config(source)              # also fails first, with one line, on a missing path
+    hf_config = read_hf_config(source)  # also fails first, with one line, on a missing path
     errors = []
     for prefix in ENCODER_PREFIXES:
         try:
@@ -84,13 +96,13 @@ def load_whisper_weights(encoder: WhisperAudioEncoder, source: str | Path) -> li
 def check_dims(sd: dict[str, Tensor], cfg: WhisperEncoderConfig, source: str, hf_config: dict | None = None):
     """Compare the dims of an encoder state dict (and config.json) with our config; one clear error."""
     found, expected = {}, {}
-    if "conv1.weight" in sd:                                            # (D, n_mels, 3)
+    if "conv1.weight" in sd:  # (D, n_mels, 3)
         found["encoders.whisper.width"], expected["encoders.whisper.width"] = sd["conv1.weight"].shape[0], cfg.width
         found["encoders.whisper.n_mels"], expected["encoders.whisper.n_mels"] = sd["conv1.weight"].shape[1], cfg.n_mels
-    if "embed_positions.weight" in sd:                                  # (P, D)
+    if "embed_positions.weight" in sd:  # (P, D)
         found["encoders.whisper.max_positions"] = sd["embed_positions.weight"].shape[0]
         expected["encoders.whisper.max_positions"] = cfg.max_positions
-    if "layers.0.fc1.weight" in sd:                                     # (F, D)
+    if "layers.0.fc1.weight" in sd:  # (F, D)
         found["encoders.whisper.mlp_width"] = sd["layers.0.fc1.weight"].shape[0]
         expected["encoders.whisper.mlp_width"] = cfg.mlp_width
     found["encoders.whisper.depth"] = len({int(m.group(1)) for k in sd if (m := re.match(r"layers\.(\d+)\.", k))})
@@ -98,8 +110,8 @@ def check_dims(sd: dict[str, Tensor], cfg: WhisperEncoderConfig, source: str, hf
     if hf_config and "encoder_attention_heads" in hf_config:
         found["encoders.whisper.num_heads"] = hf_config["encoder_attention_heads"]
         expected["encoders.whisper.num_heads"] = cfg.num_heads
-    bad = [f"{name}: checkpoint {found[name]}, config {expected[name]}" for name in found
-           if found[name] != expected[name]]
+    bad = [
+        f"{name}: checkpoint {found[name]}, config {expected[name]}" for name in found if found[name] != expected[name]
+    ]
     if bad:
         raise CheckpointError(f"{source}: dims differ from the config: " + "; ".join(bad))
-

@@ -19,17 +19,19 @@ import numpy as np
 from videosalmonn.errors import InputError
 
 
-def bootstrap_ci(per_sample_scores: Sequence[float], n: int = 1000, seed: int = 0,
-                 confidence: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(
+    per_sample_scores: Sequence[float], n: int = 1000, seed: int = 0, confidence: float = 0.95
+) -> tuple[float, float]:
     """(low, high) of the mean of `per_sample_scores` (e.g. 0/1 hits), by resampling the scores."""
     scores = np.asarray(per_sample_scores, dtype=np.float64)
     _check(len(scores), n, confidence)
-    idx = _resample_indices(len(scores), n, seed)        # (n, m)
+    idx = _resample_indices(len(scores), n, seed)  # (n, m)
     return _interval(scores[idx].mean(axis=1), confidence)
 
 
-def bootstrap_corpus_ci(n_items: int, statistic: Callable[[np.ndarray], float], n: int = 1000, seed: int = 0,
-                        confidence: float = 0.95) -> tuple[float, float]:
+def bootstrap_corpus_ci(
+    n_items: int, statistic: Callable[[np.ndarray], float], n: int = 1000, seed: int = 0, confidence: float = 0.95
+) -> tuple[float, float]:
     """(low, high) of `statistic(indices)` over `n` resampled index sets of size `n_items`.
 
     `statistic` gets an int array of item indices (with repeats) and recomputes the metric on those items; a

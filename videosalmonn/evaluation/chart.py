@@ -25,7 +25,7 @@ LEFT, TOP, LABEL_H = 56, 48, 40
 @dataclass
 class Series:
     label: str
-    values: list[float | None]                                   # one per group; None: no bar
+    values: list[float | None]  # one per group; None: no bar
     cis: list[tuple[float, float] | None] = field(default_factory=list)
 
 
@@ -47,8 +47,9 @@ def bar_chart(groups: list[str], series: list[Series], path: str | Path, title: 
                 ci = s.cis[g] if g < len(s.cis) else None
                 _bar(draw, x0 + k * BAR_W, value, ci, COLOURS[k % len(COLOURS)], tiny)
         for n, line in enumerate(name.split("\n")):
-            draw.text((x0 + len(series) * BAR_W / 2, TOP + PLOT_H + 6 + 13 * n), line, fill="black", font=small,
-                      anchor="ma")
+            draw.text(
+                (x0 + len(series) * BAR_W / 2, TOP + PLOT_H + 6 + 13 * n), line, fill="black", font=small, anchor="ma"
+            )
     for k, s in enumerate(series):
         y = TOP + PLOT_H + LABEL_H + 18 * k
         draw.rectangle([LEFT, y, LEFT + 12, y + 12], fill=COLOURS[k % len(COLOURS)])
@@ -71,8 +72,7 @@ def _axis(draw: ImageDraw.ImageDraw, width: int, font) -> None:
     draw.line([LEFT, TOP, LEFT, TOP + PLOT_H], fill="black")
 
 
-def _bar(draw: ImageDraw.ImageDraw, x: float, value: float, ci: tuple[float, float] | None, colour: str,
-         font) -> None:
+def _bar(draw: ImageDraw.ImageDraw, x: float, value: float, ci: tuple[float, float] | None, colour: str, font) -> None:
     draw.rectangle([x + 1, _y(value), x + BAR_W - 2, _y(0)], fill=colour)
     if ci is not None:
         mid = x + BAR_W / 2
@@ -80,5 +80,6 @@ def _bar(draw: ImageDraw.ImageDraw, x: float, value: float, ci: tuple[float, flo
         for end in ci:
             draw.line([mid - 3, _y(end), mid + 3, _y(end)], fill="black")
     label = f"{value:.0f}" if value >= 10 else f"{value:.1f}"
-    draw.text((x + BAR_W / 2, _y(value) - 2), label + ("+" if value > AXIS_MAX else ""), fill="black",
-              font=font, anchor="md")
+    draw.text(
+        (x + BAR_W / 2, _y(value) - 2), label + ("+" if value > AXIS_MAX else ""), fill="black", font=font, anchor="md"
+    )

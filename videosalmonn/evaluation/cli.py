@@ -19,13 +19,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     from videosalmonn.evaluation.runner import run_eval
 
     s = run_eval(_settings(args), args.out, batch_size=args.batch_size, device=args.device, progress=True)
-    print(f"{args.task}: {s.answered} answered, {s.failed} failed, {s.skipped} already done, {s.missing} with "
-          f"missing media, {s.other_ranks} left to other processes", file=sys.stderr)
+    print(
+        f"{args.task}: {s.answered} answered, {s.failed} failed, {s.skipped} already done, {s.missing} with "
+        f"missing media, {s.other_ranks} left to other processes",
+        file=sys.stderr,
+    )
     if s.results is not None:
         _print_results(s.results, args.out)
     else:
-        print(f"not merged yet: other processes are still running (or run `videosalmonn eval merge {args.out}`)",
-              file=sys.stderr)
+        print(
+            f"not merged yet: other processes are still running (or run `videosalmonn eval merge {args.out}`)",
+            file=sys.stderr,
+        )
     return 1 if s.failed else 0
 
 
@@ -59,36 +64,60 @@ def _print_results(results: dict, where: str) -> None:
 
     c = results["counts"]
     for m in results["metrics"]:
-        value = (f"{format_value(m['value'], m['name'])} {format_ci(m)}" if m["available"]
-                 else f"unavailable ({m['note']})")
+        value = (
+            f"{format_value(m['value'], m['name'])} {format_ci(m)}" if m["available"] else f"unavailable ({m['note']})"
+        )
         print(f"{results['task']} {m['name']}: {value}", file=sys.stderr)
-    print(f"{c['scored']} of {c['selected']} samples scored ({c['failed']} failed, {c['missing_media']} missing "
-          f"media, {c['pending']} not run yet); results in {where}", file=sys.stderr)
+    print(
+        f"{c['scored']} of {c['selected']} samples scored ({c['failed']} failed, {c['missing_media']} missing "
+        f"media, {c['pending']} not run yet); results in {where}",
+        file=sys.stderr,
+    )
 
 
 def _settings(args: argparse.Namespace):
     from videosalmonn.evaluation.settings import EvalSettings
 
     return EvalSettings(
-        task=args.task, model=getattr(args, "model", "tiny"), media_root=args.media_root, manifest=args.manifest,
-        savebench=args.savebench, overrides=tuple(getattr(args, "set", ())), task_options=tuple(args.option),
-        limit=getattr(args, "limit", None), mask=getattr(args, "mask", None),
-        zero_level=getattr(args, "zero_level", None), spans=getattr(args, "spans", "auto"),
-        video_audio=getattr(args, "video_audio", None), judge_url=getattr(args, "judge_url", None),
+        task=args.task,
+        model=getattr(args, "model", "tiny"),
+        media_root=args.media_root,
+        manifest=args.manifest,
+        savebench=args.savebench,
+        overrides=tuple(getattr(args, "set", ())),
+        task_options=tuple(args.option),
+        limit=getattr(args, "limit", None),
+        mask=getattr(args, "mask", None),
+        zero_level=getattr(args, "zero_level", None),
+        spans=getattr(args, "spans", "auto"),
+        video_audio=getattr(args, "video_audio", None),
+        judge_url=getattr(args, "judge_url", None),
         judge_model=getattr(args, "judge_model", "gpt-3.5-turbo"),
-        allow_missing=getattr(args, "allow_missing", False), seed=getattr(args, "seed", 0))
+        allow_missing=getattr(args, "allow_missing", False),
+        seed=getattr(args, "seed", 0),
+    )
 
 
 def _data_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", required=True, help="asr, aac, ic, ocr, vqa, video-qa, avsr, avqa-ego4d, "
-                                                 "avqa-presentation, avssd, avm, avsd, music-avqa")
-    p.add_argument("--media-root", help="base of the manifest's media paths (LibriSpeech/AudioCaps/MUSIC-AVQA: "
-                                        "the dataset folder)")
+    p.add_argument(
+        "--task",
+        required=True,
+        help="asr, aac, ic, ocr, vqa, video-qa, avsr, avqa-ego4d, avqa-presentation, avssd, avm, avsd, music-avqa",
+    )
+    p.add_argument(
+        "--media-root", help="base of the manifest's media paths (LibriSpeech/AudioCaps/MUSIC-AVQA: the dataset folder)"
+    )
     p.add_argument("--manifest", help="replaces the task's default manifest (a file of the same layout)")
-    p.add_argument("--savebench", help="folder of the SAVEBench manifests (default: $VIDEOSALMONN_SAVEBENCH, "
-                                       "else --media-root)")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="task reader option, e.g. all_turns=true (avsd), subset=null (ocr, vqa) (repeatable)")
+    p.add_argument(
+        "--savebench", help="folder of the SAVEBench manifests (default: $VIDEOSALMONN_SAVEBENCH, else --media-root)"
+    )
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="task reader option, e.g. all_turns=true (avsd), subset=null (ocr, vqa) (repeatable)",
+    )
 
 
 def register(subparsers) -> None:
@@ -104,16 +133,32 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=positive_int, default=8, help="samples generated together")
     p.add_argument("--mask", choices=["audio", "video"], help="diagnostics: mask the audio or the visual stream")
     p.add_argument("--zero-level", type=int, metavar="I", help="diagnostics: zero resolution level I's output")
-    p.add_argument("--spans", choices=["auto", "cut", "whole"], default="auto",
-                   help="Ego4D-QA time spans: cut the files, use them whole, or auto (cut only source videos)")
-    p.add_argument("--video-audio", action=argparse.BooleanOptionalAction, default=None,
-                   help="use a video's own sound track when no audio file is given (default: only music-avqa)")
-    p.add_argument("--judge-url", help="avssd: OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 "
-                                       "($OPENAI_API_KEY is sent if set); default: string-match fallback")
+    p.add_argument(
+        "--spans",
+        choices=["auto", "cut", "whole"],
+        default="auto",
+        help="Ego4D-QA time spans: cut the files, use them whole, or auto (cut only source videos)",
+    )
+    p.add_argument(
+        "--video-audio",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="use a video's own sound track when no audio file is given (default: only music-avqa)",
+    )
+    p.add_argument(
+        "--judge-url",
+        help="avssd: OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 "
+        "($OPENAI_API_KEY is sent if set); default: string-match fallback",
+    )
     p.add_argument("--judge-model", default="gpt-3.5-turbo", help="avssd: the judge's model name")
     p.add_argument("--allow-missing", action="store_true", help="run the samples whose media exist")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="model config override, e.g. --set weights.delta=ckpt.pt (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model config override, e.g. --set weights.delta=ckpt.pt (repeatable)",
+    )
     p.add_argument("--seed", type=int, default=0, help="torch seed (sampling only; beam search is deterministic)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available; cuda:LOCAL_RANK under torchrun)")
     p.set_defaults(func=cmd_run)

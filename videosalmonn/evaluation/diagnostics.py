@@ -39,10 +39,10 @@ def zeroed_levels(connector: MultiResolutionConnector, levels: Sequence[int]) ->
     width = connector.cfg.width
     keep = torch.ones(n * width)
     for i in levels:
-        keep[i % n * width:(i % n + 1) * width] = 0
+        keep[i % n * width : (i % n + 1) * width] = 0
 
     def zero(module, args: tuple[Tensor]) -> tuple[Tensor]:
-        (tokens,) = args                                                  # (B, N, width * levels)
+        (tokens,) = args  # (B, N, width * levels)
         return (tokens * keep.to(tokens),)
 
     handle = connector.proj.register_forward_pre_hook(zero) if levels else None

@@ -22,11 +22,13 @@ from dataclasses import dataclass
 
 from videosalmonn.errors import InputError
 
-ChatClient = Callable[[list[dict[str, str]]], str]      # OpenAI-style messages -> the reply's text
+ChatClient = Callable[[list[dict[str, str]]], str]  # OpenAI-style messages -> the reply's text
 
-VGGSS_JUDGE_PROMPT = ('Is the sound source mentioned in answer "REFERENCE" the same as the sound source '
-                      'mentioned in answer "HYPOTHESIS"? Answer "Yes" if they are the same, and "No" if they '
-                      'are different or one does not mention the sound source.')
+VGGSS_JUDGE_PROMPT = (
+    'Is the sound source mentioned in answer "REFERENCE" the same as the sound source '
+    'mentioned in answer "HYPOTHESIS"? Answer "Yes" if they are the same, and "No" if they '
+    "are different or one does not mention the sound source."
+)
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,9 @@ class JudgeVerdict:
         return self.equivalent
 
 
-def judge_equivalent(question: str, reference: str, hypothesis: str, client: ChatClient,
-                     prompt: JudgePrompt = JudgePrompt()) -> JudgeVerdict:
+def judge_equivalent(
+    question: str, reference: str, hypothesis: str, client: ChatClient, prompt: JudgePrompt = JudgePrompt()
+) -> JudgeVerdict:
     """Ask the chat model whether `hypothesis` names the same sound source as `reference` (paper App. D)."""
     reply = client([{"role": "user", "content": prompt.render(question, reference, hypothesis)}])
     return JudgeVerdict(parse_yes_no(reply), reply, "llm")

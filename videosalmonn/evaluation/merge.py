@@ -19,7 +19,7 @@ from videosalmonn.evaluation.settings import EvalSettings, samples_missing_media
 from videosalmonn.evaluation.tasks import Task
 
 FORMAT = "videosalmonn-eval/1"
-BOOTSTRAP = {"resamples": 1000, "seed": 0, "confidence": 0.95}     # bootstrap.py's defaults, recorded
+BOOTSTRAP = {"resamples": 1000, "seed": 0, "confidence": 0.95}  # bootstrap.py's defaults, recorded
 
 
 def merge_run(out: str | Path) -> dict:
@@ -31,8 +31,9 @@ def merge_run(out: str | Path) -> dict:
     return merge(run, settings, task, samples, samples_missing_media(samples))
 
 
-def merge(run: RunDir, settings: EvalSettings, task: Task, samples: list[BenchmarkSample],
-          missing: dict[str, list[str]]) -> dict:
+def merge(
+    run: RunDir, settings: EvalSettings, task: Task, samples: list[BenchmarkSample], missing: dict[str, list[str]]
+) -> dict:
     """Every selected sample once, in manifest order, into samples.jsonl; the metrics into results.json."""
     with run.merge_lock():
         records = run.records()
@@ -59,8 +60,9 @@ def score(task: Task, answered: list[BenchmarkSample], records: dict[str, dict])
     return [with_ci(m) for m in task.aggregate(answered, outputs, [records[s.id]["score"] for s in answered])]
 
 
-def set_scores(answered: list[BenchmarkSample], records: dict[str, dict],
-               metrics: list[MetricResult]) -> dict[str, dict]:
+def set_scores(
+    answered: list[BenchmarkSample], records: dict[str, dict], metrics: list[MetricResult]
+) -> dict[str, dict]:
     """Corpus metrics (CIDEr-D) have no stand-alone per-sample score (the records' `score` is null); the merged
     file gets each sample's value within the evaluated set instead, from the first metric that has them."""
     if any(records[s.id]["score"] is not None for s in answered):
@@ -71,19 +73,36 @@ def set_scores(answered: list[BenchmarkSample], records: dict[str, dict],
     return {s.id: {"score_in_set": {source.name: v}} for s, v in zip(answered, source.per_sample)}
 
 
-def results_json(settings: EvalSettings, task: Task, samples: list[BenchmarkSample], records: dict[str, dict],
-                 missing: dict[str, list[str]], metrics: list[MetricResult]) -> dict:
+def results_json(
+    settings: EvalSettings,
+    task: Task,
+    samples: list[BenchmarkSample],
+    records: dict[str, dict],
+    missing: dict[str, list[str]],
+    metrics: list[MetricResult],
+) -> dict:
     answered = sum(1 for s in samples if s.id in records and "error" not in records[s.id])
     failed = [s for s in samples if s.id in records and "error" in records[s.id] and s.id not in missing]
     pending = len(samples) - len(missing) - answered - len(failed)
     return {
-        "format": FORMAT, "task": task.name, "title": task.title, "paper_metric": task.paper_metric,
-        "paper_value": task.paper_value, "lower_is_better": task.lower_is_better,
-        "system": system_label(settings), "model": settings.model, "overrides": list(settings.overrides),
+        "format": FORMAT,
+        "task": task.name,
+        "title": task.title,
+        "paper_metric": task.paper_metric,
+        "paper_value": task.paper_value,
+        "lower_is_better": task.lower_is_better,
+        "system": system_label(settings),
+        "model": settings.model,
+        "overrides": list(settings.overrides),
         "diagnostics": {**settings.diagnostics(), "label": settings.diagnostics_label()},
         "complete": pending == 0,
-        "counts": {"selected": len(samples), "scored": answered, "failed": len(failed),
-                   "missing_media": len(missing), "pending": pending},
+        "counts": {
+            "selected": len(samples),
+            "scored": answered,
+            "failed": len(failed),
+            "missing_media": len(missing),
+            "pending": pending,
+        },
         "metrics": [metric_json(m) for m in metrics],
         "failures": {s.id: records[s.id]["error"] for s in failed[:20]},
         "bootstrap": BOOTSTRAP,
@@ -98,9 +117,18 @@ def with_ci(result: MetricResult) -> MetricResult:
     if abs(sum(result.per_sample) / len(result.per_sample) - result.value) > 1e-6:
         return result
     low, high = bootstrap_ci(result.per_sample)
-    return MetricResult(result.name, result.value, note=result.note, per_sample=result.per_sample,
-                        details={**result.details, "ci95_low": low, "ci95_high": high,
-                                 "ci_method": "per-sample bootstrap, IDF fixed on the whole set"})
+    return MetricResult(
+        result.name,
+        result.value,
+        note=result.note,
+        per_sample=result.per_sample,
+        details={
+            **result.details,
+            "ci95_low": low,
+            "ci95_high": high,
+            "ci_method": "per-sample bootstrap, IDF fixed on the whole set",
+        },
+    )
 
 
 def metric_json(m: MetricResult) -> dict:

@@ -35,11 +35,32 @@ from videosalmonn.evaluation.bootstrap import bootstrap_ci, bootstrap_corpus_ci
 from videosalmonn.evaluation.judge import JudgePrompt, JudgeVerdict, judge_equivalent, string_match_judge
 
 __all__ = [
-    "MetricResult", "whisper_normalise", "wer", "wer_counts", "wer_bootstrap_ci", "wer_ci_from_counts",
-    "cider_d", "cider_bootstrap_ci", "spice", "spider", "combine_spider", "tokenize_captions", "python_tokenize",
-    "spice_unavailable_reason", "textvqa_accuracy", "vqa_normalise", "containment_correct",
-    "multiple_choice_correct", "avm_correct", "accuracy", "JudgePrompt", "JudgeVerdict", "judge_equivalent",
-    "string_match_judge", "bootstrap_ci", "bootstrap_corpus_ci",
+    "MetricResult",
+    "whisper_normalise",
+    "wer",
+    "wer_counts",
+    "wer_bootstrap_ci",
+    "wer_ci_from_counts",
+    "cider_d",
+    "cider_bootstrap_ci",
+    "spice",
+    "spider",
+    "combine_spider",
+    "tokenize_captions",
+    "python_tokenize",
+    "spice_unavailable_reason",
+    "textvqa_accuracy",
+    "vqa_normalise",
+    "containment_correct",
+    "multiple_choice_correct",
+    "avm_correct",
+    "accuracy",
+    "JudgePrompt",
+    "JudgeVerdict",
+    "judge_equivalent",
+    "string_match_judge",
+    "bootstrap_ci",
+    "bootstrap_corpus_ci",
 ]
 
 Tokenizer = Literal["ptb", "python"]
@@ -89,8 +110,9 @@ def whisper_normalise(text: str) -> str:
     return _whisper_normaliser()(text)
 
 
-def wer_counts(references: Sequence[str], hypotheses: Sequence[str], normalise: bool = True
-               ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+def wer_counts(
+    references: Sequence[str], hypotheses: Sequence[str], normalise: bool = True
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """Per-utterance errors (S + D + I) and reference word counts, plus corpus totals (jiwer.process_words).
 
     An empty (or normalised-to-empty) reference is fine: its hypothesis words count as insertions.
@@ -103,8 +125,13 @@ def wer_counts(references: Sequence[str], hypotheses: Sequence[str], normalise: 
     out = jiwer.process_words(refs, hyps)
     errors = np.array([_chunk_errors(chunks) for chunks in out.alignments], dtype=np.int64)
     words = np.array([len(r) for r in out.references], dtype=np.int64)
-    totals = {"substitutions": out.substitutions, "deletions": out.deletions, "insertions": out.insertions,
-              "hits": out.hits, "reference_words": int(words.sum())}
+    totals = {
+        "substitutions": out.substitutions,
+        "deletions": out.deletions,
+        "insertions": out.insertions,
+        "hits": out.hits,
+        "reference_words": int(words.sum()),
+    }
     return errors, words, totals
 
 
@@ -131,19 +158,27 @@ def wer(references: Sequence[str], hypotheses: Sequence[str], normalise: bool = 
     value = (totals["substitutions"] + totals["deletions"] + totals["insertions"]) / totals["reference_words"]
     per_sample = tuple(float(e) / max(int(w), 1) for e, w in zip(errors, words))
     note = "Whisper English normaliser" if normalise else "no normalisation"
-    return MetricResult("WER", float(value), note=note, per_sample=per_sample,
-                        details={**totals, "normalised": int(normalise)})
+    return MetricResult(
+        "WER", float(value), note=note, per_sample=per_sample, details={**totals, "normalised": int(normalise)}
+    )
 
 
-def wer_bootstrap_ci(references: Sequence[str], hypotheses: Sequence[str], normalise: bool = True,
-                     n: int = 1000, seed: int = 0, confidence: float = 0.95) -> tuple[float, float]:
+def wer_bootstrap_ci(
+    references: Sequence[str],
+    hypotheses: Sequence[str],
+    normalise: bool = True,
+    n: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float]:
     """CI of the corpus WER: resample utterances, recompute sum(errors) / sum(reference words)."""
     errors, words, _ = wer_counts(references, hypotheses, normalise)
     return wer_ci_from_counts(errors, words, n, seed, confidence)
 
 
-def wer_ci_from_counts(errors: np.ndarray, words: np.ndarray, n: int = 1000, seed: int = 0,
-                       confidence: float = 0.95) -> tuple[float, float]:
+def wer_ci_from_counts(
+    errors: np.ndarray, words: np.ndarray, n: int = 1000, seed: int = 0, confidence: float = 0.95
+) -> tuple[float, float]:
     def statistic(idx: np.ndarray) -> float:
         total = words[idx].sum()
         return errors[idx].sum() / total if total else float("nan")
@@ -156,18 +191,41 @@ def wer_ci_from_counts(errors: np.ndarray, words: np.ndarray, n: int = 1000, see
 
 # pycocoevalcap's PUNCTUATIONS, dropped after PTB tokenisation. Its "-LRB-" etc. are upper-case while
 # `-lowerCase` output is lower-case, so bracket tokens survive the official filter (and ours).
-_PTB_PUNCTUATION = {"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-",
-                    "--", "...", ";"}
+_PTB_PUNCTUATION = {
+    "''",
+    "'",
+    "``",
+    "`",
+    "-LRB-",
+    "-RRB-",
+    "-LCB-",
+    "-RCB-",
+    ".",
+    "?",
+    "!",
+    ",",
+    ":",
+    "-",
+    "--",
+    "...",
+    ";",
+}
 _BRACKETS = {"(": " -lrb- ", ")": " -rrb- ", "{": " -lcb- ", "}": " -rcb- ", "[": " -lsb- ", "]": " -rsb- "}
 _BRACKET_TOKENS = {t.strip() for t in _BRACKETS.values()}
-_ALWAYS_SPLIT = re.compile(r"([;?!`]+|\.{2,}|-{2,}|[%$])")    # a run is one token: "!!!!" survives the filter
+_ALWAYS_SPLIT = re.compile(r"([;?!`]+|\.{2,}|-{2,}|[%$])")  # a run is one token: "!!!!" survives the filter
 _SPLIT_UNLESS_IN_NUMBER = re.compile(r"(?<!\d)([,:])|([,:])(?!\d)")
 _CLITIC = re.compile(r"(\w)(n't|'s|'re|'ve|'ll|'d|'m)$")
-_INITIALS = re.compile(r"(?:[a-z]\.)+")                # "r.c." "u.s."
+_INITIALS = re.compile(r"(?:[a-z]\.)+")  # "r.c." "u.s."
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "jr", "sr", "co", "corp", "inc", "ltd", "vs", "etc", "mt", "ave"}
 _CLITICS = {"n't", "'s", "'re", "'ve", "'ll", "'d", "'m"}
-_PTB_SPLITS = {"cannot": ["can", "not"], "gonna": ["gon", "na"], "gotta": ["got", "ta"], "wanna": ["wan", "na"],
-               "gimme": ["gim", "me"], "lemme": ["lem", "me"]}
+_PTB_SPLITS = {
+    "cannot": ["can", "not"],
+    "gonna": ["gon", "na"],
+    "gotta": ["got", "ta"],
+    "wanna": ["wan", "na"],
+    "gimme": ["gim", "me"],
+    "lemme": ["lem", "me"],
+}
 
 
 def python_tokenize(text: str) -> list[str]:
@@ -200,16 +258,20 @@ def _split_word(word: str) -> list[str]:
     tail: list[str] = []
     if len(word) > 1 and word[-1] in "-/" and word not in _BRACKET_TOKENS:
         word, tail = word[:-1], [word[-1]]
-    if len(word) > 1 and word.endswith(".") and not word.endswith("..."):
-        if not (_INITIALS.fullmatch(word) or word[:-1] in _ABBREVIATIONS):
-            word, tail = word[:-1], ["."]
+    if (
+        len(word) > 1
+        and word.endswith(".")
+        and not word.endswith("...")
+        and not (_INITIALS.fullmatch(word) or word[:-1] in _ABBREVIATIONS)
+    ):
+        word, tail = word[:-1], ["."]
     if word not in _CLITICS:
         word = word.strip("'")
     if word in _PTB_SPLITS:
         return [*_PTB_SPLITS[word], *tail]
     match = _CLITIC.search(word)
     if match and word not in _CLITICS:
-        return [word[:match.start(2)], match.group(2), *tail]
+        return [word[: match.start(2)], match.group(2), *tail]
     return [word, *tail]
 
 
@@ -217,8 +279,9 @@ def java_available() -> bool:
     return shutil.which("java") is not None
 
 
-def tokenize_captions(captions: Mapping[int, Sequence[str]], tokenizer: Tokenizer = "ptb"
-                      ) -> tuple[dict[int, list[str]], Tokenizer, str]:
+def tokenize_captions(
+    captions: Mapping[int, Sequence[str]], tokenizer: Tokenizer = "ptb"
+) -> tuple[dict[int, list[str]], Tokenizer, str]:
     """{id: [caption, ...]} -> ({id: [tokenised caption, ...]}, tokenizer used, note).
 
     "ptb" is the official COCO-caption pipeline (Stanford PTBTokenizer via Java); without Java, or if the
@@ -251,8 +314,9 @@ def _ptb_tokenize_all(captions: Mapping[int, Sequence[str]]) -> dict[int, list[s
     return out
 
 
-def _caption_inputs(references: Sequence[Sequence[str]], hypotheses: Sequence[str]
-                    ) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
+def _caption_inputs(
+    references: Sequence[Sequence[str]], hypotheses: Sequence[str]
+) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
     _check_pairs(references, hypotheses)
     for i, refs in enumerate(references):
         if isinstance(refs, str) or len(refs) == 0:
@@ -260,8 +324,9 @@ def _caption_inputs(references: Sequence[Sequence[str]], hypotheses: Sequence[st
     return {i: list(r) for i, r in enumerate(references)}, {i: [h] for i, h in enumerate(hypotheses)}
 
 
-def cider_d(references: Sequence[Sequence[str]], hypotheses: Sequence[str], tokenizer: Tokenizer = "ptb"
-            ) -> MetricResult:
+def cider_d(
+    references: Sequence[Sequence[str]], hypotheses: Sequence[str], tokenizer: Tokenizer = "ptb"
+) -> MetricResult:
     """CIDEr-D (Vedantam et al., 2015) via pycocoevalcap's `Cider` (which is the -D variant: n = 1..4,
     sigma = 6 length penalty, clipped counts, x10), after tokenisation (`tokenize_captions`).
 
@@ -275,13 +340,19 @@ def cider_d(references: Sequence[Sequence[str]], hypotheses: Sequence[str], toke
     gts_tok, used, note = tokenize_captions(gts, tokenizer)
     res_tok, _, _ = tokenize_captions(res, used)
     score, scores = Cider().compute_score(gts_tok, res_tok)
-    return MetricResult("CIDEr-D", float(score), note=note, per_sample=tuple(float(s) for s in scores),
-                        details={"tokenizer": used})
+    return MetricResult(
+        "CIDEr-D", float(score), note=note, per_sample=tuple(float(s) for s in scores), details={"tokenizer": used}
+    )
 
 
-def cider_bootstrap_ci(references: Sequence[Sequence[str]], hypotheses: Sequence[str],
-                       tokenizer: Tokenizer = "ptb", n: int = 1000, seed: int = 0, confidence: float = 0.95
-                       ) -> tuple[float, float]:
+def cider_bootstrap_ci(
+    references: Sequence[Sequence[str]],
+    hypotheses: Sequence[str],
+    tokenizer: Tokenizer = "ptb",
+    n: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float]:
     """CI of corpus CIDEr-D: tokenise once, then recompute CIDEr-D (IDF included) on each resampled set.
 
     Cost: one CIDEr-D computation per resample (about 1 s per 1,000 samples on one CPU core).
@@ -322,15 +393,16 @@ def spice_unavailable_reason() -> str | None:
         return "pycocoevalcap with spice/spice-1.0.jar is not installed"
     missing = [j for j in SPICE_CORENLP_JARS if not (spice_dir / "lib" / j).is_file()]
     if missing:
-        return (f"SPICE needs Stanford CoreNLP 3.6.0 ({', '.join(missing)}) in {spice_dir / 'lib'}; "
-                "pycocoevalcap would download it from nlp.stanford.edu, which is not done here")
+        return (
+            f"SPICE needs Stanford CoreNLP 3.6.0 ({', '.join(missing)}) in {spice_dir / 'lib'}; "
+            "pycocoevalcap would download it from nlp.stanford.edu, which is not done here"
+        )
     if not java_available():
         return "SPICE needs Java, which was not found"
     return None
 
 
-def spice(references: Sequence[Sequence[str]], hypotheses: Sequence[str], tokenizer: Tokenizer = "ptb"
-          ) -> MetricResult:
+def spice(references: Sequence[Sequence[str]], hypotheses: Sequence[str], tokenizer: Tokenizer = "ptb") -> MetricResult:
     """SPICE (Anderson et al., 2016; scene-graph F-score) via pycocoevalcap, on the same tokenised text as
     CIDEr-D. Returns an explicit "unavailable" result (value None, with the reason) when it cannot run."""
     gts, res = _caption_inputs(references, hypotheses)
@@ -341,7 +413,7 @@ def spice(references: Sequence[Sequence[str]], hypotheses: Sequence[str], tokeni
 
     gts_tok, used, note = tokenize_captions(gts, tokenizer)
     res_tok, _, _ = tokenize_captions(res, used)
-    try:                                                   # SPICE 1.0 under Java 17 is untested
+    try:  # SPICE 1.0 under Java 17 is untested
         score, scores = Spice().compute_score(gts_tok, res_tok)
     except (OSError, subprocess.SubprocessError, ValueError, KeyError) as e:
         return unavailable("SPICE", f"SPICE failed to run: {type(e).__name__}: {e}")
@@ -357,13 +429,22 @@ def combine_spider(cider: MetricResult, spice_result: MetricResult) -> MetricRes
     per_sample = None
     if cider.per_sample is not None and spice_result.per_sample is not None:
         per_sample = tuple((c + s) / 2 for c, s in zip(cider.per_sample, spice_result.per_sample))
-    return MetricResult("SPIDEr", (cider.value + spice_result.value) / 2, note=cider.note, per_sample=per_sample,
-                        details={"CIDEr-D": cider.value, "SPICE": spice_result.value,
-                                 "tokenizer": str(cider.details.get("tokenizer", ""))})
+    return MetricResult(
+        "SPIDEr",
+        (cider.value + spice_result.value) / 2,
+        note=cider.note,
+        per_sample=per_sample,
+        details={
+            "CIDEr-D": cider.value,
+            "SPICE": spice_result.value,
+            "tokenizer": str(cider.details.get("tokenizer", "")),
+        },
+    )
 
 
-def spider(references: Sequence[Sequence[str]], hypotheses: Sequence[str], tokenizer: Tokenizer = "ptb"
-           ) -> MetricResult:
+def spider(
+    references: Sequence[Sequence[str]], hypotheses: Sequence[str], tokenizer: Tokenizer = "ptb"
+) -> MetricResult:
     """SPIDEr of a caption set; "unavailable" (never a number) when SPICE cannot run."""
     return combine_spider(cider_d(references, hypotheses, tokenizer), spice(references, hypotheses, tokenizer))
 
@@ -374,42 +455,167 @@ def spider(references: Sequence[Sequence[str]], hypotheses: Sequence[str], token
 # The EvalAI / VQA answer normalisation, ported from facebookresearch/mmf `EvalAIAnswerProcessor`
 # (pythia/tasks/processors.py @ c46b3b33, BSD licence), the processor of TextVQA's official evaluation.
 _VQA_CONTRACTIONS = {
-    "aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've", "couldnt": "couldn't",
-    "couldn'tve": "couldn't've", "couldnt've": "couldn't've", "didnt": "didn't", "doesnt": "doesn't",
-    "dont": "don't", "hadnt": "hadn't", "hadnt've": "hadn't've", "hadn'tve": "hadn't've", "hasnt": "hasn't",
-    "havent": "haven't", "hed": "he'd", "hed've": "he'd've", "he'dve": "he'd've", "hes": "he's",
-    "howd": "how'd", "howll": "how'll", "hows": "how's", "Id've": "I'd've", "I'dve": "I'd've", "Im": "I'm",
-    "Ive": "I've", "isnt": "isn't", "itd": "it'd", "itd've": "it'd've", "it'dve": "it'd've", "itll": "it'll",
-    "let's": "let's", "maam": "ma'am", "mightnt": "mightn't", "mightnt've": "mightn't've",
-    "mightn'tve": "mightn't've", "mightve": "might've", "mustnt": "mustn't", "mustve": "must've",
-    "neednt": "needn't", "notve": "not've", "oclock": "o'clock", "oughtnt": "oughtn't", "ow's'at": "'ow's'at",
-    "'ows'at": "'ow's'at", "'ow'sat": "'ow's'at", "shant": "shan't", "shed've": "she'd've",
-    "she'dve": "she'd've", "she's": "she's", "shouldve": "should've", "shouldnt": "shouldn't",
-    "shouldnt've": "shouldn't've", "shouldn'tve": "shouldn't've", "somebody'd": "somebodyd",
-    "somebodyd've": "somebody'd've", "somebody'dve": "somebody'd've", "somebodyll": "somebody'll",
-    "somebodys": "somebody's", "someoned": "someone'd", "someoned've": "someone'd've",
-    "someone'dve": "someone'd've", "someonell": "someone'll", "someones": "someone's",
-    "somethingd": "something'd", "somethingd've": "something'd've", "something'dve": "something'd've",
-    "somethingll": "something'll", "thats": "that's", "thered": "there'd", "thered've": "there'd've",
-    "there'dve": "there'd've", "therere": "there're", "theres": "there's", "theyd": "they'd",
-    "theyd've": "they'd've", "they'dve": "they'd've", "theyll": "they'll", "theyre": "they're",
-    "theyve": "they've", "twas": "'twas", "wasnt": "wasn't", "wed've": "we'd've", "we'dve": "we'd've",
-    "weve": "we've", "werent": "weren't", "whatll": "what'll", "whatre": "what're", "whats": "what's",
-    "whatve": "what've", "whens": "when's", "whered": "where'd", "wheres": "where's", "whereve": "where've",
-    "whod": "who'd", "whod've": "who'd've", "who'dve": "who'd've", "wholl": "who'll", "whos": "who's",
-    "whove": "who've", "whyll": "why'll", "whyre": "why're", "whys": "why's", "wont": "won't",
-    "wouldve": "would've", "wouldnt": "wouldn't", "wouldnt've": "wouldn't've", "wouldn'tve": "wouldn't've",
-    "yall": "y'all", "yall'll": "y'all'll", "y'allll": "y'all'll", "yall'd've": "y'all'd've",
-    "y'alld've": "y'all'd've", "y'all'dve": "y'all'd've", "youd": "you'd", "youd've": "you'd've",
-    "you'dve": "you'd've", "youll": "you'll", "youre": "you're", "youve": "you've",
+    "aint": "ain't",
+    "arent": "aren't",
+    "cant": "can't",
+    "couldve": "could've",
+    "couldnt": "couldn't",
+    "couldn'tve": "couldn't've",
+    "couldnt've": "couldn't've",
+    "didnt": "didn't",
+    "doesnt": "doesn't",
+    "dont": "don't",
+    "hadnt": "hadn't",
+    "hadnt've": "hadn't've",
+    "hadn'tve": "hadn't've",
+    "hasnt": "hasn't",
+    "havent": "haven't",
+    "hed": "he'd",
+    "hed've": "he'd've",
+    "he'dve": "he'd've",
+    "hes": "he's",
+    "howd": "how'd",
+    "howll": "how'll",
+    "hows": "how's",
+    "Id've": "I'd've",
+    "I'dve": "I'd've",
+    "Im": "I'm",
+    "Ive": "I've",
+    "isnt": "isn't",
+    "itd": "it'd",
+    "itd've": "it'd've",
+    "it'dve": "it'd've",
+    "itll": "it'll",
+    "let's": "let's",
+    "maam": "ma'am",
+    "mightnt": "mightn't",
+    "mightnt've": "mightn't've",
+    "mightn'tve": "mightn't've",
+    "mightve": "might've",
+    "mustnt": "mustn't",
+    "mustve": "must've",
+    "neednt": "needn't",
+    "notve": "not've",
+    "oclock": "o'clock",
+    "oughtnt": "oughtn't",
+    "ow's'at": "'ow's'at",
+    "'ows'at": "'ow's'at",
+    "'ow'sat": "'ow's'at",
+    "shant": "shan't",
+    "shed've": "she'd've",
+    "she'dve": "she'd've",
+    "she's": "she's",
+    "shouldve": "should've",
+    "shouldnt": "shouldn't",
+    "shouldnt've": "shouldn't've",
+    "shouldn'tve": "shouldn't've",
+    "somebody'd": "somebodyd",
+    "somebodyd've": "somebody'd've",
+    "somebody'dve": "somebody'd've",
+    "somebodyll": "somebody'll",
+    "somebodys": "somebody's",
+    "someoned": "someone'd",
+    "someoned've": "someone'd've",
+    "someone'dve": "someone'd've",
+    "someonell": "someone'll",
+    "someones": "someone's",
+    "somethingd": "something'd",
+    "somethingd've": "something'd've",
+    "something'dve": "something'd've",
+    "somethingll": "something'll",
+    "thats": "that's",
+    "thered": "there'd",
+    "thered've": "there'd've",
+    "there'dve": "there'd've",
+    "therere": "there're",
+    "theres": "there's",
+    "theyd": "they'd",
+    "theyd've": "they'd've",
+    "they'dve": "they'd've",
+    "theyll": "they'll",
+    "theyre": "they're",
+    "theyve": "they've",
+    "twas": "'twas",
+    "wasnt": "wasn't",
+    "wed've": "we'd've",
+    "we'dve": "we'd've",
+    "weve": "we've",
+    "werent": "weren't",
+    "whatll": "what'll",
+    "whatre": "what're",
+    "whats": "what's",
+    "whatve": "what've",
+    "whens": "when's",
+    "whered": "where'd",
+    "wheres": "where's",
+    "whereve": "where've",
+    "whod": "who'd",
+    "whod've": "who'd've",
+    "who'dve": "who'd've",
+    "wholl": "who'll",
+    "whos": "who's",
+    "whove": "who've",
+    "whyll": "why'll",
+    "whyre": "why're",
+    "whys": "why's",
+    "wont": "won't",
+    "wouldve": "would've",
+    "wouldnt": "wouldn't",
+    "wouldnt've": "wouldn't've",
+    "wouldn'tve": "wouldn't've",
+    "yall": "y'all",
+    "yall'll": "y'all'll",
+    "y'allll": "y'all'll",
+    "yall'd've": "y'all'd've",
+    "y'alld've": "y'all'd've",
+    "y'all'dve": "y'all'd've",
+    "youd": "you'd",
+    "youd've": "you'd've",
+    "you'dve": "you'd've",
+    "youll": "you'll",
+    "youre": "you're",
+    "youve": "you've",
 }
-_VQA_NUMBERS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
-                "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10"}
+_VQA_NUMBERS = {
+    "none": "0",
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+}
 _VQA_ARTICLES = {"a", "an", "the"}
-_VQA_PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")     # sic: removes every "." not followed by a digit
+_VQA_PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")  # sic: removes every "." not followed by a digit
 _VQA_COMMA_STRIP = re.compile(r"(?<=\d)(\,)+(?=\d)")
-_VQA_PUNCTUATION = [";", r"/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`",
-                    ",", "?", "!"]
+_VQA_PUNCTUATION = [
+    ";",
+    r"/",
+    "[",
+    "]",
+    '"',
+    "{",
+    "}",
+    "(",
+    ")",
+    "=",
+    "+",
+    "\\",
+    "_",
+    "-",
+    ">",
+    "<",
+    "@",
+    "`",
+    ",",
+    "?",
+    "!",
+]
 
 
 def vqa_normalise(answer: str) -> str:
@@ -458,8 +664,19 @@ def textvqa_accuracy(prediction: str, answers: Sequence[str], leave_one_out: boo
 # ---------------------------------------------------------------------------------------------------------
 # Open answers (GQA, MUSIC-AVQA), multiple choice (NExT-QA, AVQA), yes/no (AVM)
 
-_NUMBER_WORDS = {"zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
-                 "seven": "7", "eight": "8", "nine": "9", "ten": "10"}
+_NUMBER_WORDS = {
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+}
 _OPPOSITE = {"yes": "no", "no": "yes"}
 
 
@@ -477,13 +694,13 @@ def containment_correct(prediction: str, reference: str) -> bool:
     ref, pred = answer_words(reference), answer_words(prediction)
     if not ref:
         return False
-    found = any(pred[i:i + len(ref)] == ref for i in range(len(pred) - len(ref) + 1))
+    found = any(pred[i : i + len(ref)] == ref for i in range(len(pred) - len(ref) + 1))
     opposite = _OPPOSITE.get(" ".join(ref))
     return found and (opposite is None or opposite not in pred)
 
 
 _LETTERS = "ABCDEFGHIJ"
-_BARE_LETTER = re.compile(r"^\(?([A-J])\)?[.:]?$")                    # "C", "(C)", "C."
+_BARE_LETTER = re.compile(r"^\(?([A-J])\)?[.:]?$")  # "C", "(C)", "C."
 _LETTER_PREFIX = re.compile(r"^\(?([A-J])(?:\)|\.|:|\)\.)\s+(.+)$", re.DOTALL)  # "C. text", "(C) text"
 
 
@@ -526,8 +743,9 @@ def accuracy(name: str, hits: Sequence[float], note: str = "") -> MetricResult:
     """Mean of per-sample scores (1/0 hits, or TextVQA's soft scores)."""
     if len(hits) == 0:
         raise InputError(f"{name}: no samples to score")
-    return MetricResult(name, float(np.mean(hits)), note=note, per_sample=tuple(float(h) for h in hits),
-                        details={"samples": len(hits)})
+    return MetricResult(
+        name, float(np.mean(hits)), note=note, per_sample=tuple(float(h) for h in hits), details={"samples": len(hits)}
+    )
 
 
 def _check_pairs(references: Sequence, hypotheses: Sequence) -> None:

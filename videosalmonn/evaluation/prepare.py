@@ -11,13 +11,15 @@ from videosalmonn.evaluation.tasks import Task
 
 LAYOUTS = {
     "asr": "--media-root is LibriSpeech/ or LibriSpeech/test-clean/: <speaker>/<chapter>/<speaker>-<chapter>"
-           ".trans.txt and <utterance-id>.flac beside it",
+    ".trans.txt and <utterance-id>.flac beside it",
     "aac": "--media-root holds AudioCaps test.csv and the clips as <youtube_id>.wav (or Y<youtube_id>.wav, "
-           "<youtube_id>_<start_time>.wav; .flac/.ogg/.mp3 too), or give --manifest test.csv",
+    "<youtube_id>_<start_time>.wav; .flac/.ogg/.mp3 too), or give --manifest test.csv",
     "music-avqa": "--media-root holds avqa-test.json (or give --manifest) and the videos as <video_id>.mp4",
 }
-SAVE_LAYOUT = ("--savebench is the folder of {manifest} (or give --manifest); its relative media paths resolve "
-               "against --media-root")
+SAVE_LAYOUT = (
+    "--savebench is the folder of {manifest} (or give --manifest); its relative media paths resolve "
+    "against --media-root"
+)
 SHOW_MISSING = 20
 
 
@@ -28,7 +30,7 @@ class Preparation:
     media_root: str | None
     samples: int
     files: int
-    missing: dict[str, list[str]]          # sample id -> its files that do not exist
+    missing: dict[str, list[str]]  # sample id -> its files that do not exist
 
     @property
     def ready(self) -> bool:
@@ -37,15 +39,17 @@ class Preparation:
     def lines(self) -> list[str]:
         gone = sum(len(v) for v in self.missing.values())
         layout = LAYOUTS.get(self.task.name) or SAVE_LAYOUT.format(manifest=self.task.default_manifest)
-        out = [f"task        {self.task.name}: {self.task.title}",
-               f"manifest    {self.manifest} ({self.samples} samples)",
-               f"media root  {self.media_root or '(the manifest folder)'}",
-               f"media       {self.files} files: {self.files - gone} present, {gone} missing "
-               f"({len(self.missing)} of {self.samples} samples incomplete)",
-               f"source      {self.task.source}",
-               f"layout      {layout}"]
+        out = [
+            f"task        {self.task.name}: {self.task.title}",
+            f"manifest    {self.manifest} ({self.samples} samples)",
+            f"media root  {self.media_root or '(the manifest folder)'}",
+            f"media       {self.files} files: {self.files - gone} present, {gone} missing "
+            f"({len(self.missing)} of {self.samples} samples incomplete)",
+            f"source      {self.task.source}",
+            f"layout      {layout}",
+        ]
         if self.missing:
-            out.append(f"missing{' (first %d)' % SHOW_MISSING if len(self.missing) > SHOW_MISSING else ''}:")
+            out.append(f"missing{f' (first {SHOW_MISSING})' if len(self.missing) > SHOW_MISSING else ''}:")
             for sample_id, files in list(self.missing.items())[:SHOW_MISSING]:
                 out += [f"  {sample_id}  {f}" for f in files]
         return out
@@ -54,5 +58,11 @@ class Preparation:
 def prepare(settings: EvalSettings) -> Preparation:
     task = settings.resolve_task()
     samples = select_samples(settings, task)
-    return Preparation(task, settings.manifest_path(), settings.media_root, len(samples),
-                       sum(len(s.media) for s in samples), samples_missing_media(samples))
+    return Preparation(
+        task,
+        settings.manifest_path(),
+        settings.media_root,
+        len(samples),
+        sum(len(s.media) for s in samples),
+        samples_missing_media(samples),
+    )

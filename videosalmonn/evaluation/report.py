@@ -25,20 +25,43 @@ TABLES = [
     ("Audio-visual tasks (paper Table 3)", ["avsr", "avqa-ego4d", "avqa-presentation", "avssd", "avm"]),
     ("Other tasks (AVSD: no paper number; MUSIC-AVQA: paper App. G, zero-shot)", ["avsd", "music-avqa"]),
 ]
-SHORT = {"asr": "ASR", "aac": "AAC", "video-qa": "Video QA", "ic": "IC", "ocr": "OCR", "vqa": "VQA",
-         "avsr": "AVSR", "avqa-ego4d": "AVQA (E)", "avqa-presentation": "AVQA (P)", "avssd": "AVSSD", "avm": "AVM",
-         "avsd": "AVSD", "music-avqa": "MUSIC-AVQA"}
+SHORT = {
+    "asr": "ASR",
+    "aac": "AAC",
+    "video-qa": "Video QA",
+    "ic": "IC",
+    "ocr": "OCR",
+    "vqa": "VQA",
+    "avsr": "AVSR",
+    "avqa-ego4d": "AVQA (E)",
+    "avqa-presentation": "AVQA (P)",
+    "avssd": "AVSSD",
+    "avm": "AVM",
+    "avsd": "AVSD",
+    "music-avqa": "MUSIC-AVQA",
+}
 PAPER_ROW = "video-SALMONN 13B (paper)"
 # video-SALMONN 13B under the paper's diagnostics, keyed like a run's (mask, zero_level). A string is shown as is.
 PAPER_DIAGNOSTICS: dict[tuple[str | None, int | None], tuple[str, dict[str, float | str]]] = {
     (None, 1): ("paper Table 5: 0.5-s level only (level 1 zeroed)", {"asr": 0.026, "ic": 0.358, "video-qa": 0.144}),
     (None, 0): ("paper Table 5: 5-s level only (level 0 zeroed)", {"asr": "100+%", "ic": 0.230, "video-qa": 0.419}),
-    ("audio", None): ("paper Tables 2-3: visual-only system (audio masked in training too)",
-                      {"video-qa": 0.448, "ic": 0.740, "ocr": 0.342, "vqa": 0.456, "avqa-ego4d": 0.350,
-                       "avqa-presentation": 0.465, "avssd": 0.235}),
+    ("audio", None): (
+        "paper Tables 2-3: visual-only system (audio masked in training too)",
+        {
+            "video-qa": 0.448,
+            "ic": 0.740,
+            "ocr": 0.342,
+            "vqa": 0.456,
+            "avqa-ego4d": 0.350,
+            "avqa-presentation": 0.465,
+            "avssd": 0.235,
+        },
+    ),
 }
-LEVELS_NOTE = ("Level i is the i-th entry of `connector.levels` (video-salmonn-13b: 0 = 0.5-s windows, 1 = 5-s "
-               "windows); a masked stream is multiplied by 0 at test time only.")
+LEVELS_NOTE = (
+    "Level i is the i-th entry of `connector.levels` (video-salmonn-13b: 0 = 0.5-s windows, 1 = 5-s "
+    "windows); a masked stream is multiplied by 0 at test time only."
+)
 FOOTNOTES = {
     "*": "partial: some selected samples have not been run yet (see the counts under 'Every metric')",
     "†": "AVSSD scored by the offline string-match fallback, not the paper's LLM judge (pass --judge-url)",
@@ -106,16 +129,26 @@ def write_report(paths: list[str | Path], out: str | Path) -> dict[str, Path]:
 
 
 def markdown(runs: list[RunResult], notes: list[str]) -> str:
-    lines = ["# SAVE benchmark report", "",
-             f"{len(runs)} run(s); paper numbers are video-SALMONN 13B (ICML 2024). Ours: value [95% CI]. "
-             "WER and accuracies in %, CIDEr and SPIDEr x 100.", ""]
+    lines = [
+        "# SAVE benchmark report",
+        "",
+        f"{len(runs)} run(s); paper numbers are video-SALMONN 13B (ICML 2024). Ours: value [95% CI]. "
+        "WER and accuracies in %, CIDEr and SPIDEr x 100.",
+        "",
+    ]
     plain = [r for r in runs if not r.diagnostics]
     for title, tasks in TABLES:
         lines += [f"## {title}", "", *_task_table(tasks, plain), ""]
     diagnostic = [r for r in runs if r.diagnostics]
     if diagnostic:
-        lines += ["## Diagnostics (paper Table 5; visual-only rows of Tables 2-3)", "", LEVELS_NOTE, "",
-                  *_diagnostics_table(diagnostic, plain), ""]
+        lines += [
+            "## Diagnostics (paper Table 5; visual-only rows of Tables 2-3)",
+            "",
+            LEVELS_NOTE,
+            "",
+            *_diagnostics_table(diagnostic, plain),
+            "",
+        ]
     lines += ["## Every metric", "", *_all_metrics(runs), ""]
     lines += ["## Notes", "", *[f"- `{mark}` {text}" for mark, text in FOOTNOTES.items()]]
     lines += [f"- {n}" for n in notes]
@@ -124,8 +157,11 @@ def markdown(runs: list[RunResult], notes: list[str]) -> str:
 
 def _task_table(tasks: list[str], runs: list[RunResult]) -> list[str]:
     header = [f"{SHORT[t]} {'↓' if TASKS[t].lower_is_better else '↑'}" for t in tasks]
-    rows = [_row(["System", *header]), _row(["---"] * (len(tasks) + 1)),
-            _row([PAPER_ROW, *[_paper_cell(t) for t in tasks]])]
+    rows = [
+        _row(["System", *header]),
+        _row(["---"] * (len(tasks) + 1)),
+        _row([PAPER_ROW, *[_paper_cell(t) for t in tasks]]),
+    ]
     by_cell = {(r.row, r.task): r for r in runs}
     systems = [s for s in dict.fromkeys(r.row for r in runs) if any((s, t) in by_cell for t in tasks)]
     for system in systems:
@@ -135,8 +171,11 @@ def _task_table(tasks: list[str], runs: list[RunResult]) -> list[str]:
 
 def _diagnostics_table(diagnostic: list[RunResult], plain: list[RunResult]) -> list[str]:
     tasks = [t for _, ts in TABLES for t in ts if any(r.task == t for r in diagnostic)]
-    rows = [_row(["Setting", *[SHORT[t] for t in tasks]]), _row(["---"] * (len(tasks) + 1)),
-            _row([PAPER_ROW + ", both levels, audio and video", *[_paper_cell(t) for t in tasks]])]
+    rows = [
+        _row(["Setting", *[SHORT[t] for t in tasks]]),
+        _row(["---"] * (len(tasks) + 1)),
+        _row([PAPER_ROW + ", both levels, audio and video", *[_paper_cell(t) for t in tasks]]),
+    ]
     for key, (label, values) in PAPER_DIAGNOSTICS.items():
         if any(r.key == key for r in diagnostic):
             rows.append(_row([label, *[_paper_value(values.get(t), t) for t in tasks]]))
@@ -148,13 +187,31 @@ def _diagnostics_table(diagnostic: list[RunResult], plain: list[RunResult]) -> l
 
 
 def _all_metrics(runs: list[RunResult]) -> list[str]:
-    rows = [_row(["Task", "System", "Metric", "Ours", "95% CI", "Paper", "Scored / selected", "Failed",
-                  "Missing media", "Not run yet", "Run", "Note"]), _row(["---"] * 12)]
+    rows = [
+        _row(
+            [
+                "Task",
+                "System",
+                "Metric",
+                "Ours",
+                "95% CI",
+                "Paper",
+                "Scored / selected",
+                "Failed",
+                "Missing media",
+                "Not run yet",
+                "Run",
+                "Note",
+            ]
+        ),
+        _row(["---"] * 12),
+    ]
     for r in runs:
         c = r.results["counts"]
         counts = [f"{c['scored']} / {c['selected']}", str(c["failed"]), str(c["missing_media"]), str(c["pending"])]
-        metrics = r.results["metrics"] or [{"name": "-", "value": None, "available": False,
-                                            "note": "no sample answered", "details": {}}]
+        metrics = r.results["metrics"] or [
+            {"name": "-", "value": None, "available": False, "note": "no sample answered", "details": {}}
+        ]
         for i, m in enumerate(metrics):
             paper = _paper_cell(r.task) if i == 0 else ""
             ours = format_value(m["value"], m["name"])
@@ -215,10 +272,21 @@ def summary(runs: list[RunResult], notes: list[str]) -> dict:
     return {
         "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "paper": {name: {"metric": t.paper_metric, "value": t.paper_value} for name, t in TASKS.items()},
-        "runs": [{"dir": str(r.dir), "task": r.task, "system": r.system, "diagnostics": r.results["diagnostics"],
-                  "complete": r.results["complete"], "counts": r.results["counts"], "metrics": r.results["metrics"],
-                  "paper_value": r.results["paper_value"], "model": r.info["model"]["name"],
-                  "generation": r.info["generation"]} for r in runs],
+        "runs": [
+            {
+                "dir": str(r.dir),
+                "task": r.task,
+                "system": r.system,
+                "diagnostics": r.results["diagnostics"],
+                "complete": r.results["complete"],
+                "counts": r.results["counts"],
+                "metrics": r.results["metrics"],
+                "paper_value": r.results["paper_value"],
+                "model": r.info["model"]["name"],
+                "generation": r.info["generation"],
+            }
+            for r in runs
+        ],
         "notes": notes,
     }
 
@@ -228,8 +296,7 @@ def chart(runs: list[RunResult], path: Path) -> Path:
     tasks = [t for _, ts in TABLES for t in ts if any(r.task == t for r in runs)]
     rows = list(dict.fromkeys(r.row for r in runs))
     by_cell = {(r.row, r.task): r for r in runs}
-    series = [Series(PAPER_ROW, [None if TASKS[t].paper_value is None else 100 * TASKS[t].paper_value
-                                 for t in tasks])]
+    series = [Series(PAPER_ROW, [None if TASKS[t].paper_value is None else 100 * TASKS[t].paper_value for t in tasks])]
     for row in rows:
         bars = [_bar_value(by_cell.get((row, t))) for t in tasks]
         series.append(Series(row, [value for value, _ in bars], [ci for _, ci in bars]))

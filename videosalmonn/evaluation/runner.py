@@ -47,15 +47,23 @@ SPAN_TOLERANCE_S = 1.0
 class EvalSummary:
     answered: int = 0
     failed: int = 0
-    skipped: int = 0            # this rank's samples already answered (resumed run)
-    missing: int = 0            # samples whose media do not exist (not run, not scored)
-    other_ranks: int = 0        # samples left to the other processes
+    skipped: int = 0  # this rank's samples already answered (resumed run)
+    missing: int = 0  # samples whose media do not exist (not run, not scored)
+    other_ranks: int = 0  # samples left to the other processes
     results: dict | None = None  # results.json, when this process merged
 
 
-def run_eval(settings: EvalSettings, out: str | Path, *, batch_size: int = 8, device: str | None = None,
-             pipe: Pipeline | None = None, rank: int | None = None, world_size: int | None = None,
-             progress: bool = False) -> EvalSummary:
+def run_eval(
+    settings: EvalSettings,
+    out: str | Path,
+    *,
+    batch_size: int = 8,
+    device: str | None = None,
+    pipe: Pipeline | None = None,
+    rank: int | None = None,
+    world_size: int | None = None,
+    progress: bool = False,
+) -> EvalSummary:
     rank = int(os.environ.get("RANK", 0)) if rank is None else rank
     world = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
     task = settings.resolve_task()
@@ -67,25 +75,31 @@ def run_eval(settings: EvalSettings, out: str | Path, *, batch_size: int = 8, de
     torch.manual_seed(settings.seed)
     if pipe is None:
         pipe = Pipeline.from_pretrained(settings.model, settings.overrides, _device(device, world))
-    with zeroed_levels(pipe.model.connector, settings.zeroed_levels()):      # diagnostics hook, for this run only
+    with zeroed_levels(pipe.model.connector, settings.zeroed_levels()):  # diagnostics hook, for this run only
         if rank == 0:
-            run.record_session(run_header(settings, task, pipe, len(samples), missing),
-                               session_info(world, batch_size, pipe))
+            run.record_session(
+                run_header(settings, task, pipe, len(samples), missing), session_info(world, batch_size, pipe)
+            )
 
         done = run.done()
         share = [s for i, s in enumerate(samples) if i % world == rank and s.id not in missing]
         todo = [s for s in share if s.id not in done]
-        summary = EvalSummary(skipped=len(share) - len(todo), missing=len(missing),
-                              other_ranks=len(samples) - len(missing) - len(share))
+        summary = EvalSummary(
+            skipped=len(share) - len(todo), missing=len(missing), other_ranks=len(samples) - len(missing) - len(share)
+        )
         shard = run.shard(rank)
-        bar = tqdm(total=len(todo), desc=f"{settings.task} (rank {rank}/{world})", unit="sample",
-                   disable=not progress or rank != 0)
+        bar = tqdm(
+            total=len(todo),
+            desc=f"{settings.task} (rank {rank}/{world})",
+            unit="sample",
+            disable=not progress or rank != 0,
+        )
         for i in range(0, len(todo), batch_size):
-            for record in answer_chunk(pipe, task, settings, todo[i:i + batch_size]):
+            for record in answer_chunk(pipe, task, settings, todo[i : i + batch_size]):
                 shard.append({**record, "rank": rank})
                 summary.failed += "error" in record
                 summary.answered += "error" not in record
-            bar.update(len(todo[i:i + batch_size]))
+            bar.update(len(todo[i : i + batch_size]))
         bar.close()
 
     records = run.records()
@@ -163,7 +177,7 @@ def scored_record(task: Task, sample: BenchmarkSample, request: Request, answer:
     record = {**base_record(sample), "output": answer.text, "score": None}
     try:
         record["score"] = task.score(sample, answer.text)
-    except VideoSalmonnError as e:           # e.g. the judge endpoint is down: the merge scores it again
+    except VideoSalmonnError as e:  # e.g. the judge endpoint is down: the merge scores it again
         record["score_error"] = str(e)
     if request.start is not None:
         record["span"] = [request.start, request.end]
@@ -175,18 +189,33 @@ def scored_record(task: Task, sample: BenchmarkSample, request: Request, answer:
 # ---------------------------------------------------------------------------------------------- run.json
 
 
-def run_header(settings: EvalSettings, task: Task, pipe: Pipeline, selected: int,
-               missing: dict[str, list[str]]) -> dict:
+def run_header(
+    settings: EvalSettings, task: Task, pipe: Pipeline, selected: int, missing: dict[str, list[str]]
+) -> dict:
     return {
-        "format": FORMAT, "task": task.name, "title": task.title, "paper_metric": task.paper_metric,
-        "paper_value": task.paper_value, "source": task.source,
-        "identity": settings.identity(), "settings": settings.to_json(),
+        "format": FORMAT,
+        "task": task.name,
+        "title": task.title,
+        "paper_metric": task.paper_metric,
+        "paper_value": task.paper_value,
+        "source": task.source,
+        "identity": settings.identity(),
+        "settings": settings.to_json(),
         "diagnostics": {**settings.diagnostics(), "label": settings.diagnostics_label()},
-        "model": {"name": settings.model, "overrides": list(settings.overrides),
-                  "zeroed_levels": list(settings.zeroed_levels()), "config": to_dict(pipe.cfg)},
-        "generation": to_dict(pipe.cfg.generation), "seed": settings.seed, "bootstrap": BOOTSTRAP,
-        "samples": {"selected": selected, "missing_media": len(missing),
-                    "missing_examples": dict(list(missing.items())[:10])},
+        "model": {
+            "name": settings.model,
+            "overrides": list(settings.overrides),
+            "zeroed_levels": list(settings.zeroed_levels()),
+            "config": to_dict(pipe.cfg),
+        },
+        "generation": to_dict(pipe.cfg.generation),
+        "seed": settings.seed,
+        "bootstrap": BOOTSTRAP,
+        "samples": {
+            "selected": selected,
+            "missing_media": len(missing),
+            "missing_examples": dict(list(missing.items())[:10]),
+        },
     }
 
 
@@ -196,11 +225,21 @@ def session_info(world: int, batch_size: int, pipe: Pipeline) -> dict:
 
     import videosalmonn
 
-    return {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "world_size": world, "batch_size": batch_size,
-            "device": str(pipe.device), "host": socket.gethostname(), "command": sys.argv,
-            "versions": {"videosalmonn": videosalmonn.__version__, "torch": torch.__version__,
-                         "transformers": transformers.__version__, "numpy": numpy.__version__,
-                         "python": platform.python_version()}}
+    return {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "world_size": world,
+        "batch_size": batch_size,
+        "device": str(pipe.device),
+        "host": socket.gethostname(),
+        "command": sys.argv,
+        "versions": {
+            "videosalmonn": videosalmonn.__version__,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "numpy": numpy.__version__,
+            "python": platform.python_version(),
+        },
+    }
 
 
 # ---------------------------------------------------------------------------------------------- checks
@@ -211,11 +250,15 @@ def _check_missing(settings: EvalSettings, samples: list[BenchmarkSample], missi
         return
     first = next(iter(missing.values()))[0]
     if len(missing) == len(samples):
-        raise InputError(f"the media of all {len(samples)} samples are missing (first: {first}); check "
-                         f"--media-root, or run `videosalmonn eval prepare --task {settings.task}`")
+        raise InputError(
+            f"the media of all {len(samples)} samples are missing (first: {first}); check "
+            f"--media-root, or run `videosalmonn eval prepare --task {settings.task}`"
+        )
     if not settings.allow_missing:
-        raise InputError(f"{len(missing)} of {len(samples)} samples have missing media (first: {first}); "
-                         f"see `videosalmonn eval prepare --task {settings.task}`, or pass --allow-missing")
+        raise InputError(
+            f"{len(missing)} of {len(samples)} samples have missing media (first: {first}); "
+            f"see `videosalmonn eval prepare --task {settings.task}`, or pass --allow-missing"
+        )
 
 
 def _device(device: str | None, world: int) -> str | None:

@@ -23,11 +23,11 @@ from videosalmonn.data.save import BenchmarkSample
 from videosalmonn.errors import InputError
 from videosalmonn.evaluation.tasks import TASKS, Task
 
-SAVEBENCH_ENV = "VIDEOSALMONN_SAVEBENCH"      # default folder of the SAVEBench manifests
-JUDGE_KEY_ENV = "OPENAI_API_KEY"              # sent as a bearer token to --judge-url when set
-MASKS = {"audio": (1.0, 0.0), "video": (0.0, 1.0)}   # Request.modality_mask: [visual, audio] multipliers
+SAVEBENCH_ENV = "VIDEOSALMONN_SAVEBENCH"  # default folder of the SAVEBench manifests
+JUDGE_KEY_ENV = "OPENAI_API_KEY"  # sent as a bearer token to --judge-url when set
+MASKS = {"audio": (1.0, 0.0), "video": (0.0, 1.0)}  # Request.modality_mask: [visual, audio] multipliers
 SPAN_MODES = ("auto", "cut", "whole")
-VIDEO_OWN_AUDIO = {"music-avqa"}              # tasks whose audio is the video's own sound track
+VIDEO_OWN_AUDIO = {"music-avqa"}  # tasks whose audio is the video's own sound track
 # Tasks read from the dataset's own layout (Task.default_manifest None): the default manifest in --media-root.
 OWN_LAYOUT = {"asr": ".", "aac": "test.csv", "music-avqa": "avqa-test.json"}
 NOT_IDENTITY = ("limit", "allow_missing", "savebench")
@@ -88,7 +88,8 @@ class EvalSettings:
 
     def diagnostics_label(self) -> str:
         parts = ([f"{self.mask} masked"] if self.mask else []) + (
-            [f"level {self.zero_level} zeroed"] if self.zero_level is not None else [])
+            [f"level {self.zero_level} zeroed"] if self.zero_level is not None else []
+        )
         return ", ".join(parts)
 
     def uses_video_audio(self) -> bool:
@@ -124,8 +125,10 @@ class EvalSettings:
             return (Path(self.media_root) / OWN_LAYOUT[self.task]).resolve()
         folder = self.savebench or os.environ.get(SAVEBENCH_ENV) or self.media_root
         if not folder:
-            raise InputError(f"{self.task}: give --savebench (the folder holding {task.default_manifest}), "
-                             f"${SAVEBENCH_ENV}, or --manifest")
+            raise InputError(
+                f"{self.task}: give --savebench (the folder holding {task.default_manifest}), "
+                f"${SAVEBENCH_ENV}, or --manifest"
+            )
         return (Path(folder) / task.default_manifest).resolve()
 
     def resolve_task(self) -> Task:
@@ -164,7 +167,7 @@ def select_samples(settings: EvalSettings, task: Task | None = None) -> list[Ben
         if s.id in seen:
             raise InputError(f"{path}: sample id {s.id!r} occurs twice")
         seen.add(s.id)
-    return samples[:settings.limit] if settings.limit else samples
+    return samples[: settings.limit] if settings.limit else samples
 
 
 def samples_missing_media(samples: list[BenchmarkSample]) -> dict[str, list[str]]:

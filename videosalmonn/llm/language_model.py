@@ -22,7 +22,7 @@ from videosalmonn.llm.lora import apply_lora, is_lora_parameter
 from videosalmonn.rng import seeded
 
 HF_GENERATION_LOGGER = "transformers.generation.utils"
-HF_PENALTY_WARNING = "Passing `repetition_penalty` with `inputs_embeds`"     # a UserWarning of HF's generate
+HF_PENALTY_WARNING = "Passing `repetition_penalty` with `inputs_embeds`"  # a UserWarning of HF's generate
 
 
 def _not_our_penalty_note(record: logging.LogRecord) -> bool:
@@ -40,13 +40,14 @@ warnings.filterwarnings("ignore", message=HF_PENALTY_WARNING, category=UserWarni
 class LanguageModel(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
-        self.model = model                    # HF causal LM, possibly wrapped by peft
+        self.model = model  # HF causal LM, possibly wrapped by peft
         from transformers import GenerationConfig as HFGenerationConfig
 
         # decoding settings come only from our GenerationConfig: drop the checkpoint's (temperature, max_length)
         model.generation_config = HFGenerationConfig()
-        self._rope_fp32 = {name: m.inv_freq.detach().float().clone()
-                           for name, m in model.named_modules() if hasattr(m, "inv_freq")}
+        self._rope_fp32 = {
+            name: m.inv_freq.detach().float().clone() for name, m in model.named_modules() if hasattr(m, "inv_freq")
+        }
 
     @classmethod
     def build(cls, cfg: LLMConfig, source: str | None = None, dtype: torch.dtype = torch.float32) -> LanguageModel:
@@ -55,16 +56,26 @@ class LanguageModel(nn.Module):
             from transformers import LlamaConfig, LlamaForCausalLM
 
             hf_cfg = LlamaConfig(
-                vocab_size=cfg.vocab_size, hidden_size=cfg.width, intermediate_size=cfg.mlp_width,
-                num_hidden_layers=cfg.depth, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
-                max_position_embeddings=cfg.max_positions, rms_norm_eps=cfg.rms_eps, rope_theta=cfg.rope_theta,
-                bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False,
+                vocab_size=cfg.vocab_size,
+                hidden_size=cfg.width,
+                intermediate_size=cfg.mlp_width,
+                num_hidden_layers=cfg.depth,
+                num_attention_heads=cfg.num_heads,
+                num_key_value_heads=cfg.num_kv_heads,
+                max_position_embeddings=cfg.max_positions,
+                rms_norm_eps=cfg.rms_eps,
+                rope_theta=cfg.rope_theta,
+                bos_token_id=1,
+                eos_token_id=2,
+                pad_token_id=0,
+                tie_word_embeddings=False,
                 # std 1/sqrt(width) (not HF's 0.02): a random tiny LM whose logits can become peaked, so it
                 # can learn through LoRA + connector alone (a trained LM head has this scale)
-                initializer_range=cfg.width ** -0.5)
+                initializer_range=cfg.width**-0.5,
+            )
             hf_cfg._attn_implementation = "eager"
             base = LlamaForCausalLM(hf_cfg).to(dtype)
-            with torch.no_grad():   # LM head ~ N(0, 1): logits can be as peaked as a trained model's
+            with torch.no_grad():  # LM head ~ N(0, 1): logits can be as peaked as a trained model's
                 base.lm_head.weight.normal_(0.0, 1.0)
         else:
             base = _load_pretrained(source, dtype)
@@ -96,8 +107,9 @@ class LanguageModel(nn.Module):
         return out.logits
 
     @torch.no_grad()
-    def generate(self, embeds: Tensor, attention_mask: Tensor, gen: GenerationConfig, eos_id: int,
-                 pad_id: int, streamer=None) -> Tensor:
+    def generate(
+        self, embeds: Tensor, attention_mask: Tensor, gen: GenerationConfig, eos_id: int, pad_id: int, streamer=None
+    ) -> Tensor:
         """Left-padded (B, L, E) prompt embeddings -> (B, new) generated ids (padded with `pad_id` after EOS).
 
         Greedy, beam search (repetition penalty on generated tokens only, as official) or sampling; decoding is
@@ -107,11 +119,19 @@ class LanguageModel(nn.Module):
         from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
         hf = HFGenerationConfig(
-            max_new_tokens=gen.max_new_tokens, do_sample=gen.do_sample, num_beams=gen.num_beams,
-            repetition_penalty=gen.repetition_penalty, length_penalty=gen.length_penalty, early_stopping=False,
-            temperature=gen.temperature if gen.do_sample else None, top_p=gen.top_p if gen.do_sample else None,
-            top_k=gen.top_k if gen.do_sample else None, eos_token_id=eos_id, pad_token_id=pad_id,
-            bos_token_id=None)
+            max_new_tokens=gen.max_new_tokens,
+            do_sample=gen.do_sample,
+            num_beams=gen.num_beams,
+            repetition_penalty=gen.repetition_penalty,
+            length_penalty=gen.length_penalty,
+            early_stopping=False,
+            temperature=gen.temperature if gen.do_sample else None,
+            top_p=gen.top_p if gen.do_sample else None,
+            top_k=gen.top_k if gen.do_sample else None,
+            eos_token_id=eos_id,
+            pad_token_id=pad_id,
+            bos_token_id=None,
+        )
         # The penalty sees only generated tokens, like the official call (spec §6.3). Our own instance replaces
         # the one generate() builds: transformers 5.24 skips the first <left-padding> generated tokens of a
         # padded row when generating from inputs_embeds, so padded rows would be penalised differently.
@@ -119,11 +139,16 @@ class LanguageModel(nn.Module):
         if gen.repetition_penalty != 1.0:
             processors.append(RepetitionPenaltyLogitsProcessor(float(gen.repetition_penalty)))
         rng = contextlib.nullcontext()
-        if gen.do_sample and gen.seed is not None:   # seeded generators of the CPU and the used devices, forked
+        if gen.do_sample and gen.seed is not None:  # seeded generators of the CPU and the used devices, forked
             rng = seeded(gen.seed, {embeds.device} | {p.device for p in self.model.parameters()})
         with rng:
-            return self.model.generate(inputs_embeds=embeds, attention_mask=attention_mask, generation_config=hf,
-                                       logits_processor=processors, streamer=streamer)
+            return self.model.generate(
+                inputs_embeds=embeds,
+                attention_mask=attention_mask,
+                generation_config=hf,
+                logits_processor=processors,
+                streamer=streamer,
+            )
 
     def enable_activation_checkpointing(self) -> None:
         """Recompute each decoder layer's activations in the backward pass instead of keeping them (training)."""
@@ -145,16 +170,20 @@ def _load_pretrained(source: str, dtype: torch.dtype) -> nn.Module:
 
     path = resolve(source)
     try:
-        return AutoModelForCausalLM.from_pretrained(str(path) if path.is_dir() else source, dtype=dtype,
-                                                    attn_implementation="eager")
+        return AutoModelForCausalLM.from_pretrained(
+            str(path) if path.is_dir() else source, dtype=dtype, attn_implementation="eager"
+        )
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{source}: cannot load the LLM ({first})") from None
 
 
 def _check_dims(hf_cfg, cfg: LLMConfig, source: str) -> None:
-    pairs = {"width": (hf_cfg.hidden_size, cfg.width), "depth": (hf_cfg.num_hidden_layers, cfg.depth),
-             "vocab_size": (hf_cfg.vocab_size, cfg.vocab_size)}
+    pairs = {
+        "width": (hf_cfg.hidden_size, cfg.width),
+        "depth": (hf_cfg.num_hidden_layers, cfg.depth),
+        "vocab_size": (hf_cfg.vocab_size, cfg.vocab_size),
+    }
     wrong = [f"llm.{k}: checkpoint {a}, config {b}" for k, (a, b) in pairs.items() if a != b]
     if wrong:
         raise CheckpointError(f"{source}: LLM does not match the config ({'; '.join(wrong)})")

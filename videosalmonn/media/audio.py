@@ -37,7 +37,7 @@ from videosalmonn.media.timeline import SAMPLE_RATE
 ChannelPolicy = Literal["first", "downmix"]
 
 # Integer PCM -> float in [-1, 1): the divisors libsndfile (hence soundfile.read) uses, by sample width.
-_INT_SCALE = {np.dtype(np.int16): 2.0 ** 15, np.dtype(np.int32): 2.0 ** 31, np.dtype(np.int64): 2.0 ** 63}
+_INT_SCALE = {np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31, np.dtype(np.int64): 2.0**63}
 _U8_OFFSET = 128.0
 
 # Encoder padding is at most a few codec frames (AAC: 1024 priming + < 1024 padding samples). A larger excess
@@ -50,7 +50,7 @@ _TRUNCATION_TOLERANCE_SECONDS = 0.05
 # RIFF/WAV layout: "RIFF" <size> "WAVE", then chunks of <4-byte id> <4-byte little-endian size> <data>.
 _RIFF_HEADER_BYTES = 12
 _RIFF_CHUNK_HEADER_BYTES = 8
-_RIFF_UNKNOWN_SIZE = 0xFFFFFFFF                  # written by streaming encoders that cannot seek back
+_RIFF_UNKNOWN_SIZE = 0xFFFFFFFF  # written by streaming encoders that cannot seek back
 
 # Samples handed to the resampler per call (bounded memory for long files).
 _RESAMPLE_BLOCK = 1 << 16
@@ -60,10 +60,10 @@ _RESAMPLE_BLOCK = 1 << 16
 class Waveform:
     """Decoded audio at 16 kHz mono."""
 
-    samples: Tensor          # (N,) float32 at SAMPLE_RATE
-    source_rate: int         # Hz of the file's audio stream
-    source_channels: int     # channels of the file's audio stream
-    seconds: float           # N / SAMPLE_RATE
+    samples: Tensor  # (N,) float32 at SAMPLE_RATE
+    source_rate: int  # Hz of the file's audio stream
+    source_channels: int  # channels of the file's audio stream
+    seconds: float  # N / SAMPLE_RATE
 
 
 def load_audio(path: str | Path, channels: ChannelPolicy = "downmix") -> Waveform:
@@ -93,8 +93,9 @@ def load_audio(path: str | Path, channels: ChannelPolicy = "downmix") -> Wavefor
         _check_wav_complete(path)
     samples = torch.from_numpy(mono) if rate == SAMPLE_RATE else _resample(mono, rate)
     samples = _trim_to(samples, stated)
-    return Waveform(samples=samples, source_rate=int(rate), source_channels=n_channels,
-                    seconds=samples.numel() / SAMPLE_RATE)
+    return Waveform(
+        samples=samples, source_rate=int(rate), source_channels=n_channels, seconds=samples.numel() / SAMPLE_RATE
+    )
 
 
 def has_audio_stream(path: str | Path) -> bool:
@@ -131,7 +132,7 @@ def _decode_mono(path: Path, container, stream, channels: ChannelPolicy) -> tupl
     n_channels = stream.codec_context.channels
     try:
         for frame in container.decode(stream):
-            planar = _to_planar_float64(frame)                           # (C, n) float64
+            planar = _to_planar_float64(frame)  # (C, n) float64
             n_channels = planar.shape[0]
             mono = planar[0] if channels == "first" else planar.mean(axis=0)
             pieces.append(mono.astype(np.float32))
@@ -145,8 +146,8 @@ def _to_planar_float64(frame: av.AudioFrame) -> np.ndarray:
     """(C, n) float64 samples of one decoded frame, scaled like libsndfile."""
     data = frame.to_ndarray()
     n_channels = len(frame.layout.channels)
-    if not frame.format.is_planar:                                       # packed: (1, n*C) interleaved
-        data = data.reshape(-1, n_channels).T                            # (C, n)
+    if not frame.format.is_planar:  # packed: (1, n*C) interleaved
+        data = data.reshape(-1, n_channels).T  # (C, n)
     if data.dtype == np.uint8:
         return (data.astype(np.float64) - _U8_OFFSET) / _U8_OFFSET
     if data.dtype in _INT_SCALE:
@@ -174,8 +175,9 @@ def _check_wav_complete(path: Path):
     size declared in the RIFF header with the bytes present."""
     declared, available = _wav_data_sizes(path)
     if declared is not None and available < declared:
-        raise MediaError(path, f"is truncated: the WAV header declares {declared} bytes of audio, "
-                               f"the file holds {available}")
+        raise MediaError(
+            path, f"is truncated: the WAV header declares {declared} bytes of audio, the file holds {available}"
+        )
 
 
 def _wav_data_sizes(path: Path) -> tuple[int | None, int]:
@@ -194,7 +196,7 @@ def _wav_data_sizes(path: Path) -> tuple[int | None, int]:
                 start = f.tell()
                 declared = None if chunk_size in (0, _RIFF_UNKNOWN_SIZE) else chunk_size
                 return declared, size - start
-            f.seek(chunk_size + (chunk_size & 1), 1)                             # chunks are word-aligned
+            f.seek(chunk_size + (chunk_size & 1), 1)  # chunks are word-aligned
 
 
 # ---------------------------------------------------------------------------------------- resampling
@@ -205,13 +207,13 @@ def _resample(mono: np.ndarray, rate: int) -> Tensor:
     resampler = av.AudioResampler(format="fltp", layout="mono", rate=SAMPLE_RATE)
     out: list[np.ndarray] = []
     for start in range(0, mono.size, _RESAMPLE_BLOCK):
-        block = np.ascontiguousarray(mono[None, start:start + _RESAMPLE_BLOCK])   # (1, n) planar
+        block = np.ascontiguousarray(mono[None, start : start + _RESAMPLE_BLOCK])  # (1, n) planar
         frame = av.AudioFrame.from_ndarray(block, format="fltp", layout="mono")
         frame.sample_rate = rate
         frame.pts = start
         frame.time_base = Fraction(1, rate)
         out += [f.to_ndarray()[0] for f in resampler.resample(frame)]
-    out += [f.to_ndarray()[0] for f in resampler.resample(None)]          # flush the filter's delay line
+    out += [f.to_ndarray()[0] for f in resampler.resample(None)]  # flush the filter's delay line
     return torch.from_numpy(np.concatenate(out).astype(np.float32, copy=False))
 
 

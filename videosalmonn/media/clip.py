@@ -18,9 +18,16 @@ from videosalmonn.media.video import load_video
 from videosalmonn.types import Coverage, MediaClip
 
 
-def load_clip(cfg: MediaConfig, *, video: str | Path | None = None, audio: str | Path | None = None,
-              image: str | Path | None = None, start: float | None = None, end: float | None = None,
-              video_audio: bool = True) -> MediaClip:
+def load_clip(
+    cfg: MediaConfig,
+    *,
+    video: str | Path | None = None,
+    audio: str | Path | None = None,
+    image: str | Path | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    video_audio: bool = True,
+) -> MediaClip:
     """The sample's media; `start`/`end` (seconds) keep only that span of the video and the audio;
     `video_audio=False` ignores a video's own sound track (video-only input)."""
     if video is None and audio is None and image is None:
@@ -33,8 +40,14 @@ def load_clip(cfg: MediaConfig, *, video: str | Path | None = None, audio: str |
     cov = Coverage()
     frames, times = None, []
     if video is not None:
-        sampled = load_video(video, cfg.frame_sampling, size=cfg.image_size, start=start, end=end,
-                             max_seconds=OFFICIAL_MAX_VIDEO_SECONDS if official else None)
+        sampled = load_video(
+            video,
+            cfg.frame_sampling,
+            size=cfg.image_size,
+            start=start,
+            end=end,
+            max_seconds=OFFICIAL_MAX_VIDEO_SECONDS if official else None,
+        )
         frames, times = sampled.frames, list(sampled.times)
         cov.video_seconds = sampled.seconds_kept
         cov.media_seconds = sampled.info.duration
@@ -53,8 +66,9 @@ def load_clip(cfg: MediaConfig, *, video: str | Path | None = None, audio: str |
         limit = OFFICIAL_MAX_AUDIO_SECONDS * SAMPLE_RATE
         if official and len(waveform) > limit:
             waveform = waveform[:limit]
-            cov.cut.append(f"audio after {OFFICIAL_MAX_AUDIO_SECONDS:.1f} s of {wav.seconds:.1f} s not used "
-                           "(--limits official)")
+            cov.cut.append(
+                f"audio after {OFFICIAL_MAX_AUDIO_SECONDS:.1f} s of {wav.seconds:.1f} s not used (--limits official)"
+            )
         cov.audio_seconds = len(waveform) / SAMPLE_RATE
         cov.audio_present = True
     cov.frames = 0 if frames is None else frames.shape[0]
@@ -67,6 +81,9 @@ def _span(samples, start: float | None, end: float | None, path):
     first = round((start or 0.0) * SAMPLE_RATE)
     last = len(samples) if end is None else min(len(samples), round(end * SAMPLE_RATE))
     if first < 0 or last <= first:
-        raise MediaError(path, f"time span [{start or 0:g}, {end if end is not None else 'end'}) s holds no audio "
-                               f"(the audio lasts {len(samples) / SAMPLE_RATE:.2f} s)")
+        raise MediaError(
+            path,
+            f"time span [{start or 0:g}, {end if end is not None else 'end'}) s holds no audio "
+            f"(the audio lasts {len(samples) / SAMPLE_RATE:.2f} s)",
+        )
     return samples[first:last]

@@ -21,24 +21,34 @@ import torch.nn.functional as F
 from torch import Tensor
 from transformers.audio_utils import mel_filter_bank
 
-from videosalmonn.media.timeline import (BEATS_FBANK_MEAN, BEATS_FBANK_STD, BEATS_FRAME_LENGTH, BEATS_FRAME_SHIFT,
-                                         BEATS_N_MELS, OFFICIAL_MIN_AUDIO_SECONDS, SAMPLE_RATE,
-                                         WHISPER_CHUNK_SAMPLES, WHISPER_HOP, WHISPER_N_FFT, WHISPER_N_MELS)
+from videosalmonn.media.timeline import (
+    BEATS_FBANK_MEAN,
+    BEATS_FBANK_STD,
+    BEATS_FRAME_LENGTH,
+    BEATS_FRAME_SHIFT,
+    BEATS_N_MELS,
+    OFFICIAL_MIN_AUDIO_SECONDS,
+    SAMPLE_RATE,
+    WHISPER_CHUNK_SAMPLES,
+    WHISPER_HOP,
+    WHISPER_N_FFT,
+    WHISPER_N_MELS,
+)
 from videosalmonn.types import AudioFeatures
 
-WHISPER_MAX_FREQUENCY = 8000.0       # Hz, top of the Whisper mel filters (= Nyquist at 16 kHz)
-WHISPER_LOG_FLOOR = 1e-10            # clamp before log10
-WHISPER_DYNAMIC_RANGE = 8.0          # log10 units kept below the maximum (80 dB)
-WHISPER_LOG_OFFSET = 4.0             # (x + 4) / 4 maps the range to about [-1, 1]
+WHISPER_MAX_FREQUENCY = 8000.0  # Hz, top of the Whisper mel filters (= Nyquist at 16 kHz)
+WHISPER_LOG_FLOOR = 1e-10  # clamp before log10
+WHISPER_DYNAMIC_RANGE = 8.0  # log10 units kept below the maximum (80 dB)
+WHISPER_LOG_OFFSET = 4.0  # (x + 4) / 4 maps the range to about [-1, 1]
 
-BEATS_WAVEFORM_SCALE = 2 ** 15       # BEATs feeds int16-scaled samples to the fbank
+BEATS_WAVEFORM_SCALE = 2**15  # BEATs feeds int16-scaled samples to the fbank
 KALDI_PREEMPHASIS = 0.97
-KALDI_POVEY_POWER = 0.85             # povey window = hann(periodic=False) ** 0.85
-KALDI_LOW_FREQUENCY = 20.0           # Hz, torchaudio's default low_freq
-KALDI_MEL_BREAK = 700.0              # Kaldi mel scale: 1127 ln(1 + f / 700)
+KALDI_POVEY_POWER = 0.85  # povey window = hann(periodic=False) ** 0.85
+KALDI_LOW_FREQUENCY = 20.0  # Hz, torchaudio's default low_freq
+KALDI_MEL_BREAK = 700.0  # Kaldi mel scale: 1127 ln(1 + f / 700)
 KALDI_MEL_FACTOR = 1127.0
 
-MIN_CHUNK_SAMPLES = OFFICIAL_MIN_AUDIO_SECONDS * SAMPLE_RATE    # 48,000: shorter chunks are zero-padded to this
+MIN_CHUNK_SAMPLES = OFFICIAL_MIN_AUDIO_SECONDS * SAMPLE_RATE  # 48,000: shorter chunks are zero-padded to this
 
 
 # ------------------------------------------------------------------------------------- Whisper log-mel
@@ -50,15 +60,21 @@ def whisper_mel_filters() -> Tensor:
     transformers' own `audio_utils.mel_filter_bank`, called as `WhisperFeatureExtractor` calls it; the caller
     casts to float32 like the feature extractor does.
     """
-    filters = mel_filter_bank(num_frequency_bins=WHISPER_N_FFT // 2 + 1, num_mel_filters=WHISPER_N_MELS,
-                              min_frequency=0.0, max_frequency=WHISPER_MAX_FREQUENCY, sampling_rate=SAMPLE_RATE,
-                              norm="slaney", mel_scale="slaney")
+    filters = mel_filter_bank(
+        num_frequency_bins=WHISPER_N_FFT // 2 + 1,
+        num_mel_filters=WHISPER_N_MELS,
+        min_frequency=0.0,
+        max_frequency=WHISPER_MAX_FREQUENCY,
+        sampling_rate=SAMPLE_RATE,
+        norm="slaney",
+        mel_scale="slaney",
+    )
     return torch.from_numpy(filters)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _whisper_filters() -> Tensor:
-    return whisper_mel_filters().to(torch.float32)                              # (201, 80)
+    return whisper_mel_filters().to(torch.float32)  # (201, 80)
 
 
 def whisper_log_mel_batch(chunks: Tensor) -> Tensor:
@@ -67,12 +83,13 @@ def whisper_log_mel_batch(chunks: Tensor) -> Tensor:
         raise ValueError(f"expected (C, {WHISPER_CHUNK_SAMPLES}) samples, got {tuple(chunks.shape)}")
     chunks = chunks.to(torch.float32)
     window = torch.hann_window(WHISPER_N_FFT, dtype=torch.float32, device=chunks.device)
-    stft = torch.stft(chunks, WHISPER_N_FFT, WHISPER_HOP, window=window, center=True, pad_mode="reflect",
-                      return_complex=True)                                       # (C, 201, 3001)
-    power = stft[..., :-1].abs() ** 2                                            # (C, 201, 3000)
-    mel = _whisper_filters().to(chunks.device).T @ power                         # (C, 80, 3000)
+    stft = torch.stft(
+        chunks, WHISPER_N_FFT, WHISPER_HOP, window=window, center=True, pad_mode="reflect", return_complex=True
+    )  # (C, 201, 3001)
+    power = stft[..., :-1].abs() ** 2  # (C, 201, 3000)
+    mel = _whisper_filters().to(chunks.device).T @ power  # (C, 80, 3000)
     log = torch.clamp(mel, min=WHISPER_LOG_FLOOR).log10()
-    peak = log.amax(dim=(1, 2), keepdim=True)                                    # (C, 1, 1)
+    peak = log.amax(dim=(1, 2), keepdim=True)  # (C, 1, 1)
     log = torch.maximum(log, peak - WHISPER_DYNAMIC_RANGE)
     return (log + WHISPER_LOG_OFFSET) / WHISPER_LOG_OFFSET
 
@@ -94,7 +111,7 @@ def _kaldi_mel(hz: Tensor | float) -> Tensor | float:
     return KALDI_MEL_FACTOR * math.log(1.0 + hz / KALDI_MEL_BREAK)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def kaldi_mel_banks(n_mels: int, padded_window: int, sample_rate: int, low_freq: float) -> Tensor:
     """(n_mels, padded_window//2 + 1) float32 triangular filters on the Kaldi mel scale.
 
@@ -104,18 +121,24 @@ def kaldi_mel_banks(n_mels: int, padded_window: int, sample_rate: int, low_freq:
     n_bins = padded_window // 2
     mel_low, mel_high = _kaldi_mel(low_freq), _kaldi_mel(sample_rate / 2)
     delta = (mel_high - mel_low) / (n_mels + 1)
-    b = torch.arange(n_mels).unsqueeze(1)                                        # (M, 1)
+    b = torch.arange(n_mels).unsqueeze(1)  # (M, 1)
     left, center, right = mel_low + b * delta, mel_low + (b + 1.0) * delta, mel_low + (b + 2.0) * delta
-    mel = _kaldi_mel((sample_rate / padded_window) * torch.arange(float(n_bins))).unsqueeze(0)   # (1, K)
+    mel = _kaldi_mel((sample_rate / padded_window) * torch.arange(float(n_bins))).unsqueeze(0)  # (1, K)
     up = (mel - left) / (center - left)
     down = (right - mel) / (right - center)
-    banks = torch.max(torch.zeros(1), torch.min(up, down))                       # (M, K)
-    return F.pad(banks, (0, 1))                                                  # (M, K+1)
+    banks = torch.max(torch.zeros(1), torch.min(up, down))  # (M, K)
+    return F.pad(banks, (0, 1))  # (M, K+1)
 
 
-def kaldi_fbank(waveform: Tensor, n_mels: int = BEATS_N_MELS, sample_rate: int = SAMPLE_RATE,
-                frame_length: int = BEATS_FRAME_LENGTH, frame_shift: int = BEATS_FRAME_SHIFT,
-                preemphasis: float = KALDI_PREEMPHASIS, low_freq: float = KALDI_LOW_FREQUENCY) -> Tensor:
+def kaldi_fbank(
+    waveform: Tensor,
+    n_mels: int = BEATS_N_MELS,
+    sample_rate: int = SAMPLE_RATE,
+    frame_length: int = BEATS_FRAME_LENGTH,
+    frame_shift: int = BEATS_FRAME_SHIFT,
+    preemphasis: float = KALDI_PREEMPHASIS,
+    low_freq: float = KALDI_LOW_FREQUENCY,
+) -> Tensor:
     """(N,) waveform -> (F, n_mels) log mel filterbank, F = 1 + (N - frame_length) // frame_shift.
 
     torchaudio.compliance.kaldi.fbank with dither 0, remove_dc_offset, povey window, snip_edges, use_power,
@@ -125,16 +148,16 @@ def kaldi_fbank(waveform: Tensor, n_mels: int = BEATS_N_MELS, sample_rate: int =
     if waveform.numel() < frame_length:
         return waveform.new_zeros(0, n_mels)
     n_frames = 1 + (waveform.numel() - frame_length) // frame_shift
-    padded_window = 1 << (frame_length - 1).bit_length()                         # next power of two: 512
-    frames = waveform.as_strided((n_frames, frame_length), (frame_shift, 1))    # (F, L)
-    frames = frames - frames.mean(dim=1, keepdim=True)                           # remove DC offset
+    padded_window = 1 << (frame_length - 1).bit_length()  # next power of two: 512
+    frames = waveform.as_strided((n_frames, frame_length), (frame_shift, 1))  # (F, L)
+    frames = frames - frames.mean(dim=1, keepdim=True)  # remove DC offset
     previous = F.pad(frames.unsqueeze(0), (1, 0), mode="replicate").squeeze(0)[:, :-1]
     frames = frames - preemphasis * previous
     window = torch.hann_window(frame_length, periodic=False, dtype=torch.float32).pow(KALDI_POVEY_POWER)
-    frames = F.pad(frames * window, (0, padded_window - frame_length))          # (F, 512)
-    power = torch.fft.rfft(frames).abs().pow(2.0)                                # (F, 257)
+    frames = F.pad(frames * window, (0, padded_window - frame_length))  # (F, 512)
+    power = torch.fft.rfft(frames).abs().pow(2.0)  # (F, 257)
     banks = kaldi_mel_banks(n_mels, padded_window, sample_rate, low_freq).to(waveform.device)
-    mel = power @ banks.T                                                        # (F, M)
+    mel = power @ banks.T  # (F, M)
     return torch.max(mel, torch.tensor(torch.finfo(torch.float32).eps)).log()
 
 
@@ -147,7 +170,7 @@ def beats_fbank(samples: Tensor, fp16_waveform: bool = False) -> Tensor:
     samples = samples.to(torch.float32)
     if fp16_waveform:
         samples = samples.to(torch.float16).to(torch.float32)
-    fbank = kaldi_fbank(samples * BEATS_WAVEFORM_SCALE)                          # (F, 128)
+    fbank = kaldi_fbank(samples * BEATS_WAVEFORM_SCALE)  # (F, 128)
     return (fbank - BEATS_FBANK_MEAN) / (2 * BEATS_FBANK_STD)
 
 
@@ -169,7 +192,7 @@ def audio_features(samples: Tensor, fp16_waveform: bool = False) -> AudioFeature
     zero-padded to at least 3 s.
     """
     chunks = split_chunks(samples.to(torch.float32))
-    windows = torch.stack([F.pad(c, (0, WHISPER_CHUNK_SAMPLES - c.numel())) for c in chunks])   # (C, 480000)
-    mel = whisper_log_mel_batch(windows)                                         # (C, 80, 3000)
-    fbank = [beats_fbank(c, fp16_waveform) for c in chunks]                      # C x (F_c, 128)
+    windows = torch.stack([F.pad(c, (0, WHISPER_CHUNK_SAMPLES - c.numel())) for c in chunks])  # (C, 480000)
+    mel = whisper_log_mel_batch(windows)  # (C, 80, 3000)
+    fbank = [beats_fbank(c, fp16_waveform) for c in chunks]  # C x (F_c, 128)
     return AudioFeatures(mel=mel, fbank=fbank)

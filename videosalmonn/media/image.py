@@ -30,10 +30,10 @@ from videosalmonn.errors import MediaError
 from videosalmonn.media.files import check_file
 from videosalmonn.media.timeline import IMAGE_MEAN, IMAGE_STD
 
-DEFAULT_SIZE = 224                      # EVA-ViT input side
-U16_TO_U8 = 65535 / 255                 # = 257: maps 0..65535 onto 0..255
+DEFAULT_SIZE = 224  # EVA-ViT input side
+U16_TO_U8 = 65535 / 255  # = 257: maps 0..65535 onto 0..255
 HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I;16BS", "I;16LS", "I;16S")
-VIA_MODES = ("LA", "RGBA")              # intermediate modes for modes that cannot go straight to RGB
+VIA_MODES = ("LA", "RGBA")  # intermediate modes for modes that cannot go straight to RGB
 
 
 def load_image(path: str | Path) -> Image.Image:
@@ -41,9 +41,9 @@ def load_image(path: str | Path) -> Image.Image:
     p = check_file(path)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")     # e.g. "Palette images with Transparency ..."
+            warnings.simplefilter("ignore")  # e.g. "Palette images with Transparency ..."
             with Image.open(p) as img:
-                img.load()                      # decode now: truncation must fail here, not later
+                img.load()  # decode now: truncation must fail here, not later
                 return to_rgb(img)
     except Image.DecompressionBombError as e:
         raise MediaError(p, f"image too large to decode safely ({e})") from None
@@ -51,7 +51,7 @@ def load_image(path: str | Path) -> Image.Image:
         raise MediaError(p, "not an image file (or an image format PIL cannot read)") from None
     except PermissionError:
         raise MediaError(p, "cannot read file (permission denied)") from None
-    except (OSError, SyntaxError, ValueError) as e:   # truncated / corrupt data ("image file is truncated")
+    except (OSError, SyntaxError, ValueError) as e:  # truncated / corrupt data ("image file is truncated")
         raise MediaError(p, f"cannot decode image: {e}") from None
 
 
@@ -88,7 +88,7 @@ def transform_image(img: Image.Image, size: int = DEFAULT_SIZE) -> Tensor:
     CLIP mean/std. Returns (1, 3, size, size) float32."""
     img = img if img.mode == "RGB" else to_rgb(img)
     img = img.resize((size, size), Image.BICUBIC)
-    x = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).float().div(255)   # (3, S, S)
+    x = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).float().div(255)  # (3, S, S)
     mean = torch.tensor(IMAGE_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGE_STD).view(3, 1, 1)
-    return ((x - mean) / std)[None]                                                          # (1, 3, S, S)
+    return ((x - mean) / std)[None]  # (1, 3, S, S)

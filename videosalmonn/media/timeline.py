@@ -13,26 +13,26 @@ from __future__ import annotations
 
 import math
 
-SAMPLE_RATE = 16_000                 # Hz, every audio stream is resampled to this
-VIDEO_FPS = 2                        # sampled video frames per second
-SECONDS_PER_SLOT = 1 / VIDEO_FPS     # 0.5 s: one video frame per slot
+SAMPLE_RATE = 16_000  # Hz, every audio stream is resampled to this
+VIDEO_FPS = 2  # sampled video frames per second
+SECONDS_PER_SLOT = 1 / VIDEO_FPS  # 0.5 s: one video frame per slot
 
 # Whisper: 30-s windows, 10-ms log-mel hop, conv stride 2 -> 50 encoder frames per second.
 WHISPER_CHUNK_SECONDS = 30
-WHISPER_CHUNK_SAMPLES = WHISPER_CHUNK_SECONDS * SAMPLE_RATE          # 480,000
+WHISPER_CHUNK_SAMPLES = WHISPER_CHUNK_SECONDS * SAMPLE_RATE  # 480,000
 WHISPER_N_FFT = 400
 WHISPER_HOP = 160
-WHISPER_N_MELS = 80                                                   # log-mel bins
-WHISPER_MEL_FRAMES = WHISPER_CHUNK_SAMPLES // WHISPER_HOP             # 3,000 log-mel frames per chunk
-WHISPER_FRAMES_PER_SECOND = 50                                        # encoder output rate
-WHISPER_FRAMES_PER_CHUNK = WHISPER_CHUNK_SECONDS * WHISPER_FRAMES_PER_SECOND   # 1,500
+WHISPER_N_MELS = 80  # log-mel bins
+WHISPER_MEL_FRAMES = WHISPER_CHUNK_SAMPLES // WHISPER_HOP  # 3,000 log-mel frames per chunk
+WHISPER_FRAMES_PER_SECOND = 50  # encoder output rate
+WHISPER_FRAMES_PER_CHUNK = WHISPER_CHUNK_SECONDS * WHISPER_FRAMES_PER_SECOND  # 1,500
 
-AUDIO_FRAMES_PER_SLOT = int(WHISPER_FRAMES_PER_SECOND * SECONDS_PER_SLOT)      # 25
-SLOTS_PER_CHUNK = WHISPER_FRAMES_PER_CHUNK // AUDIO_FRAMES_PER_SLOT            # 60 slots = 30 s
+AUDIO_FRAMES_PER_SLOT = int(WHISPER_FRAMES_PER_SECOND * SECONDS_PER_SLOT)  # 25
+SLOTS_PER_CHUNK = WHISPER_FRAMES_PER_CHUNK // AUDIO_FRAMES_PER_SLOT  # 60 slots = 30 s
 
 # BEATs: Kaldi fbank (25 ms frames, 10 ms shift), 16x16 patches -> 8 frequency x T/16 time patches.
-BEATS_FRAME_LENGTH = 400             # samples (25 ms)
-BEATS_FRAME_SHIFT = 160              # samples (10 ms)
+BEATS_FRAME_LENGTH = 400  # samples (25 ms)
+BEATS_FRAME_SHIFT = 160  # samples (10 ms)
 BEATS_N_MELS = 128
 BEATS_PATCH = 16
 BEATS_FBANK_MEAN = 15.41663
@@ -41,7 +41,7 @@ BEATS_FBANK_STD = 6.55582
 # Official input limits (spec §1.1, §1.5): audio after 30 s and video after 60 s are dropped.
 OFFICIAL_MAX_AUDIO_SECONDS = WHISPER_CHUNK_SECONDS
 OFFICIAL_MAX_VIDEO_SECONDS = 60
-OFFICIAL_MIN_AUDIO_SECONDS = 3       # shorter audio is zero-padded to 3 s before BEATs (spec §1.5)
+OFFICIAL_MIN_AUDIO_SECONDS = 3  # shorter audio is zero-padded to 3 s before BEATs (spec §1.5)
 
 # Frame transform (CLIP statistics, spec §1.3).
 IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)

@@ -64,14 +64,14 @@ from videosalmonn.media.timeline import IMAGE_MEAN, IMAGE_STD, SECONDS_PER_SLOT,
 Policy = Literal["official", "uniform"]
 POLICIES = ("official", "uniform")
 
-CLIP_SECONDS = 1                                   # official UniformClipSampler(clip_duration=1)
+CLIP_SECONDS = 1  # official UniformClipSampler(clip_duration=1)
 FRAMES_PER_CLIP = round(CLIP_SECONDS * VIDEO_FPS)  # official UniformTemporalSubsample(2): first and last frame
-CLIP_EPS = 1e-6                                    # pytorchvideo UniformClipSampler's "same end" tolerance
-DEFAULT_SIZE = 224                                 # EVA-ViT input side
-FALLBACK_FPS = 25                                  # only for streams whose frames carry no timestamp at all
-SEEK_MIN_PACKETS = 12                              # seek only when it skips at least this many packets
-SCAN_MARGIN_SECONDS = 2                            # index this far past the last needed time (for `filled`)
-TRANSFORM_CHUNK_ELEMENTS = 2**25                   # float32 elements per F.interpolate call (128 MB)
+CLIP_EPS = 1e-6  # pytorchvideo UniformClipSampler's "same end" tolerance
+DEFAULT_SIZE = 224  # EVA-ViT input side
+FALLBACK_FPS = 25  # only for streams whose frames carry no timestamp at all
+SEEK_MIN_PACKETS = 12  # seek only when it skips at least this many packets
+SCAN_MARGIN_SECONDS = 2  # index this far past the last needed time (for `filled`)
+TRANSFORM_CHUNK_ELEMENTS = 2**25  # float32 elements per F.interpolate call (128 MB)
 # Containers whose demuxer seeks through an index to an exact keyframe; others are decoded in order.
 SEEKABLE_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"})
 # FFmpeg demuxers that turn non-video files into pictures (`tty` renders any .txt file as text frames).
@@ -86,48 +86,48 @@ class VideoInfo:
     """What the container says about a file's first video stream."""
 
     path: str
-    duration: float              # seconds: stream header duration (fallbacks: see duration_source)
-    duration_source: str         # "stream", "container" (whole file) or "frames" (end of the last frame)
-    fps: float                   # average frame rate; 0.0 if unknown
+    duration: float  # seconds: stream header duration (fallbacks: see duration_source)
+    duration_source: str  # "stream", "container" (whole file) or "frames" (end of the last frame)
+    fps: float  # average frame rate; 0.0 if unknown
     width: int
     height: int
     has_audio: bool
-    frame_count: int | None      # from the header; None if the header does not say
+    frame_count: int | None  # from the header; None if the header does not say
     codec: str
-    start_time: float            # seconds: first pts of the stream; every sampled time is relative to it
+    start_time: float  # seconds: first pts of the stream; every sampled time is relative to it
     time_base: Fraction = field(repr=False)
     start_pts: int = field(repr=False)
-    duration_exact: Fraction = field(repr=False)   # `duration` without rounding (clip boundaries need it)
+    duration_exact: Fraction = field(repr=False)  # `duration` without rounding (clip boundaries need it)
 
 
 @dataclass(frozen=True)
 class ClipInfo:
     """Bookkeeping of one official 1-s clip (matches golden.json `cases.av.clips`)."""
 
-    start: float                 # seconds (the last clip is backpadded: it may start at a fraction)
+    start: float  # seconds (the last clip is backpadded: it may start at a fraction)
     end: float
-    n_frames: int                # decoded frames with pts in [ceil(start/tb), ceil(end/tb)) + start_pts
-    first_pts: int               # pts of the two frames kept (equal for a 1-frame or a filled clip)
+    n_frames: int  # decoded frames with pts in [ceil(start/tb), ceil(end/tb)) + start_pts
+    first_pts: int  # pts of the two frames kept (equal for a 1-frame or a filled clip)
     last_pts: int
-    filled: bool = False         # the clip has no frame; both slots hold the frame displayed at `start`
+    filled: bool = False  # the clip has no frame; both slots hold the frame displayed at `start`
 
 
 @dataclass(frozen=True)
 class SampledVideo:
     """Frames of one video on the 0.5-s slot grid, and what of the video they cover."""
 
-    frames: Tensor               # sample_frames: (T, H, W, 3) uint8 RGB; load_video: (T, 3, S, S) float32
-    times: tuple[float, ...]     # (T,) presentation time of every frame, seconds from the stream start
+    frames: Tensor  # sample_frames: (T, H, W, 3) uint8 RGB; load_video: (T, 3, S, S) float32
+    times: tuple[float, ...]  # (T,) presentation time of every frame, seconds from the stream start
     policy: Policy
     info: VideoInfo
-    seconds_kept: float          # span of the video the frames stand for (= duration unless cut)
-    cut: str | None = None       # what max_seconds dropped, e.g. "video after 60.0 s of 75.3 s not sampled"
+    seconds_kept: float  # span of the video the frames stand for (= duration unless cut)
+    cut: str | None = None  # what max_seconds dropped, e.g. "video after 60.0 s of 75.3 s not sampled"
     filled: tuple[int, ...] = ()  # frame indices that stand in for an official clip without frames
-    clips: tuple[ClipInfo, ...] = ()   # official policy: one entry per 1-s clip
+    clips: tuple[ClipInfo, ...] = ()  # official policy: one entry per 1-s clip
     notes: tuple[str, ...] = ()  # anything else the user should know (repeated frames, fallbacks)
-    decoded_frames: int = 0      # frames the decoder produced (skipped non-reference frames not counted)
-    decoder: str = "index"       # "index" (packet index, skip + seek) or "sequential" (every frame decoded)
-    span: tuple[float, float] = (0.0, 0.0)   # the part of the video sampled, seconds from the stream start
+    decoded_frames: int = 0  # frames the decoder produced (skipped non-reference frames not counted)
+    decoder: str = "index"  # "index" (packet index, skip + seek) or "sequential" (every frame decoded)
+    span: tuple[float, float] = (0.0, 0.0)  # the part of the video sampled, seconds from the stream start
 
 
 # ---------------------------------------------------------------------------------------- public API
@@ -139,8 +139,14 @@ def probe_video(path: str | Path) -> VideoInfo:
         return _probe(path, container, _video_stream(path, container))
 
 
-def sample_frames(path: str | Path, policy: Policy, *, max_seconds: float | None = None,
-                  start: float | None = None, end: float | None = None) -> SampledVideo:
+def sample_frames(
+    path: str | Path,
+    policy: Policy,
+    *,
+    max_seconds: float | None = None,
+    start: float | None = None,
+    end: float | None = None,
+) -> SampledVideo:
     """Decode the frames `policy` picks (see module docstring) as (T, H, W, 3) uint8 RGB.
 
     RGB is `frame.to_rgb().to_ndarray()`, bit-identical to what pytorchvideo gave the official model.
@@ -151,14 +157,23 @@ def sample_frames(path: str | Path, policy: Policy, *, max_seconds: float | None
     return _sample(path, policy, max_seconds, _rgb, lambda arrays: torch.from_numpy(np.stack(arrays)), start, end)
 
 
-def load_video(path: str | Path, policy: Policy, *, max_seconds: float | None = None,
-               size: int = DEFAULT_SIZE, start: float | None = None, end: float | None = None) -> SampledVideo:
+def load_video(
+    path: str | Path,
+    policy: Policy,
+    *,
+    max_seconds: float | None = None,
+    size: int = DEFAULT_SIZE,
+    start: float | None = None,
+    end: float | None = None,
+) -> SampledVideo:
     """`sample_frames` + `transform_frames`, transforming each frame as soon as it is decoded.
 
     Returns frames (T, 3, size, size) float32; never holds more than one full-size RGB frame.
     """
+
     def convert(frame: av.VideoFrame) -> Tensor:
-        return transform_frames(torch.from_numpy(_rgb(frame))[None], size)[0]     # (3, S, S)
+        return transform_frames(torch.from_numpy(_rgb(frame))[None], size)[0]  # (3, S, S)
+
     return _sample(path, policy, max_seconds, convert, torch.stack, start, end)
 
 
@@ -178,9 +193,9 @@ def transform_frames(frames: Tensor | np.ndarray, size: int = DEFAULT_SIZE) -> T
     out = torch.empty(n, 3, size, size)
     chunk = max(1, TRANSFORM_CHUNK_ELEMENTS // (h * w * 3))
     for i in range(0, n, chunk):
-        x = frames[i:i + chunk].permute(0, 3, 1, 2).float() / 255.0                   # (t, 3, H, W)
+        x = frames[i : i + chunk].permute(0, 3, 1, 2).float() / 255.0  # (t, 3, H, W)
         x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)  # (t, 3, S, S)
-        out[i:i + chunk] = (x - mean) / std
+        out[i : i + chunk] = (x - mean) / std
     return out
 
 
@@ -228,17 +243,27 @@ def _video_stream(path, container) -> av.video.stream.VideoStream:
 
 def _probe(path, container, stream) -> VideoInfo:
     tb = stream.time_base or Fraction(1, 1_000_000)
-    start_pts = stream.start_time if stream.start_time is not None else 0     # official: None -> 0
+    start_pts = stream.start_time if stream.start_time is not None else 0  # official: None -> 0
     duration, source = _header_duration(container, stream, tb)
     if duration is None:
         index = _scan_packets(container, stream, None) or _scan_decoded(path, stream.index, None)
         duration, source = _frames_duration(index, tb, start_pts), "frames"
     rate = stream.average_rate or stream.guessed_rate
-    return VideoInfo(path=str(path), duration=float(duration), duration_source=source,
-                     fps=float(rate) if rate else 0.0, width=stream.width, height=stream.height,
-                     has_audio=bool(container.streams.audio), frame_count=stream.frames or None,
-                     codec=stream.codec_context.name, start_time=float(start_pts * tb), time_base=tb,
-                     start_pts=start_pts, duration_exact=duration)
+    return VideoInfo(
+        path=str(path),
+        duration=float(duration),
+        duration_source=source,
+        fps=float(rate) if rate else 0.0,
+        width=stream.width,
+        height=stream.height,
+        has_audio=bool(container.streams.audio),
+        frame_count=stream.frames or None,
+        codec=stream.codec_context.name,
+        start_time=float(start_pts * tb),
+        time_base=tb,
+        start_pts=start_pts,
+        duration_exact=duration,
+    )
 
 
 def _header_duration(container, stream, tb) -> tuple[Fraction | None, str]:
@@ -263,9 +288,9 @@ def _frames_duration(index: _FrameIndex, tb: Fraction, start_pts: int) -> Fracti
 class _FrameIndex:
     """Presentation timestamps of the frames, from packets (cheap) or from decoding (fallback)."""
 
-    pts: list[int]                          # every frame's pts, sorted, unique
-    last_duration: int = 0                  # duration (time-base units) of the last frame
-    packets: list[tuple[int, int, bool]] | None = None   # "packets": (pts, seek timestamp, keyframe), decode order
+    pts: list[int]  # every frame's pts, sorted, unique
+    last_duration: int = 0  # duration (time-base units) of the last frame
+    packets: list[tuple[int, int, bool]] | None = None  # "packets": (pts, seek timestamp, keyframe), decode order
     ordinals: dict[int, int] | None = None  # "decoded": pts -> output ordinal (the last frame with that pts)
     notes: list[str] = field(default_factory=list)
 
@@ -276,18 +301,18 @@ def _scan_packets(container, stream, stop_pts: int | None) -> _FrameIndex | None
     packets, pts, last_pts, last_duration = [], [], 0, 0
     try:
         for packet in container.demux(stream):
-            if packet.size == 0:                # PyAV's trailing flush packet
+            if packet.size == 0:  # PyAV's trailing flush packet
                 continue
             if packet.pts is None:
                 return None
             seek_ts = min(packet.pts, packet.dts) if packet.dts is not None else packet.pts
             packets.append((packet.pts, seek_ts, packet.is_keyframe))
-            if not packet.is_discard:           # edit-list trimmed: decoded but never shown
+            if not packet.is_discard:  # edit-list trimmed: decoded but never shown
                 if not pts or packet.pts > last_pts:
                     last_pts, last_duration = packet.pts, packet.duration or 0
                 pts.append(packet.pts)
             if stop_pts is not None and packet.dts is not None and packet.dts > stop_pts:
-                break                           # pts >= dts: no later packet is shown before stop_pts
+                break  # pts >= dts: no later packet is shown before stop_pts
     except av.error.FFmpegError:
         return None
     if len(set(pts)) != len(pts):
@@ -306,11 +331,11 @@ def _scan_decoded(path, stream_index: int, stop_pts: int | None) -> _FrameIndex:
             if frame.pts is None:
                 missing_pts = True
             if not missing_pts:
-                ordinals[frame.pts] = n         # official dedup: a dict keyed by pts keeps the last frame
+                ordinals[frame.pts] = n  # official dedup: a dict keyed by pts keeps the last frame
                 last_duration = frame.duration or step
                 if stop_pts is not None and frame.pts > stop_pts:
                     break
-    if missing_pts:                             # e.g. a raw .h264 stream: no timestamps at all
+    if missing_pts:  # e.g. a raw .h264 stream: no timestamps at all
         ordinals = {start + k * step: k for k in range(n + 1)}
         last_duration = step
         notes.append(f"frames carry no timestamps; assumed a constant {float(rate):g} fps")
@@ -354,18 +379,25 @@ def _window(path, info: VideoInfo, start: float | None, end: float | None) -> Vi
     begin = Fraction(start or 0).limit_denominator(10**6)
     stop = info.duration_exact if end is None else min(info.duration_exact, Fraction(end).limit_denominator(10**6))
     if begin < 0 or stop <= begin:
-        raise MediaError(path, f"time span [{float(begin):g}, {float(stop):g}) s is empty or negative "
-                               f"(the video lasts {info.duration:.2f} s)")
+        raise MediaError(
+            path,
+            f"time span [{float(begin):g}, {float(stop):g}) s is empty or negative "
+            f"(the video lasts {info.duration:.2f} s)",
+        )
     shift = math.ceil(begin / info.time_base)
     duration = stop - shift * info.time_base
-    return dataclasses.replace(info, start_pts=info.start_pts + shift, duration_exact=duration,
-                               duration=float(duration), start_time=info.start_time + float(shift * info.time_base))
-
+    return dataclasses.replace(
+        info,
+        start_pts=info.start_pts + shift,
+        duration_exact=duration,
+        duration=float(duration),
+        start_time=info.start_time + float(shift * info.time_base),
+    )
 
 
 @dataclass
 class _Selection:
-    pts: list[int]                          # (T,) pts of every output frame (may repeat)
+    pts: list[int]  # (T,) pts of every output frame (may repeat)
     seconds_kept: Fraction
     cut: str | None = None
     clips: list[ClipInfo] = field(default_factory=list)
@@ -385,7 +417,7 @@ def _kept_clips(clips, info: VideoInfo, max_seconds: float | None):
     """Official clips after `max_seconds` (official: `video_clips[:60]` for a 60-s limit)."""
     if max_seconds is None or info.duration_exact <= Fraction(max_seconds):
         return clips
-    return clips[:max(1, math.floor(max_seconds / CLIP_SECONDS))]
+    return clips[: max(1, math.floor(max_seconds / CLIP_SECONDS))]
 
 
 def _kept_span(info: VideoInfo, max_seconds: float | None) -> Fraction:
@@ -397,8 +429,7 @@ def _kept_span(info: VideoInfo, max_seconds: float | None) -> Fraction:
 def _cut_message(info: VideoInfo, kept: Fraction, max_seconds: float | None) -> str | None:
     if max_seconds is None or kept >= info.duration_exact:
         return None
-    return (f"video after {float(kept):.2f} s of {info.duration:.2f} s not sampled "
-            f"(max_seconds={max_seconds:g})")
+    return f"video after {float(kept):.2f} s of {info.duration:.2f} s not sampled (max_seconds={max_seconds:g})"
 
 
 def _select_official(index: _FrameIndex, info: VideoInfo, max_seconds: float | None) -> _Selection:
@@ -414,12 +445,14 @@ def _select_official(index: _FrameIndex, info: VideoInfo, max_seconds: float | N
         j = bisect.bisect_left(pts, math.ceil(e / tb) + info.start_pts)
         if j > i:
             first, last, filled = pts[i], pts[j - 1], False
-        else:                                   # no frame: hold the frame displayed at the clip start
+        else:  # no frame: hold the frame displayed at the clip start
             first = last = pts[i - 1] if i > 0 else pts[0]
             filled = True
             sel.filled += [len(sel.pts), len(sel.pts) + 1]
-            sel.notes.append(f"clip {k} [{float(s):.2f}, {float(e):.2f}) s has no frame; "
-                             f"repeated the frame at {float((first - info.start_pts) * tb):.2f} s")
+            sel.notes.append(
+                f"clip {k} [{float(s):.2f}, {float(e):.2f}) s has no frame; "
+                f"repeated the frame at {float((first - info.start_pts) * tb):.2f} s"
+            )
         sel.clips.append(ClipInfo(float(s), float(e), j - i, first, last, filled))
         sel.pts += [first] + [last] * (FRAMES_PER_CLIP - 1)
     return sel
@@ -436,8 +469,10 @@ def _select_uniform(index: _FrameIndex, info: VideoInfo, max_seconds: float | No
         sel.pts.append(pts[max(i - 1, 0)])
     last_end = (pts[-1] + index.last_duration - info.start_pts) * tb
     if kept - last_end > SECONDS_PER_SLOT:
-        sel.notes.append(f"frames end at {float(last_end):.2f} s but the header says {info.duration:.2f} s; "
-                         f"the last frame is repeated")
+        sel.notes.append(
+            f"frames end at {float(last_end):.2f} s but the header says {info.duration:.2f} s; "
+            f"the last frame is repeated"
+        )
     return sel
 
 
@@ -451,8 +486,15 @@ class _IndexMismatch(Exception):
     """The packet index and the decoder disagree: decode every frame instead."""
 
 
-def _sample(path, policy: Policy, max_seconds: float | None, convert: Callable, stack: Callable,
-            start: float | None = None, end: float | None = None) -> SampledVideo:
+def _sample(
+    path,
+    policy: Policy,
+    max_seconds: float | None,
+    convert: Callable,
+    stack: Callable,
+    start: float | None = None,
+    end: float | None = None,
+) -> SampledVideo:
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
     if max_seconds is not None and max_seconds <= 0:
@@ -463,7 +505,8 @@ def _sample(path, policy: Policy, max_seconds: float | None, convert: Callable, 
         whole = _probe(path, container, stream)
     info = _window(path, whole, start, end)
     stop_pts = info.start_pts + math.ceil(
-        (_needed_seconds(info, policy, max_seconds) + SCAN_MARGIN_SECONDS) / info.time_base)
+        (_needed_seconds(info, policy, max_seconds) + SCAN_MARGIN_SECONDS) / info.time_base
+    )
     with _open(path) as container:
         index = _scan_packets(container, container.streams[stream_index], stop_pts)
     if index is not None and index.pts:
@@ -472,29 +515,48 @@ def _sample(path, policy: Policy, max_seconds: float | None, convert: Callable, 
             got, n_decoded = _decode_indexed(path, stream_index, index, sel.pts, convert)
             return _result(stack, got, sel, whole, index, policy, n_decoded, "index", info)
         except (_IndexMismatch, av.error.FFmpegError):
-            pass                                # decode every frame instead
+            pass  # decode every frame instead
     index = _scan_decoded(path, stream_index, stop_pts)
     if not index.pts:
         raise MediaError(path, "video stream has no decodable frame")
     sel = SELECTORS[policy](index, info, max_seconds)
     try:
         got, n_decoded = _decode_sequential(path, stream_index, index, sel.pts, convert)
-    except av.error.FFmpegError as e:           # e.g. a pixel format swscale cannot turn into RGB
+    except av.error.FFmpegError as e:  # e.g. a pixel format swscale cannot turn into RGB
         raise MediaError(path, f"cannot convert the video frames to RGB ({e.strerror or e})") from None
     return _result(stack, got, sel, whole, index, policy, n_decoded, "sequential", info)
 
 
-def _result(stack, got: dict, sel: _Selection, info: VideoInfo, index: _FrameIndex, policy: Policy,
-            n_decoded: int, decoder: str, window: VideoInfo) -> SampledVideo:
+def _result(
+    stack,
+    got: dict,
+    sel: _Selection,
+    info: VideoInfo,
+    index: _FrameIndex,
+    policy: Policy,
+    n_decoded: int,
+    decoder: str,
+    window: VideoInfo,
+) -> SampledVideo:
     tb = info.time_base
-    span = (float((window.start_pts - info.start_pts) * tb), float((window.start_pts - info.start_pts) * tb
-                                                                  + window.duration_exact))
+    span = (
+        float((window.start_pts - info.start_pts) * tb),
+        float((window.start_pts - info.start_pts) * tb + window.duration_exact),
+    )
     return SampledVideo(
         frames=stack([got[p] for p in sel.pts]),
         times=tuple(float((p - info.start_pts) * tb) for p in sel.pts),
-        policy=policy, info=info, seconds_kept=float(sel.seconds_kept), cut=sel.cut, span=span,
-        filled=tuple(sel.filled), clips=tuple(sel.clips), notes=tuple(index.notes + sel.notes),
-        decoded_frames=n_decoded, decoder=decoder)
+        policy=policy,
+        info=info,
+        seconds_kept=float(sel.seconds_kept),
+        cut=sel.cut,
+        span=span,
+        filled=tuple(sel.filled),
+        clips=tuple(sel.clips),
+        notes=tuple(index.notes + sel.notes),
+        decoded_frames=n_decoded,
+        decoder=decoder,
+    )
 
 
 def _rgb(frame: av.VideoFrame) -> np.ndarray:
@@ -516,7 +578,7 @@ def _decode_indexed(path, stream_index: int, index: _FrameIndex, wanted: list[in
     n_decoded = 0
     with _open(path) as container:
         stream = container.streams[stream_index]
-        stream.thread_type = "SLICE"    # skip_frame then applies to exactly the packet it is set for
+        stream.thread_type = "SLICE"  # skip_frame then applies to exactly the packet it is set for
         can_seek = container.format.name in SEEKABLE_FORMATS
         demuxer, next_pos = container.demux(stream), 0
         for target in sorted(wanted_set):
@@ -529,7 +591,7 @@ def _decode_indexed(path, stream_index: int, index: _FrameIndex, wanted: list[in
             for packet in demuxer:
                 if packet.size:
                     pos = position.get(packet.pts, len(packets))
-                    if next_pos is None and pos > key:      # the seek overshot the keyframe
+                    if next_pos is None and pos > key:  # the seek overshot the keyframe
                         raise _IndexMismatch
                     next_pos = pos + 1
                 n_decoded += _feed(stream.codec_context, packet, known, wanted_set, got, convert)
@@ -585,6 +647,9 @@ def _decode_sequential(path, stream_index: int, index: _FrameIndex, wanted: list
             if n >= last:
                 break
     if len(got) != len(by_ordinal):
-        raise MediaError(path, f"decoding is not repeatable: {len(by_ordinal) - len(got)} frame(s) vanished "
-                               f"on the second pass (stopped after {n + 1} frames)")
+        raise MediaError(
+            path,
+            f"decoding is not repeatable: {len(by_ordinal) - len(got)} frame(s) vanished "
+            f"on the second pass (stopped after {n + 1} frames)",
+        )
     return got, n + 1

@@ -27,21 +27,35 @@ from videosalmonn.errors import CheckpointError
 
 # official Q-Former layer part -> ours
 _LAYER_PARTS = {
-    "attention.self.query": "self_attn.q", "attention.self.key": "self_attn.k", "attention.self.value": "self_attn.v",
-    "attention.output.dense": "self_attn.out", "attention.output.LayerNorm": "self_attn.norm",
-    "crossattention.self.query": "cross_attn.q", "crossattention.self.key": "cross_attn.k",
-    "crossattention.self.value": "cross_attn.v", "crossattention.output.dense": "cross_attn.out",
+    "attention.self.query": "self_attn.q",
+    "attention.self.key": "self_attn.k",
+    "attention.self.value": "self_attn.v",
+    "attention.output.dense": "self_attn.out",
+    "attention.output.LayerNorm": "self_attn.norm",
+    "crossattention.self.query": "cross_attn.q",
+    "crossattention.self.key": "cross_attn.k",
+    "crossattention.self.value": "cross_attn.v",
+    "crossattention.output.dense": "cross_attn.out",
     "crossattention.output.LayerNorm": "cross_attn.norm",
-    "encoder_causal_attention.self.query": "causal.q", "encoder_causal_attention.self.key": "causal.k",
-    "encoder_causal_attention.self.value": "causal.v", "encoder_causal_attention.output.dense": "causal.out",
+    "encoder_causal_attention.self.query": "causal.q",
+    "encoder_causal_attention.self.key": "causal.k",
+    "encoder_causal_attention.self.value": "causal.v",
+    "encoder_causal_attention.output.dense": "causal.out",
     "encoder_causal_attention.output.LayerNorm": "causal.norm",
-    "intermediate_query.dense": "ffn.fc1", "output_query.dense": "ffn.fc2", "output_query.LayerNorm": "ffn.norm",
+    "intermediate_query.dense": "ffn.fc1",
+    "output_query.dense": "ffn.fc2",
+    "output_query.LayerNorm": "ffn.norm",
 }
 _FIXED = {
-    "speech_pre_qformer_proj": "connector.sync.whisper_proj", "beats_pre_qformer_proj": "connector.sync.beats_proj",
-    "ln_video": "connector.norm", "video_frame_position_embedding": "connector.position", "llama_proj": "connector.proj",
+    "speech_pre_qformer_proj": "connector.sync.whisper_proj",
+    "beats_pre_qformer_proj": "connector.sync.beats_proj",
+    "ln_video": "connector.norm",
+    "video_frame_position_embedding": "connector.position",
+    "llama_proj": "connector.proj",
 }
-_QFORMER = re.compile(r"^(video|low)_Qformer\.bert\.(?:embeddings\.LayerNorm|encoder\.layer\.(\d+)\.(.+))\.(weight|bias)$")
+_QFORMER = re.compile(
+    r"^(video|low)_Qformer\.bert\.(?:embeddings\.LayerNorm|encoder\.layer\.(\d+)\.(.+))\.(weight|bias)$"
+)
 _LORA = re.compile(r"^llama_model\.base_model\.model\.(.+\.lora_[AB])\.default\.weight$")
 # buffers a ZeRO-3 consolidated save may add (spec §7.2): never weights
 _BUFFERS = re.compile(r"(position_ids|rotary_emb\.inv_freq)$")
@@ -63,7 +77,7 @@ def official_to_ours(key: str, cfg: ModelConfig) -> str | None:
         which, layer, part, kind = m.groups()
         if cfg.connector.share_qformer:
             if which == "low":
-                return None                                     # trained-but-unused low_Qformer
+                return None  # trained-but-unused low_Qformer
             index = 0
         else:
             index = 0 if which == "low" else 1
@@ -83,7 +97,7 @@ def ours_to_official(name: str, cfg: ModelConfig) -> str:
     """Inverse map, for exporting our trained weights in the official delta format."""
     for official, ours in _FIXED.items():
         if name.startswith(ours + "."):
-            return official + name[len(ours):]
+            return official + name[len(ours) :]
     if name == "connector.queries.0":
         return "low_query_tokens"
     if name == "connector.queries.1":

@@ -33,15 +33,15 @@ from videosalmonn.encoders.beats import beats_config_from_official
 from videosalmonn.errors import CheckpointError
 from videosalmonn.weights import load_pickle, read_tensors
 
-MEDIA_PREFIX = "./dummy/"                 # how the official manifests name the media folder
+MEDIA_PREFIX = "./dummy/"  # how the official manifests name the media folder
 
 
 @dataclass
 class GoldenCase:
     name: str
-    data_type: str                        # official modality: audiovideoimage / audioimage / audio
-    entry: dict                           # the manifest entry (image_name, conversation)
-    expected: dict                        # golden.json cases.<name>
+    data_type: str  # official modality: audiovideoimage / audioimage / audio
+    entry: dict  # the manifest entry (image_name, conversation)
+    expected: dict  # golden.json cases.<name>
     tensors: dict[str, torch.Tensor]
 
 
@@ -56,7 +56,7 @@ class GoldenDir:
 
     def path(self, official_path: str) -> Path:
         """A manifest path (`./dummy/x.mp4`) -> the file in this directory's media/."""
-        name = official_path[len(MEDIA_PREFIX):] if official_path.startswith(MEDIA_PREFIX) else official_path
+        name = official_path[len(MEDIA_PREFIX) :] if official_path.startswith(MEDIA_PREFIX) else official_path
         return self.root / "media" / name
 
     def cases(self) -> list[GoldenCase]:
@@ -83,7 +83,8 @@ class GoldenDir:
             whisper=str(c / "hf" / "openai--whisper-large-v2"),
             beats=str(c / "pretrained_ckpt" / "BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt"),
             llm=str(_only_dir(c, "vicuna")),
-            delta=str(c / "MultiResQFormer" / "pytorch_model_4_5001.pt"))
+            delta=str(c / "MultiResQFormer" / "pytorch_model_4_5001.pt"),
+        )
 
     def diversity_weight(self) -> float:
         """The diversity-loss factor of the recorded teacher-forced forwards (`train_div`; 0 if none)."""
@@ -102,69 +103,106 @@ class GoldenDir:
             _eva(read_tensors(w.eva_vit), tiny.get("eva_vit", {})),
             _image_qformer(bert, load_pickle(w.instructblip)["model"], eff),
             _whisper(json.loads((Path(w.whisper) / "config.json").read_text())),
-            beats_config_from_official(load_pickle(w.beats)["cfg"]))
-        media = MediaConfig(frame_sampling="official", audio_channels="first", limits="official",
-                            beats_fp16_waveform=False)
+            beats_config_from_official(load_pickle(w.beats)["cfg"]),
+        )
+        media = MediaConfig(
+            frame_sampling="official", audio_channels="first", limits="official", beats_fp16_waveform=False
+        )
         return ModelConfig(
-            name=f"golden:{self.root.name}", media=media, encoders=encoders,
+            name=f"golden:{self.root.name}",
+            media=media,
+            encoders=encoders,
             connector=_connector(eff, bert, delta),
             llm=_llm(json.loads((Path(w.llm) / "config.json").read_text()), eff),
             loss=LossConfig(diversity_weight=self.diversity_weight()),
             generation=GenerationConfig(max_new_tokens=eff["max_tgt_len"], num_beams=5, repetition_penalty=1.5),
-            weights=w, dtype="float32")
+            weights=w,
+            dtype="float32",
+        )
 
 
 def _eva(sd: dict, tiny: dict) -> EVAConfig:
     width = sd["pos_embed"].shape[-1]
     return EVAConfig(
-        patch_size=sd["patch_embed.proj.weight"].shape[-1], width=width,
-        depth=_count(sd, "blocks.") - 1,                                # the file holds one block more (spec §7.3)
-        num_heads=tiny.get("num_heads", width // 88),                   # official: 1408 // 88 = 16
-        mlp_width=sd["blocks.0.mlp.fc1.weight"].shape[0], eps=tiny.get("norm_layer_eps", 1e-6))
+        patch_size=sd["patch_embed.proj.weight"].shape[-1],
+        width=width,
+        depth=_count(sd, "blocks.") - 1,  # the file holds one block more (spec §7.3)
+        num_heads=tiny.get("num_heads", width // 88),  # official: 1408 // 88 = 16
+        mlp_width=sd["blocks.0.mlp.fc1.weight"].shape[0],
+        eps=tiny.get("norm_layer_eps", 1e-6),
+    )
 
 
 def _image_qformer(bert: dict, iblip: dict, eff: dict) -> ImageQFormerConfig:
     return ImageQFormerConfig(
-        width=bert["hidden_size"], depth=bert["num_hidden_layers"], num_heads=bert["num_attention_heads"],
-        mlp_width=bert["intermediate_size"], cross_attention_every=2, num_queries=iblip["query_tokens"].shape[1],
+        width=bert["hidden_size"],
+        depth=bert["num_hidden_layers"],
+        num_heads=bert["num_attention_heads"],
+        mlp_width=bert["intermediate_size"],
+        cross_attention_every=2,
+        num_queries=iblip["query_tokens"].shape[1],
         vocab_size=iblip["Qformer.bert.embeddings.word_embeddings.weight"].shape[0],
-        max_positions=bert["max_position_embeddings"], eps=bert["layer_norm_eps"],
-        use_instruction=eff["instructblip"] == "true")
+        max_positions=bert["max_position_embeddings"],
+        eps=bert["layer_norm_eps"],
+        use_instruction=eff["instructblip"] == "true",
+    )
 
 
 def _whisper(whisper: dict) -> WhisperEncoderConfig:
     return WhisperEncoderConfig(
-        n_mels=whisper["num_mel_bins"], width=whisper["d_model"], depth=whisper["encoder_layers"],
-        num_heads=whisper["encoder_attention_heads"], mlp_width=whisper["encoder_ffn_dim"],
-        max_positions=whisper["max_source_positions"])
+        n_mels=whisper["num_mel_bins"],
+        width=whisper["d_model"],
+        depth=whisper["encoder_layers"],
+        num_heads=whisper["encoder_attention_heads"],
+        mlp_width=whisper["encoder_ffn_dim"],
+        max_positions=whisper["max_source_positions"],
+    )
 
 
 def _connector(eff: dict, bert: dict, delta: dict) -> ConnectorConfig:
     fine, coarse = eff["low_groupsize"], eff["groupsize"]
     return ConnectorConfig(
-        levels=(ResolutionLevel(fine, int(eff["num_video_query"] * fine / coarse)),
-                ResolutionLevel(coarse, eff["num_video_query"])),
+        levels=(
+            ResolutionLevel(fine, int(eff["num_video_query"] * fine / coarse)),
+            ResolutionLevel(coarse, eff["num_video_query"]),
+        ),
         share_qformer=bool(eff["ext_same_qformer"]),
         causal="future" if eff["causal_attention"] == "true" else "none",
-        depth=_count(delta, "video_Qformer.bert.encoder.layer."), width=bert["hidden_size"],
-        num_heads=bert["num_attention_heads"], mlp_width=bert["intermediate_size"], eps=bert["layer_norm_eps"],
-        joint_norm_eps=1e-5, max_positions=delta["video_frame_position_embedding.weight"].shape[0])
+        depth=_count(delta, "video_Qformer.bert.encoder.layer."),
+        width=bert["hidden_size"],
+        num_heads=bert["num_attention_heads"],
+        mlp_width=bert["intermediate_size"],
+        eps=bert["layer_norm_eps"],
+        joint_norm_eps=1e-5,
+        max_positions=delta["video_frame_position_embedding.weight"].shape[0],
+    )
 
 
 def _llm(llama: dict, eff: dict) -> LLMConfig:
-    lora = LoRAConfig(r=eff["yu_lora_r"], alpha=eff["yu_lora_alpha"], dropout=eff["yu_lora_dropout"],
-                      targets=tuple(eff["lora_target_modules"]))
+    lora = LoRAConfig(
+        r=eff["yu_lora_r"],
+        alpha=eff["yu_lora_alpha"],
+        dropout=eff["yu_lora_dropout"],
+        targets=tuple(eff["lora_target_modules"]),
+    )
     return LLMConfig(
-        vocab_size=llama["vocab_size"], width=llama["hidden_size"], depth=llama["num_hidden_layers"],
+        vocab_size=llama["vocab_size"],
+        width=llama["hidden_size"],
+        depth=llama["num_hidden_layers"],
         num_heads=llama["num_attention_heads"],
         num_kv_heads=llama.get("num_key_value_heads", llama["num_attention_heads"]),
-        mlp_width=llama["intermediate_size"], max_positions=llama["max_position_embeddings"],
-        rms_eps=llama["rms_norm_eps"], rope_theta=llama.get("rope_theta", 10000.0), prompt_style="official",
-        max_text_tokens=eff["max_tgt_len"], lora=lora)
+        mlp_width=llama["intermediate_size"],
+        max_positions=llama["max_position_embeddings"],
+        rms_eps=llama["rms_norm_eps"],
+        rope_theta=llama.get("rope_theta", 10000.0),
+        prompt_style="official",
+        max_text_tokens=eff["max_tgt_len"],
+        lora=lora,
+    )
 
 
 def _count(sd: dict, prefix: str) -> int:
-    return len({k[len(prefix):].split(".")[0] for k in sd if k.startswith(prefix)})
+    return len({k[len(prefix) :].split(".")[0] for k in sd if k.startswith(prefix)})
 
 
 def _only_dir(root: Path, contains: str) -> Path:

@@ -40,30 +40,50 @@ from videosalmonn.media.timeline import AUDIO_FRAMES_PER_SLOT, OFFICIAL_MAX_VIDE
 from videosalmonn.media.video import sample_frames
 from videosalmonn.model import splice
 from videosalmonn.official.golden import GoldenCase, GoldenDir
-from videosalmonn.official.tolerance import (PIXEL_TOLERANCE, POWER_TOLERANCE, TOLERANCE, beats_fbank_error,
-                                             max_abs_error)
+from videosalmonn.official.tolerance import (
+    PIXEL_TOLERANCE,
+    POWER_TOLERANCE,
+    TOLERANCE,
+    beats_fbank_error,
+    max_abs_error,
+)
 from videosalmonn.pipeline import Pipeline, Request
 from videosalmonn.prompting.instruction import load_instruction_tokenizer
 from videosalmonn.types import AVFeatures, Batch, ConnectorOutput, MediaClip, PromptBatch
 
-VISUAL_STAGES = ("eva_out", "instructblip_query_out", "joint_X", "mrc_low_out", "mrc_coarse_out", "H",
-                 "media_embeds", "inputs_embeds", "greedy_path_logits", "train.")
+VISUAL_STAGES = (
+    "eva_out",
+    "instructblip_query_out",
+    "joint_X",
+    "mrc_low_out",
+    "mrc_coarse_out",
+    "H",
+    "media_embeds",
+    "inputs_embeds",
+    "greedy_path_logits",
+    "train.",
+)
 TRAIN_LOSS_TOLERANCE = 1e-5
 
 
 def golden_runs(case: GoldenCase, max_text_tokens: int) -> dict[str, GenerationConfig]:
     """The official `generate` calls recorded for a case: golden.json `<run>.generate_kwargs`."""
-    runs = {"greedy20": GenerationConfig(max_new_tokens=20, num_beams=1, repetition_penalty=1.0),
-            "beam20": GenerationConfig(max_new_tokens=20, num_beams=5, repetition_penalty=1.5),
-            "beam_default": GenerationConfig(max_new_tokens=max_text_tokens, num_beams=5, repetition_penalty=1.5)}
+    runs = {
+        "greedy20": GenerationConfig(max_new_tokens=20, num_beams=1, repetition_penalty=1.0),
+        "beam20": GenerationConfig(max_new_tokens=20, num_beams=5, repetition_penalty=1.5),
+        "beam_default": GenerationConfig(max_new_tokens=max_text_tokens, num_beams=5, repetition_penalty=1.5),
+    }
     return {run: gen for run, gen in runs.items() if run in case.expected}
 
 
 def golden_pipeline(golden: GoldenDir) -> Pipeline:
     """The golden directory's model, tokenizers and config as a Pipeline (CPU, fp32)."""
     cfg = golden.config()
-    return Pipeline(load_model(cfg, "cpu"), load_tokenizer(cfg.weights.llm),
-                    load_instruction_tokenizer(cfg.weights.qformer_tokenizer))
+    return Pipeline(
+        load_model(cfg, "cpu"),
+        load_tokenizer(cfg.weights.llm),
+        load_instruction_tokenizer(cfg.weights.qformer_tokenizer),
+    )
 
 
 def case_request(golden: GoldenDir, case: GoldenCase, train: bool = False) -> Request:
@@ -83,8 +103,9 @@ def case_request(golden: GoldenDir, case: GoldenCase, train: bool = False) -> Re
     mask = None
     if train and audio is None and visual:
         audio, mask = str(golden.dummy_audio()), (1.0, 0.0)
-    return Request(prompt, audio=audio, answer=answer if train else None, video_audio=False, modality_mask=mask,
-                   **visual)
+    return Request(
+        prompt, audio=audio, answer=answer if train else None, video_audio=False, modality_mask=mask, **visual
+    )
 
 
 @dataclass
@@ -94,8 +115,15 @@ class Report:
     notes: list[str] = field(default_factory=list)
     unjudged: set[str] = field(default_factory=set)
 
-    def float(self, key: str, ours: Tensor, golden: Tensor, tol: float = TOLERANCE, error=max_abs_error,
-              what: str = "max abs error"):
+    def float(
+        self,
+        key: str,
+        ours: Tensor,
+        golden: Tensor,
+        tol: float = TOLERANCE,
+        error=max_abs_error,
+        what: str = "max abs error",
+    ):
         if ours.shape != golden.shape:
             self.values[key] = math.inf
             self.failed.append(f"{key}: shape {tuple(ours.shape)} vs golden {tuple(golden.shape)}")
@@ -143,9 +171,9 @@ def _as_list(x) -> list[int]:
 class _Capture:
     """Forward hooks on named modules: every call's output (or, for `inputs=True`, its inputs) in call order.
 
-        with _Capture({"whisper": model.encoder.whisper}) as cap:
-            pipe.answer_batch(...)
-        cap["whisper"]          # [output of call 1, output of call 2, ...]
+    with _Capture({"whisper": model.encoder.whisper}) as cap:
+        pipe.answer_batch(...)
+    cap["whisper"]          # [output of call 1, output of call 2, ...]
     """
 
     def __init__(self, outputs: dict[str, nn.Module], inputs: dict[str, nn.Module] | None = None):
@@ -155,11 +183,15 @@ class _Capture:
 
     def __enter__(self) -> _Capture:
         for name, module in self.outputs.items():
-            self._handles.append(module.register_forward_hook(
-                lambda _m, _args, out, name=name: self.seen[name].append(out)))
+            self._handles.append(
+                module.register_forward_hook(lambda _m, _args, out, name=name: self.seen[name].append(out))
+            )
         for name, module in self.inputs.items():
-            self._handles.append(module.register_forward_pre_hook(
-                lambda _m, args, kwargs, name=name: self.seen[name].append((args, kwargs)), with_kwargs=True))
+            self._handles.append(
+                module.register_forward_pre_hook(
+                    lambda _m, args, kwargs, name=name: self.seen[name].append((args, kwargs)), with_kwargs=True
+                )
+            )
         return self
 
     def __exit__(self, *exc):
@@ -186,8 +218,9 @@ class _Checker:
         self.isolated(case, generation.prompt)
         if "train" in case.expected:
             train = case_request(self.golden, case, train=True)
-            batch, _ = self.pipe.prepare([train], [clip if train.audio == request.audio else self.pipe.load(train)],
-                                         side="right")
+            batch, _ = self.pipe.prepare(
+                [train], [clip if train.audio == request.audio else self.pipe.load(train)], side="right"
+            )
             self.training(case, train, batch)
             self.isolated_training(case, batch.prompt)
 
@@ -198,16 +231,19 @@ class _Checker:
         Pipeline's video loader uses."""
         r, g, name = self.report, case.tensors, case.name
         sampled = sample_frames(path, "official", max_seconds=OFFICIAL_MAX_VIDEO_SECONDS)
-        raw_chw = sampled.frames.permute(0, 3, 1, 2)                                             # (T, 3, H, W)
+        raw_chw = sampled.frames.permute(0, 3, 1, 2)  # (T, 3, H, W)
         exact = True
         if "raw_frames_sum_f64" in g:
             sums = raw_chw.double().sum(dim=(2, 3))
-            r.float(f"{name}/raw_frames_sum_f64/end_to_end", sums, g["raw_frames_sum_f64"],
-                    tol=PIXEL_TOLERANCE * raw_chw[0, 0].numel())
+            r.float(
+                f"{name}/raw_frames_sum_f64/end_to_end",
+                sums,
+                g["raw_frames_sum_f64"],
+                tol=PIXEL_TOLERANCE * raw_chw[0, 0].numel(),
+            )
             exact &= torch.equal(sums, g["raw_frames_sum_f64"])
         if "raw_frame0_u8" in g:
-            r.float(f"{name}/raw_frame0_u8/end_to_end", raw_chw[0].int(), g["raw_frame0_u8"].int(),
-                    tol=PIXEL_TOLERANCE)
+            r.float(f"{name}/raw_frame0_u8/end_to_end", raw_chw[0].int(), g["raw_frame0_u8"].int(), tol=PIXEL_TOLERANCE)
             exact &= torch.equal(raw_chw[0], g["raw_frame0_u8"])
         hashes = case.expected.get("raw_frame_sha256")
         if hashes:
@@ -218,11 +254,16 @@ class _Checker:
         clips = case.expected.get("clips")
         if clips:
             ours = [(c.first_pts, c.last_pts, c.n_frames) for c in sampled.clips]
-            r.ids(f"{name}/clips/end_to_end", [x for c in ours for x in c],
-                  [x for c in clips for x in (c["first_pts"], c["last_pts"], c["n_frames"])])
+            r.ids(
+                f"{name}/clips/end_to_end",
+                [x for c in ours for x in c],
+                [x for c in clips for x in (c["first_pts"], c["last_pts"], c["n_frames"])],
+            )
         if not exact:
-            r.notes.append(f"{name}: decoded frames are not bit-identical to the official decoder's "
-                           "(another FFmpeg build); end-to-end visual stages are reported, not judged")
+            r.notes.append(
+                f"{name}: decoded frames are not bit-identical to the official decoder's "
+                "(another FFmpeg build); end-to-end visual stages are reported, not judged"
+            )
             r.unjudged |= {f"{name}/{s}/end_to_end" for s in VISUAL_STAGES}
 
     # ------------------------------------------------------------------------------- Pipeline.answer_batch
@@ -230,11 +271,19 @@ class _Checker:
     def _hooks(self) -> _Capture:
         enc, conn, llm = self.model.encoder, self.model.connector, self.model.llm.model
         return _Capture(
-            outputs={"eva_out": enc.vision.vision_model.encoder, "instructblip_query_out": enc.vision,
-                     "whisper": enc.whisper, "beats": enc.beats, "whisper_proj": conn.sync.whisper_proj,
-                     "beats_proj": conn.sync.beats_proj, "sync": conn.sync, "connector": conn,
-                     "logits": llm.get_output_embeddings()},
-            inputs={"H": conn.proj, "decoder": llm.get_decoder()})
+            outputs={
+                "eva_out": enc.vision.vision_model.encoder,
+                "instructblip_query_out": enc.vision,
+                "whisper": enc.whisper,
+                "beats": enc.beats,
+                "whisper_proj": conn.sync.whisper_proj,
+                "beats_proj": conn.sync.beats_proj,
+                "sync": conn.sync,
+                "connector": conn,
+                "logits": llm.get_output_embeddings(),
+            },
+            inputs={"H": conn.proj, "decoder": llm.get_decoder()},
+        )
 
     def generation(self, case: GoldenCase, request: Request, clip: MediaClip, batch: Batch):
         """Every run through `Pipeline.answer_batch`; the first (greedy) one also gives every stage."""
@@ -251,7 +300,7 @@ class _Checker:
             r.ids(f"{name}/{run}_text/end_to_end", list(text), list(want["text"][0]))
             if i == 0:
                 self.stages(case, cap, "")
-                logits = torch.cat([out[:, -1] for out in cap["logits"]])                   # (new, V)
+                logits = torch.cat([out[:, -1] for out in cap["logits"]])  # (new, V)
                 r.float(f"{name}/greedy_path_logits/end_to_end", logits, g["greedy_path_logits"])
 
     def media_inputs(self, case: GoldenCase, clip: MediaClip, batch: Batch):
@@ -271,49 +320,61 @@ class _Checker:
         if "whisper_logmel" in g:
             r.float(f"{name}/whisper_logmel/end_to_end", media.mel[0, 0], g["whisper_logmel"])
         if "beats_fbank" in g:
-            r.log_power(f"{name}/beats_fbank/end_to_end", media.fbank[0, :1, :media.fbank_lengths[0, 0]],
-                        g["beats_fbank"])
+            r.log_power(
+                f"{name}/beats_fbank/end_to_end", media.fbank[0, :1, : media.fbank_lengths[0, 0]], g["beats_fbank"]
+            )
         n = media.instruction_mask[0].sum()
         if "instructblip_input_ids" in g:
-            r.ids(f"{name}/instructblip_input_ids/end_to_end", media.instruction_ids[0, :n], g["instructblip_input_ids"])
+            r.ids(
+                f"{name}/instructblip_input_ids/end_to_end", media.instruction_ids[0, :n], g["instructblip_input_ids"]
+            )
         if "instructblip_attention_mask" in g:
             q = self.cfg.encoders.image_qformer.num_queries
-            r.ids(f"{name}/instructblip_attention_mask/end_to_end",
-                  torch.cat([torch.ones(q, dtype=torch.long), media.instruction_mask[0, :n]]),
-                  g["instructblip_attention_mask"])
+            r.ids(
+                f"{name}/instructblip_attention_mask/end_to_end",
+                torch.cat([torch.ones(q, dtype=torch.long), media.instruction_mask[0, :n]]),
+                g["instructblip_attention_mask"],
+            )
 
     def prompt_ids(self, case: GoldenCase, prompt: PromptBatch):
         """The text after the media placeholders, as the Pipeline tokenised it."""
         if "text_after_ids" in case.tensors:
             after = prompt.media_mask[0].nonzero().max() + 1
-            self.report.ids(f"{case.name}/text_after_ids/end_to_end", prompt.input_ids[0, after:],
-                            case.tensors["text_after_ids"])
+            self.report.ids(
+                f"{case.name}/text_after_ids/end_to_end", prompt.input_ids[0, after:], case.tensors["text_after_ids"]
+            )
 
     def stages(self, case: GoldenCase, cap: _Capture, tag: str):
         """The encoder, connector and LLM-input stages one run of the real model went through."""
         r, g, name = self.report, case.tensors, case.name
         if not tag:
             if "eva_out" in g and cap["eva_out"]:
-                r.float(f"{name}/eva_out/end_to_end", torch.cat([o.last_hidden_state for o in cap["eva_out"]]),
-                        g["eva_out"])
+                r.float(
+                    f"{name}/eva_out/end_to_end", torch.cat([o.last_hidden_state for o in cap["eva_out"]]), g["eva_out"]
+                )
             if "instructblip_query_out" in g and cap["instructblip_query_out"]:
-                r.float(f"{name}/instructblip_query_out/end_to_end", torch.cat(cap["instructblip_query_out"]),
-                        g["instructblip_query_out"])
+                r.float(
+                    f"{name}/instructblip_query_out/end_to_end",
+                    torch.cat(cap["instructblip_query_out"]),
+                    g["instructblip_query_out"],
+                )
             if "whisper_encoder_out" in g:
                 r.float(f"{name}/whisper_encoder_out/end_to_end", torch.cat(cap["whisper"]), g["whisper_encoder_out"])
             if "beats_out" in g:
                 r.float(f"{name}/beats_out/end_to_end", torch.cat(cap["beats"]), g["beats_out"])
             if "audio_embeds" in g and cap["whisper_proj"]:
-                audio = torch.cat([cap["whisper_proj"][0], cap["beats_proj"][0]], dim=-1)       # (1, Ta*25, 2Dv)
+                audio = torch.cat([cap["whisper_proj"][0], cap["beats_proj"][0]], dim=-1)  # (1, Ta*25, 2Dv)
                 r.float(f"{name}/audio_embeds/end_to_end", audio, g["audio_embeds"])
-            x, slot_mask, _ = cap["sync"][0]                                                      # (1, T, Q, Din)
+            x, slot_mask, _ = cap["sync"][0]  # (1, T, Q, Din)
             if "joint_X" in g:
                 gx = g["joint_X"].view(1, -1, *x.shape[2:])
-                r.float(f"{name}/joint_X/end_to_end", x[:, :gx.shape[1]], gx)
+                r.float(f"{name}/joint_X/end_to_end", x[:, : gx.shape[1]], gx)
             if "mrc_low_encoder_mask" in g:
-                r.ids(f"{name}/mrc_low_encoder_mask/end_to_end",
-                      slot_mask.repeat_interleave(x.shape[2], dim=1).view(-1, x.shape[2]).long(),
-                      g["mrc_low_encoder_mask"].long())
+                r.ids(
+                    f"{name}/mrc_low_encoder_mask/end_to_end",
+                    slot_mask.repeat_interleave(x.shape[2], dim=1).view(-1, x.shape[2]).long(),
+                    g["mrc_low_encoder_mask"].long(),
+                )
             out: ConnectorOutput = cap["connector"][0]
             for key, ours in (("mrc_low_out", out.levels[0]), ("mrc_coarse_out", out.levels[-1])):
                 if key in g:
@@ -325,7 +386,7 @@ class _Checker:
             r.float(f"{name}/{tag}media_embeds/end_to_end", out.embeds, g[f"{tag}media_embeds"])
         key = f"{tag}inputs_embeds"
         if key in g:
-            args, kwargs = cap["decoder"][0]                                                      # the prefill
+            args, kwargs = cap["decoder"][0]  # the prefill
             r.float(f"{name}/{key}/end_to_end", kwargs["inputs_embeds"][:1], g[key])
 
     # ------------------------------------------------------------------------------- VideoSalmonn.forward
@@ -336,16 +397,19 @@ class _Checker:
         prompt = batch.prompt
         r.ids(f"{name}/train.targets/end_to_end", prompt.labels, g["train.targets"])
         official_mask = prompt.attention_mask.clone()
-        official_mask[(prompt.input_ids == self.tok.eos_id) & ~prompt.media_mask] = 0    # ids != pad (spec §10.13)
+        official_mask[(prompt.input_ids == self.tok.eos_id) & ~prompt.media_mask] = 0  # ids != pad (spec §10.13)
         r.ids(f"{name}/train.attention_mask/end_to_end", official_mask, g["train.attention_mask"])
         official = dataclasses.replace(batch, prompt=dataclasses.replace(prompt, attention_mask=official_mask))
         with self._hooks() as cap:
             out = self.model(official)
-        if case.data_type != "audioimage" and request.modality_mask is not None:   # video-only: its own stages
+        if case.data_type != "audioimage" and request.modality_mask is not None:  # video-only: its own stages
             self.stages(case, cap, "train.")
         elif "train.inputs_embeds" in g:
-            r.float(f"{name}/train.inputs_embeds/end_to_end", cap["decoder"][0][1]["inputs_embeds"],
-                    g["train.inputs_embeds"])
+            r.float(
+                f"{name}/train.inputs_embeds/end_to_end",
+                cap["decoder"][0][1]["inputs_embeds"],
+                g["train.inputs_embeds"],
+            )
         positions = g["train.answer_logit_positions"]
         r.float(f"{name}/train.answer_logits/end_to_end", out.logits[0, positions], g["train.answer_logits"])
         self._loss(f"{name}/train.loss/end_to_end", out.ce_loss, case.expected["train"]["loss"])
@@ -357,8 +421,11 @@ class _Checker:
             self._loss(f"{name}/train_div.loss/end_to_end", out.loss, div["loss"])
             if "train.diversity_query" in g:
                 coarse = cap["connector"][0].levels[-1]
-                r.float(f"{name}/train.diversity_query/end_to_end", coarse.reshape(-1, *coarse.shape[2:]),
-                        g["train.diversity_query"])
+                r.float(
+                    f"{name}/train.diversity_query/end_to_end",
+                    coarse.reshape(-1, *coarse.shape[2:]),
+                    g["train.diversity_query"],
+                )
 
     def _loss(self, key: str, ours: Tensor | None, golden: float):
         if ours is None:
@@ -380,12 +447,16 @@ class _Checker:
             r.float(f"{name}/eva_out/isolated", vision.eva_features(golden_frames), g["eva_out"][rows])
             m = g["eva_out"].shape[0]
             q = self.cfg.encoders.image_qformer.num_queries
-            iso = vision.query(vision.ln_vision(g["eva_out"]), g["instructblip_input_ids"].expand(m, -1),
-                               g["instructblip_attention_mask"][:, q:].expand(m, -1))
+            iso = vision.query(
+                vision.ln_vision(g["eva_out"]),
+                g["instructblip_input_ids"].expand(m, -1),
+                g["instructblip_attention_mask"][:, q:].expand(m, -1),
+            )
             r.float(f"{name}/instructblip_query_out/isolated", iso, g["instructblip_query_out"])
         if "whisper_encoder_out" in g:
-            r.float(f"{name}/whisper_encoder_out/isolated", enc.whisper(g["whisper_logmel"][None]),
-                    g["whisper_encoder_out"])
+            r.float(
+                f"{name}/whisper_encoder_out/isolated", enc.whisper(g["whisper_logmel"][None]), g["whisper_encoder_out"]
+            )
         if "beats_out" in g:
             r.float(f"{name}/beats_out/isolated", enc.beats(g["beats_fbank"]), g["beats_out"])
 
@@ -397,7 +468,7 @@ class _Checker:
         x, slot_mask, _ = conn.sync.align(visual, f.visual_slots, f.is_image, audio, f.audio_slots, f.modality_mask)
         if "joint_X" in g:
             gx = g["joint_X"].view(1, -1, *x.shape[2:])
-            r.float(f"{name}/joint_X/isolated", x[:, :gx.shape[1]], gx)
+            r.float(f"{name}/joint_X/isolated", x[:, : gx.shape[1]], gx)
             x = F.pad(gx, (0, 0, 0, 0, 0, x.shape[1] - gx.shape[1]))
             slot_mask = g["mrc_low_encoder_mask"].view(1, -1, x.shape[2])[:, :, 0]
         xn = conn.norm(x)
@@ -410,8 +481,13 @@ class _Checker:
             r.float(f"{name}/H/isolated", h, g["H"])
             r.float(f"{name}/media_embeds/isolated", conn.proj(h), g["media_embeds"])
         if "mrc_low_out" in g:
-            gh = torch.cat([g["mrc_low_out"].reshape(1, -1, g["mrc_low_out"].shape[-1]),
-                            g["mrc_coarse_out"].reshape(1, -1, g["mrc_coarse_out"].shape[-1])], dim=-1)
+            gh = torch.cat(
+                [
+                    g["mrc_low_out"].reshape(1, -1, g["mrc_low_out"].shape[-1]),
+                    g["mrc_coarse_out"].reshape(1, -1, g["mrc_coarse_out"].shape[-1]),
+                ],
+                dim=-1,
+            )
             r.float(f"{name}/H/isolated_from_levels", gh, g["H"])
             r.float(f"{name}/media_embeds/isolated_from_H", conn.proj(g["H"]), g["media_embeds"])
 
@@ -421,7 +497,7 @@ class _Checker:
         e = g["inputs_embeds"]
         greedy = case.expected["greedy20"]["ids"][0]
         path = torch.cat([e, llm.embed(torch.tensor([greedy[:-1]]))], dim=1)
-        logits = llm(path, torch.ones(path.shape[:2], dtype=torch.long))[0, e.shape[1] - 1:]
+        logits = llm(path, torch.ones(path.shape[:2], dtype=torch.long))[0, e.shape[1] - 1 :]
         r.float(f"{name}/greedy_path_logits/isolated", logits, g["greedy_path_logits"])
         for run, gen in golden_runs(case, self.cfg.llm.max_text_tokens).items():
             ids = llm.generate(e, prompt.attention_mask, gen, self.tok.eos_id, self.tok.pad_id)[0].tolist()
@@ -433,19 +509,28 @@ class _Checker:
         if embeds is None:
             embeds = self._splice(prompt, g.get("train.media_embeds", g["media_embeds"]))
         logits = self.model.llm(embeds, g["train.attention_mask"])
-        r.float(f"{name}/train.answer_logits/isolated", logits[0, g["train.answer_logit_positions"]],
-                g["train.answer_logits"])
+        r.float(
+            f"{name}/train.answer_logits/isolated",
+            logits[0, g["train.answer_logit_positions"]],
+            g["train.answer_logits"],
+        )
         ce = F.cross_entropy(logits[0, :-1].float(), g["train.targets"][0, 1:], ignore_index=-100)
         self._loss(f"{name}/train.loss/isolated", ce, case.expected["train"]["loss"])
         if "train.diversity_query" in g and "train_div" in case.expected:
-            self._loss(f"{name}/train.diversity_loss/isolated", diversity_loss(g["train.diversity_query"]),
-                       case.expected["train_div"]["diversity_loss"])
+            self._loss(
+                f"{name}/train.diversity_loss/isolated",
+                diversity_loss(g["train.diversity_query"]),
+                case.expected["train_div"]["diversity_loss"],
+            )
 
     def _golden_features(self, case: GoldenCase) -> AVFeatures:
         """AVFeatures of the golden encoder outputs (zeros for an absent stream), as `AVEncoder` would give."""
         g, enc = case.tensors, self.cfg.encoders
-        visual = g["instructblip_query_out"][None] if "instructblip_query_out" in g else \
-            torch.zeros(1, 0, enc.image_qformer.num_queries, enc.image_qformer.width)
+        visual = (
+            g["instructblip_query_out"][None]
+            if "instructblip_query_out" in g
+            else torch.zeros(1, 0, enc.image_qformer.num_queries, enc.image_qformer.width)
+        )
         if "whisper_encoder_out" in g:
             whisper = g["whisper_encoder_out"]
             beats = F.pad(g["beats_out"], (0, 0, 0, whisper.shape[1] - g["beats_out"].shape[1]))
@@ -453,11 +538,16 @@ class _Checker:
             whisper, beats = torch.zeros(1, 0, enc.whisper.width), torch.zeros(1, 0, enc.beats.width)
         audio_slots = whisper.shape[1] // AUDIO_FRAMES_PER_SLOT
         is_image = case.data_type == "audioimage"
-        return AVFeatures(visual, torch.tensor([visual.shape[1]]), torch.tensor([is_image]), whisper, beats,
-                          torch.tensor([audio_slots]),
-                          torch.tensor([[float(visual.shape[1] > 0), float(whisper.shape[1] > 0)]]))
+        return AVFeatures(
+            visual,
+            torch.tensor([visual.shape[1]]),
+            torch.tensor([is_image]),
+            whisper,
+            beats,
+            torch.tensor([audio_slots]),
+            torch.tensor([[float(visual.shape[1] > 0), float(whisper.shape[1] > 0)]]),
+        )
 
     def _splice(self, prompt: PromptBatch, media: Tensor) -> Tensor:
         out = ConnectorOutput(media, torch.tensor([media.shape[1]]), (), ())
         return splice(self.model.llm.embed(prompt.input_ids), out, prompt.media_mask)
-

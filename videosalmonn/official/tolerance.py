@@ -17,9 +17,9 @@ from torch import Tensor
 
 from videosalmonn.media.timeline import BEATS_FBANK_MEAN, BEATS_FBANK_STD
 
-TOLERANCE = 1e-4               # absolute, fp32, every stage except log-power features
-POWER_TOLERANCE = 1e-4         # log-power features: error as a fraction of the frame's peak power
-PIXEL_TOLERANCE = 1            # uint8 frames of another FFmpeg build (golden README §6)
+TOLERANCE = 1e-4  # absolute, fp32, every stage except log-power features
+POWER_TOLERANCE = 1e-4  # log-power features: error as a fraction of the frame's peak power
+PIXEL_TOLERANCE = 1  # uint8 frames of another FFmpeg build (golden README §6)
 
 
 def max_abs_error(ours: Tensor, golden: Tensor) -> float:
@@ -40,7 +40,7 @@ def log_power_error(ours: Tensor, golden: Tensor, scale: float = 1.0, offset: fl
         return 0.0
     p_ours = (ours.double() * scale + offset).exp()
     p_golden = (golden.double() * scale + offset).exp()
-    peak = p_golden.amax(dim=-1, keepdim=True)                                   # (..., F, 1)
+    peak = p_golden.amax(dim=-1, keepdim=True)  # (..., F, 1)
     return ((p_ours - p_golden).abs() / peak).max().item()
 
 

@@ -18,18 +18,19 @@ from videosalmonn.llm.tokenizer import TextTokenizer
 from videosalmonn.prompting.templates import Piece, PromptStyle
 from videosalmonn.types import PromptBatch, Turn
 
-IGNORE = -100                                             # label of tokens without loss
+IGNORE = -100  # label of tokens without loss
 
 
 @dataclass
 class EncodedPrompt:
     ids: list[int]
-    labels: list[int]                                     # IGNORE except answer tokens
-    media: list[bool]                                     # True at the media placeholder positions
+    labels: list[int]  # IGNORE except answer tokens
+    media: list[bool]  # True at the media placeholder positions
 
 
-def encode_conversation(turns: Sequence[Turn], style: PromptStyle, tokenizer: TextTokenizer, media_tokens: int,
-                        max_text_tokens: int) -> EncodedPrompt:
+def encode_conversation(
+    turns: Sequence[Turn], style: PromptStyle, tokenizer: TextTokenizer, media_tokens: int, max_text_tokens: int
+) -> EncodedPrompt:
     """Turns (user first; ending on a user turn for generation, on an answer for training) -> prompt ids in
     `style`, with `media_tokens` placeholders where the media go (0: text only, e.g. to count or check lengths).
 
@@ -51,8 +52,9 @@ def encode(pieces: list[Piece], tokenizer: TextTokenizer, media_tokens: int, max
             new = tokenizer.encode(piece.text)
             if len(new) > max_text_tokens:
                 kind = "answer" if piece.target else "prompt"
-                raise InputError(f"the {kind} is {len(new)} tokens long; the limit is {max_text_tokens} "
-                                 "(llm.max_text_tokens)")
+                raise InputError(
+                    f"the {kind} is {len(new)} tokens long; the limit is {max_text_tokens} (llm.max_text_tokens)"
+                )
         ids += new
         labels += new if piece.target else [IGNORE] * len(new)
         media += [piece.media] * len(new)

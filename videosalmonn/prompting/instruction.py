@@ -20,9 +20,9 @@ from torch import Tensor
 from videosalmonn.errors import CheckpointError
 
 TINY_VOCAB = "tiny"
-MAX_LENGTH = 512                 # official max_length (= bert-base-uncased max_position_embeddings)
-BOS_TOKEN = "[DEC]"              # added by LAVIS/BLIP-2 as the decoder BOS; shifts the vocabulary by one row
-INSTRUCTBLIP_SUBFOLDER = "qformer_tokenizer"      # where HF InstructBLIP repos keep this tokenizer
+MAX_LENGTH = 512  # official max_length (= bert-base-uncased max_position_embeddings)
+BOS_TOKEN = "[DEC]"  # added by LAVIS/BLIP-2 as the decoder BOS; shifts the vocabulary by one row
+INSTRUCTBLIP_SUBFOLDER = "qformer_tokenizer"  # where HF InstructBLIP repos keep this tokenizer
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json")
 
 
@@ -44,8 +44,9 @@ class InstructionTokenizer:
         """B instructions -> ids (B, L) and mask (B, L), LongTensors, padded to the longest."""
         if isinstance(instructions, str) or len(instructions) == 0:
             raise ValueError("give a non-empty list of instruction strings")
-        enc = self.hf(list(instructions), padding="longest", truncation=True, max_length=self.max_length,
-                      return_tensors="pt")
+        enc = self.hf(
+            list(instructions), padding="longest", truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
         return enc["input_ids"].long(), enc["attention_mask"].long()
 
     def __len__(self) -> int:
@@ -53,8 +54,9 @@ class InstructionTokenizer:
         return len(self.hf)
 
 
-def load_instruction_tokenizer(source: str | Path | None = TINY_VOCAB, max_length: int = MAX_LENGTH
-                               ) -> InstructionTokenizer:
+def load_instruction_tokenizer(
+    source: str | Path | None = TINY_VOCAB, max_length: int = MAX_LENGTH
+) -> InstructionTokenizer:
     """From a dir with vocab.txt, an InstructBLIP dir (its `qformer_tokenizer/`), a hub id, or `None`/"tiny"
     (the packaged tiny vocabulary).
 
@@ -72,7 +74,7 @@ def load_instruction_tokenizer(source: str | Path | None = TINY_VOCAB, max_lengt
         attempts = [(str(root), {})]
     elif path.exists() or str(source).startswith((".", "/", "~")):
         raise CheckpointError(f"{source}: expected a tokenizer directory, hub id, or 'tiny'")
-    else:                        # hub id: a BERT repo, or an InstructBLIP repo with the tokenizer in a subfolder
+    else:  # hub id: a BERT repo, or an InstructBLIP repo with the tokenizer in a subfolder
         # (subfolder first: an InstructBLIP repo's root holds the LLaMA tokenizer)
         attempts = [(str(source), {"subfolder": INSTRUCTBLIP_SUBFOLDER}), (str(source), {})]
     errors = []
@@ -85,7 +87,7 @@ def load_instruction_tokenizer(source: str | Path | None = TINY_VOCAB, max_lengt
         vocab = hf.get_vocab()
         if "[CLS]" not in vocab or "[SEP]" not in vocab:
             raise CheckpointError(f"{name}: not a BERT WordPiece vocabulary (no [CLS]/[SEP] token)")
-        hf.add_special_tokens({"bos_token": BOS_TOKEN})     # no-op when the saved tokenizer has it already
+        hf.add_special_tokens({"bos_token": BOS_TOKEN})  # no-op when the saved tokenizer has it already
         return InstructionTokenizer(hf, max_length)
     raise CheckpointError(f"{source}: cannot load the BERT instruction tokenizer ({'; '.join(errors)})")
 
@@ -97,5 +99,7 @@ def _first_line(e: Exception) -> str:
 
 def repeat_per_frame(ids: Tensor, mask: Tensor, frames_per_sample: int) -> tuple[Tensor, Tensor]:
     """(B, L) -> (B * F, L): every frame of a sample gets its sample's instruction (official `repeat`)."""
-    return (ids.repeat_interleave(frames_per_sample, dim=0),     # (B*F, L)
-            mask.repeat_interleave(frames_per_sample, dim=0))
+    return (
+        ids.repeat_interleave(frames_per_sample, dim=0),  # (B*F, L)
+        mask.repeat_interleave(frames_per_sample, dim=0),
+    )

@@ -21,10 +21,10 @@ from videosalmonn.types import Turn
 
 @dataclass(frozen=True)
 class Piece:
-    text: str | None = None                                  # tokenised alone, no special tokens
+    text: str | None = None  # tokenised alone, no special tokens
     special: Literal["bos", "eos"] | None = None
-    media: bool = False                                      # the media tokens go here
-    target: bool = False                                     # loss on this piece
+    media: bool = False  # the media tokens go here
+    target: bool = False  # loss on this piece
 
 
 class PromptStyle:
@@ -59,8 +59,12 @@ class OfficialStyle(PromptStyle):
     """The layout of the released checkpoint: no system prompt, media between <Img> and </Img>."""
 
     def first_user(self, text: str) -> list[Piece]:
-        return [Piece(special="bos"), Piece(text="USER: <Img>"), Piece(media=True),
-                Piece(text="</Img> " + text + "\nASSISTANT:")]
+        return [
+            Piece(special="bos"),
+            Piece(text="USER: <Img>"),
+            Piece(media=True),
+            Piece(text="</Img> " + text + "\nASSISTANT:"),
+        ]
 
     def later_user(self, text: str) -> list[Piece]:
         return [Piece(text="USER: " + text + "\nASSISTANT:")]
@@ -70,8 +74,12 @@ class Llama2Style(PromptStyle):
     """Llama-2 chat layout (paper App. H backbone), media at the start of the first instruction."""
 
     def first_user(self, text: str) -> list[Piece]:
-        return [Piece(special="bos"), Piece(text="[INST] <Img>"), Piece(media=True),
-                Piece(text="</Img> " + text + " [/INST]")]
+        return [
+            Piece(special="bos"),
+            Piece(text="[INST] <Img>"),
+            Piece(media=True),
+            Piece(text="</Img> " + text + " [/INST]"),
+        ]
 
     def later_user(self, text: str) -> list[Piece]:
         return [Piece(special="bos"), Piece(text="[INST] " + text + " [/INST]")]

@@ -94,8 +94,12 @@ def create_app(pipeline: Pipeline, settings: ServeSettings) -> FastAPI:
 
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [{"id": settings.model_name, "object": "model", "created": server.created,
-                                            "owned_by": "videosalmonn"}]}
+        return {
+            "object": "list",
+            "data": [
+                {"id": settings.model_name, "object": "model", "created": server.created, "owned_by": "videosalmonn"}
+            ],
+        }
 
     @app.post("/v1/chat/completions")
     async def chat_completions(http: HttpRequest):
@@ -126,20 +130,32 @@ class Server:
 
     def health(self) -> dict:
         s = self.batcher.stats
-        return {"status": "ok", "model": self.settings.model_name, "in_flight": self.in_flight,
-                "queued": len(self.batcher), "max_batch_size": self.settings.max_batch_size,
-                "batches": s.batches, "answered": s.answered, "failed": s.failed, "largest_batch": s.largest_batch,
-                "batch_sizes": {str(k): v for k, v in sorted(s.sizes.items())}}
+        return {
+            "status": "ok",
+            "model": self.settings.model_name,
+            "in_flight": self.in_flight,
+            "queued": len(self.batcher),
+            "max_batch_size": self.settings.max_batch_size,
+            "batches": s.batches,
+            "answered": s.answered,
+            "failed": s.failed,
+            "largest_batch": s.largest_batch,
+            "batch_sizes": {str(k): v for k, v in sorted(s.sizes.items())},
+        }
 
     # ------------------------------------------------------------------------------------ one request
 
     async def chat(self, http: HttpRequest):
         deadline = time.monotonic() + self.settings.request_timeout_s
         body = await self._body(http)
-        req = await asyncio.to_thread(lambda: parse_request(_json(body)))     # a big body must not block the loop
+        req = await asyncio.to_thread(lambda: parse_request(_json(body)))  # a big body must not block the loop
         if req.model != self.settings.model_name:
-            raise ApiError(404, f"model '{req.model}' is not served here (this server serves "
-                                f"'{self.settings.model_name}')", "model_not_found", "model")
+            raise ApiError(
+                404,
+                f"model '{req.model}' is not served here (this server serves '{self.settings.model_name}')",
+                "model_not_found",
+                "model",
+            )
         conv = conversation(req, self.settings.max_prompt_chars)
         try:
             gen = generation_config(req, self.pipeline.cfg.generation, self.settings.max_tokens)
@@ -151,20 +167,31 @@ class Server:
             future = loop.run_in_executor(self.pool, self._load, conv)
             request, clip, text_tokens = await _until(future, deadline, self.settings.request_timeout_s)
             events: asyncio.Queue = asyncio.Queue()
-            job = Job(request, clip, gen, _emitter(loop, events),
-                      TextDeltas(self.pipeline.tokenizer.decode, self.pipeline.tokenizer.eos_id), req.stream)
+            job = Job(
+                request,
+                clip,
+                gen,
+                _emitter(loop, events),
+                TextDeltas(self.pipeline.tokenizer.decode, self.pipeline.tokenizer.eos_id),
+                req.stream,
+            )
             self.batcher.submit(job)
         except BaseException:
             release()
             raise
         reply = Reply(self.settings.model_name, req, gen, text_tokens)
         if req.stream:
+
             def finish():
                 job.cancelled.set()
                 release()
-            return StreamingResponse(reply.sse(job, events, deadline, self.settings.request_timeout_s, finish),
-                                     media_type="text/event-stream", background=BackgroundTask(finish),
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+            return StreamingResponse(
+                reply.sse(job, events, deadline, self.settings.request_timeout_s, finish),
+                media_type="text/event-stream",
+                background=BackgroundTask(finish),
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
         try:
             while True:
                 kind, value = await _until(events.get(), deadline, self.settings.request_timeout_s)
@@ -196,8 +223,12 @@ class Server:
     def _admit(self):
         """Count the request in (503 when the server holds `max_queue` already); returns its idempotent release."""
         if self.in_flight >= self.settings.max_queue:
-            raise ApiError(503, f"the server is busy ({self.in_flight} requests in progress, at most "
-                                f"{self.settings.max_queue}); retry later", "queue_full")
+            raise ApiError(
+                503,
+                f"the server is busy ({self.in_flight} requests in progress, at most "
+                f"{self.settings.max_queue}); retry later",
+                "queue_full",
+            )
         self.in_flight += 1
         released = False
 
@@ -206,6 +237,7 @@ class Server:
             if not released:
                 released = True
                 self.in_flight -= 1
+
         return release
 
     def _load(self, conv: Conversation) -> tuple[Request, MediaClip, int]:
@@ -218,8 +250,12 @@ class Server:
                     paths[ref.kind] = files.path(ref)
                     seconds = None if ref.kind == "image" else probe_seconds(paths[ref.kind], ref.label)
                     if seconds is not None and seconds > s.max_media_seconds:
-                        raise MediaRefused(400, ref.label, f"the media lasts {seconds:.1f} s; this server takes at "
-                                                           f"most {s.max_media_seconds:g} s", "media_too_long")
+                        raise MediaRefused(
+                            400,
+                            ref.label,
+                            f"the media lasts {seconds:.1f} s; this server takes at most {s.max_media_seconds:g} s",
+                            "media_too_long",
+                        )
                 # The paths die with `files`; the Pipeline gets the decoded clip along with the request.
                 request = conv.to_request(paths)
                 try:
@@ -230,15 +266,18 @@ class Server:
             raise ApiError(e.status, str(e), e.code, e.label) from None
         except ApiError:
             raise
-        except VideoSalmonnError as e:              # e.g. InputError: a video and an image, a bad time span
+        except VideoSalmonnError as e:  # e.g. InputError: a video and an image, a bad time span
             raise ApiError(400, str(e), "invalid_request") from None
-        except Exception as e:                      # a decoder choking on hostile input is still bad input
+        except Exception as e:  # a decoder choking on hostile input is still bad input
             log.warning("media decoding failed", exc_info=True)
             raise ApiError(400, f"the media could not be decoded ({type(e).__name__})", "invalid_media") from None
         seconds = clip.coverage.media_seconds
         if seconds is not None and seconds > s.max_media_seconds:
-            raise ApiError(400, f"the media lasts {seconds:.1f} s; this server takes at most {s.max_media_seconds:g} "
-                                "s", "media_too_long")
+            raise ApiError(
+                400,
+                f"the media lasts {seconds:.1f} s; this server takes at most {s.max_media_seconds:g} s",
+                "media_too_long",
+            )
         try:
             return request, clip, self._text_tokens(request)
         except VideoSalmonnError as e:
@@ -267,22 +306,43 @@ class Reply:
 
     def usage(self, answer: Answer) -> dict:
         prompt = self.text_tokens + answer.media_tokens
-        return {"prompt_tokens": prompt, "completion_tokens": len(answer.token_ids),
-                "total_tokens": prompt + len(answer.token_ids)}
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": len(answer.token_ids),
+            "total_tokens": prompt + len(answer.token_ids),
+        }
 
     def finish_reason(self, answer: Answer) -> str:
         limited = any(note.startswith("answer limited") for note in answer.notes)
         return "length" if limited or len(answer.token_ids) >= self.gen.max_new_tokens else "stop"
 
     def completion(self, answer: Answer) -> dict:
-        return {"id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
-                             "logprobs": None, "finish_reason": self.finish_reason(answer)}],
-                "usage": self.usage(answer), "videosalmonn": self.info(answer)}
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": answer.text},
+                    "logprobs": None,
+                    "finish_reason": self.finish_reason(answer),
+                }
+            ],
+            "usage": self.usage(answer),
+            "videosalmonn": self.info(answer),
+        }
 
     def chunk(self, delta: dict, finish_reason: str | None = None, **extra) -> str:
-        body = {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}], **extra}
+        body = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+            **extra,
+        }
         return _sse(body)
 
     async def sse(self, job: Job, events: asyncio.Queue, deadline: float, timeout: float, finish):
@@ -307,8 +367,16 @@ class Reply:
                 yield self.chunk({}, self.finish_reason(value), videosalmonn=self.info(value))
                 options = self.req.stream_options
                 if options is not None and options.include_usage:
-                    yield _sse({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                                "model": self.model, "choices": [], "usage": self.usage(value)})
+                    yield _sse(
+                        {
+                            "id": self.id,
+                            "object": "chat.completion.chunk",
+                            "created": self.created,
+                            "model": self.model,
+                            "choices": [],
+                            "usage": self.usage(value),
+                        }
+                    )
                 break
             yield "data: [DONE]\n\n"
         finally:
@@ -321,11 +389,13 @@ class Reply:
 def _json(body: bytes) -> object:
     def constant(name: str):
         raise ValueError(f"{name} is not valid JSON")
+
     try:
         return json.loads(body, parse_constant=constant)
     except (ValueError, RecursionError) as e:
-        raise ApiError(400, f"the request body is not valid JSON ({str(e).splitlines()[0][:200]})",
-                       "invalid_json") from None
+        raise ApiError(
+            400, f"the request body is not valid JSON ({str(e).splitlines()[0][:200]})", "invalid_json"
+        ) from None
 
 
 def _sse(body: dict) -> str:
@@ -343,8 +413,9 @@ def _emitter(loop: asyncio.AbstractEventLoop, events: asyncio.Queue):
     def emit(event):
         try:
             loop.call_soon_threadsafe(events.put_nowait, event)
-        except RuntimeError:                        # the event loop is closed: the server is stopping
+        except RuntimeError:  # the event loop is closed: the server is stopping
             pass
+
     return emit
 
 

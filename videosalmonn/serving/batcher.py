@@ -49,7 +49,7 @@ class BatchStats:
     answered: int = 0
     failed: int = 0
     largest_batch: int = 0
-    sizes: dict[int, int] = field(default_factory=dict)     # batch size -> how many batches had it
+    sizes: dict[int, int] = field(default_factory=dict)  # batch size -> how many batches had it
 
 
 class Batcher:
@@ -99,7 +99,7 @@ class Batcher:
                 return
             try:
                 self._run(jobs)
-            except Exception as e:                       # never let the worker die
+            except Exception as e:  # never let the worker die
                 log.exception("batch failed outside the model")
                 for job in jobs:
                     job.emit(("error", e))
@@ -136,20 +136,25 @@ class Batcher:
             return
         gen = jobs[0].generation
         streamer = None
-        if gen.num_beams == 1:                           # HF generate streams greedy/sampling only
+        if gen.num_beams == 1:  # HF generate streams greedy/sampling only
             for job in jobs:
                 job.deltas.restart()
-            streamer = RowStreamer([j.deltas for j in jobs], lambda row, text: _text(jobs[row], text),
-                                   lambda: all(j.cancelled.is_set() for j in jobs))
+            streamer = RowStreamer(
+                [j.deltas for j in jobs],
+                lambda row, text: _text(jobs[row], text),
+                lambda: all(j.cancelled.is_set() for j in jobs),
+            )
         try:
-            answers = self.pipeline.answer_batch([j.request for j in jobs], gen, clips=[j.clip for j in jobs],
-                                                 streamer=streamer)
+            answers = self.pipeline.answer_batch(
+                [j.request for j in jobs], gen, clips=[j.clip for j in jobs], streamer=streamer
+            )
         except StreamAborted:
             return
         except Exception as e:
             if len(jobs) > 1:
-                log.warning("a batch of %d failed (%s: %s); retrying its requests one by one",
-                            len(jobs), type(e).__name__, e)
+                log.warning(
+                    "a batch of %d failed (%s: %s); retrying its requests one by one", len(jobs), type(e).__name__, e
+                )
                 for job in jobs:
                     self._run([job])
                 return

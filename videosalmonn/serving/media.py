@@ -34,10 +34,21 @@ from videosalmonn.errors import MediaError
 from videosalmonn.media.files import MIME_SUFFIXES
 
 # Demuxers that read one self-contained media file and never open another resource.
-SAFE_DEMUXERS = ("mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,flv,mpegts,mpeg,ogg,wav,w64,mp3,flac,aac,aiff,caf,"
-                 "asf,amr,ivf,h264,hevc,m4v,mjpeg,gif,png_pipe,jpeg_pipe,webp_pipe,bmp_pipe,au,nut,wv")
-AUDIO_FORMATS = {"wav": ".wav", "mp3": ".mp3", "flac": ".flac", "ogg": ".ogg", "opus": ".opus", "m4a": ".m4a",
-                 "aac": ".aac", "webm": ".webm", "aiff": ".aiff"}
+SAFE_DEMUXERS = (
+    "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,flv,mpegts,mpeg,ogg,wav,w64,mp3,flac,aac,aiff,caf,"
+    "asf,amr,ivf,h264,hevc,m4v,mjpeg,gif,png_pipe,jpeg_pipe,webp_pipe,bmp_pipe,au,nut,wv"
+)
+AUDIO_FORMATS = {
+    "wav": ".wav",
+    "mp3": ".mp3",
+    "flac": ".flac",
+    "ogg": ".ogg",
+    "opus": ".opus",
+    "m4a": ".m4a",
+    "aac": ".aac",
+    "webm": ".webm",
+    "aiff": ".aiff",
+}
 URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 PROC_FD = Path("/proc/self/fd")
 BASE64_BYTES_PER_CHAR = 3 / 4
@@ -48,9 +59,9 @@ class MediaRef:
     """One media part of a request, not yet read."""
 
     kind: Literal["video", "image", "audio"]
-    source: str                   # a data: URL, raw base64 (input_audio), a file:// URL or a path
-    label: str                    # where it is in the request, for error messages ("messages.0.content.1.video_url")
-    format: str | None = None     # input_audio's format: `source` is raw base64 of such a file
+    source: str  # a data: URL, raw base64 (input_audio), a file:// URL or a path
+    label: str  # where it is in the request, for error messages ("messages.0.content.1.video_url")
+    format: str | None = None  # input_audio's format: `source` is raw base64 of such a file
 
 
 class MediaRefused(Exception):
@@ -72,7 +83,7 @@ class MediaFiles:
     def __init__(self, max_bytes: int, allowed_root: Path | str | None):
         self.max_bytes = max_bytes
         self.root = None if allowed_root is None else Path(os.path.realpath(allowed_root))
-        self.labels: dict[str, str] = {}          # local path -> the request label it came from
+        self.labels: dict[str, str] = {}  # local path -> the request label it came from
         self._dir: str | None = None
         self._fds: list[int] = []
 
@@ -125,14 +136,22 @@ class MediaFiles:
             source = unquote(url.path)
         elif URL_SCHEME.match(source):
             scheme = source.split(":", 1)[0].lower()
-            raise MediaRefused(400, ref.label, f"{scheme}: URLs are not fetched by this server; send the media as "
-                                               "a data: URL (base64)", "unsupported_url")
+            raise MediaRefused(
+                400,
+                ref.label,
+                f"{scheme}: URLs are not fetched by this server; send the media as a data: URL (base64)",
+                "unsupported_url",
+            )
         if self.root is None:
-            raise MediaRefused(403, ref.label, "local paths are not accepted (the server has no --allowed-root); "
-                                               "send the media as a data: URL", "path_not_allowed")
+            raise MediaRefused(
+                403,
+                ref.label,
+                "local paths are not accepted (the server has no --allowed-root); send the media as a data: URL",
+                "path_not_allowed",
+            )
         if not source or "\x00" in source:
             raise MediaRefused(400, ref.label, "empty or invalid path", "invalid_path")
-        real = os.path.realpath(self.root / source)       # an absolute `source` replaces the root
+        real = os.path.realpath(self.root / source)  # an absolute `source` replaces the root
         if not _inside(real, self.root):
             raise MediaRefused(403, ref.label, "the path is outside the allowed root", "path_not_allowed")
         return self._open_inside(real, ref)
@@ -140,20 +159,24 @@ class MediaFiles:
     def _open_inside(self, real: str, ref: MediaRef) -> str:
         flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         try:
-            fd = os.open(real, flags)                       # O_NONBLOCK: a FIFO must not hang the server
+            fd = os.open(real, flags)  # O_NONBLOCK: a FIFO must not hang the server
         except FileNotFoundError:
             raise MediaRefused(400, ref.label, "file not found", "file_not_found") from None
-        except OSError as e:                                # e.g. ELOOP: a symlink swapped in after realpath
+        except OSError as e:  # e.g. ELOOP: a symlink swapped in after realpath
             raise MediaRefused(403, ref.label, f"cannot open the file ({e.strerror})", "path_not_allowed") from None
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size > self.max_bytes:
             os.close(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise MediaRefused(400, ref.label, "not a regular file", "not_a_file")
-            raise MediaRefused(413, ref.label, f"the file is {st.st_size / (1 << 20):.1f} MiB; at most "
-                                               f"{self.max_bytes / (1 << 20):.1f} MiB", "media_too_large")
+            raise MediaRefused(
+                413,
+                ref.label,
+                f"the file is {st.st_size / (1 << 20):.1f} MiB; at most {self.max_bytes / (1 << 20):.1f} MiB",
+                "media_too_large",
+            )
         proc = PROC_FD / str(fd)
-        if not proc.is_symlink():                           # no /proc: the checked real path it is
+        if not proc.is_symlink():  # no /proc: the checked real path it is
             os.close(fd)
             return real
         self._fds.append(fd)
@@ -168,7 +191,7 @@ def _inside(path: str, root: Path) -> bool:
 
 def _split_data_url(ref: MediaRef) -> tuple[str, str]:
     header, comma, payload = ref.source.partition(",")
-    params = header[len("data:"):].split(";")
+    params = header[len("data:") :].split(";")
     if not comma or "base64" not in (p.strip().lower() for p in params[1:]):
         raise MediaRefused(400, ref.label, "a data: URL must be base64 (data:<type>;base64,<data>)", "invalid_data_url")
     return params[0].strip().lower(), payload
@@ -176,9 +199,14 @@ def _split_data_url(ref: MediaRef) -> tuple[str, str]:
 
 def _decode_base64(payload: str, ref: MediaRef, max_bytes: int) -> bytes:
     payload = payload.strip()
-    if len(payload) * BASE64_BYTES_PER_CHAR > max_bytes + 3:      # checked before decoding anything
-        raise MediaRefused(413, ref.label, f"about {len(payload) * BASE64_BYTES_PER_CHAR / (1 << 20):.1f} MiB; "
-                                           f"at most {max_bytes / (1 << 20):.1f} MiB", "media_too_large")
+    if len(payload) * BASE64_BYTES_PER_CHAR > max_bytes + 3:  # checked before decoding anything
+        raise MediaRefused(
+            413,
+            ref.label,
+            f"about {len(payload) * BASE64_BYTES_PER_CHAR / (1 << 20):.1f} MiB; "
+            f"at most {max_bytes / (1 << 20):.1f} MiB",
+            "media_too_large",
+        )
     try:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
@@ -186,8 +214,12 @@ def _decode_base64(payload: str, ref: MediaRef, max_bytes: int) -> bytes:
     if not data:
         raise MediaRefused(400, ref.label, "empty media", "empty_media")
     if len(data) > max_bytes:
-        raise MediaRefused(413, ref.label, f"{len(data) / (1 << 20):.1f} MiB; at most {max_bytes / (1 << 20):.1f} "
-                                           "MiB", "media_too_large")
+        raise MediaRefused(
+            413,
+            ref.label,
+            f"{len(data) / (1 << 20):.1f} MiB; at most {max_bytes / (1 << 20):.1f} MiB",
+            "media_too_large",
+        )
     return data
 
 
@@ -200,6 +232,11 @@ def probe_seconds(path: str, label: str) -> float | None:
             seconds = [container.duration / av.time_base] if container.duration else []
             seconds += [float(s.duration * s.time_base) for s in container.streams if s.duration and s.time_base]
     except (av.error.FFmpegError, OSError, ValueError):
-        raise MediaRefused(400, label, "not a readable audio/video file (or a format this server does not open: "
-                                       "playlists and reference files are refused)", "invalid_media") from None
+        raise MediaRefused(
+            400,
+            label,
+            "not a readable audio/video file (or a format this server does not open: "
+            "playlists and reference files are refused)",
+            "invalid_media",
+        ) from None
     return max(seconds) if seconds else None

@@ -36,29 +36,69 @@ from videosalmonn.serving.media import MediaRef
 from videosalmonn.types import Request, Turn
 
 # OpenAI fields this server does not implement: a clear "not supported" instead of "unknown field".
-UNSUPPORTED = ("stop", "logprobs", "top_logprobs", "logit_bias", "tools", "tool_choice", "parallel_tool_calls",
-               "functions", "function_call", "response_format", "modalities", "audio", "prediction",
-               "reasoning_effort", "service_tier", "store", "metadata", "web_search_options", "verbosity",
-               "prompt_cache_key", "safety_identifier")
+UNSUPPORTED = (
+    "stop",
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "functions",
+    "function_call",
+    "response_format",
+    "modalities",
+    "audio",
+    "prediction",
+    "reasoning_effort",
+    "service_tier",
+    "store",
+    "metadata",
+    "web_search_options",
+    "verbosity",
+    "prompt_cache_key",
+    "safety_identifier",
+)
 UNSET_VALUES = (None, False, [], {})
-MAX_MESSAGES = 256                        # turns per conversation (checked before the rest is validated)
-MAX_PARTS = 64                            # content parts per message
-UNION_BRANCHES = ("str", "int", "float", "bool", "list", "dict", "none")   # pydantic's names of union branches      # an unsupported field sent with one of these is simply ignored
+MAX_MESSAGES = 256  # turns per conversation (checked before the rest is validated)
+MAX_PARTS = 64  # content parts per message
+UNION_BRANCHES = (
+    "str",
+    "int",
+    "float",
+    "bool",
+    "list",
+    "dict",
+    "none",
+)  # pydantic's names of union branches      # an unsupported field sent with one of these is simply ignored
 
 
 class ApiError(Exception):
     """An error answered as OpenAI's `{"error": {...}}` object with an HTTP status."""
 
-    TYPES: ClassVar[dict[int, str]] = {400: "invalid_request_error", 403: "permission_error", 404: "not_found_error",
-             413: "invalid_request_error", 500: "internal_error", 503: "server_overloaded", 504: "timeout"}
+    TYPES: ClassVar[dict[int, str]] = {
+        400: "invalid_request_error",
+        403: "permission_error",
+        404: "not_found_error",
+        413: "invalid_request_error",
+        500: "internal_error",
+        503: "server_overloaded",
+        504: "timeout",
+    }
 
     def __init__(self, status: int, message: str, code: str | None = None, param: str | None = None):
         super().__init__(message)
         self.status, self.message, self.code, self.param = status, message, code, param
 
     def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.TYPES.get(self.status, "invalid_request_error"),
-                          "param": self.param, "code": self.code}}
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.TYPES.get(self.status, "invalid_request_error"),
+                "param": self.param,
+                "code": self.code,
+            }
+        }
 
 
 class _Strict(BaseModel):
@@ -155,16 +195,24 @@ def parse_request(data: object) -> ChatCompletionRequest:
             raise ApiError(400, f"'{key}' is not supported by this server", "unsupported_field", key)
     data = {k: v for k, v in data.items() if k not in UNSUPPORTED}
     if isinstance(data.get("messages"), list) and len(data["messages"]) > MAX_MESSAGES:
-        raise ApiError(400, f"{len(data['messages'])} messages; this server takes at most {MAX_MESSAGES}",
-                       "too_many_messages", "messages")
+        raise ApiError(
+            400,
+            f"{len(data['messages'])} messages; this server takes at most {MAX_MESSAGES}",
+            "too_many_messages",
+            "messages",
+        )
     try:
         req = ChatCompletionRequest.model_validate(data)
     except ValidationError as e:
         raise _first_error(e) from None
     for key, supported in (("n", 1), ("frequency_penalty", 0), ("presence_penalty", 0)):
         if getattr(req, key) != supported:
-            raise ApiError(400, f"'{key}' must be {supported} (this server does not support other values)",
-                           "unsupported_value", key)
+            raise ApiError(
+                400,
+                f"'{key}' must be {supported} (this server does not support other values)",
+                "unsupported_value",
+                key,
+            )
     return req
 
 
@@ -180,7 +228,8 @@ def _first_error(e: ValidationError) -> ApiError:
 
 
 def _where(loc: tuple) -> str:
-    """('messages', 0, 'content', 'list[...]', 1, 'video_url', 'video_url', 'x') -> 'messages.0.content.1.video_url.x'."""
+    """A pydantic error location as a dotted path without union branch names, e.g.
+    ('messages', 0, 'content', 'list[...]', 1, 'video_url', 'video_url', 'x') -> 'messages.0.content.1.video_url.x'."""
     parts = [str(p) for p in loc if not (isinstance(p, str) and (p in UNION_BRANCHES or "[" in p))]
     return ".".join(p for i, p in enumerate(parts) if i == 0 or p != parts[i - 1])
 
@@ -204,8 +253,15 @@ class Conversation:
 
     def to_request(self, paths: dict[str, str]) -> Request:
         """The Pipeline request, once the media refs are local files (`paths`: kind -> path)."""
-        return Request(self.turns, video=paths.get("video"), audio=paths.get("audio"), image=paths.get("image"),
-                       start=self.start, end=self.end, video_audio=self.video_audio)
+        return Request(
+            self.turns,
+            video=paths.get("video"),
+            audio=paths.get("audio"),
+            image=paths.get("image"),
+            start=self.start,
+            end=self.end,
+            video_audio=self.video_audio,
+        )
 
 
 def conversation(req: ChatCompletionRequest, max_prompt_chars: int) -> Conversation:
@@ -215,21 +271,33 @@ def conversation(req: ChatCompletionRequest, max_prompt_chars: int) -> Conversat
     for i, msg in enumerate(req.messages):
         where = f"messages.{i}"
         if msg.role in ("system", "developer"):
-            raise ApiError(400, f"{where}: {msg.role} messages are not supported (this model's prompt template "
-                                "has no system prompt; put instructions in the user message)", "unsupported_role",
-                           f"{where}.role")
+            raise ApiError(
+                400,
+                f"{where}: {msg.role} messages are not supported (this model's prompt template "
+                "has no system prompt; put instructions in the user message)",
+                "unsupported_role",
+                f"{where}.role",
+            )
         expected = "user" if len(turns) % 2 == 0 else "assistant"
         if msg.role != expected:
-            raise ApiError(400, f"{where}: expected a {expected} message (turns alternate, starting with the "
-                                "user)", "invalid_conversation", f"{where}.role")
+            raise ApiError(
+                400,
+                f"{where}: expected a {expected} message (turns alternate, starting with the user)",
+                "invalid_conversation",
+                f"{where}.role",
+            )
         parts = [TextPart(type="text", text=msg.content)] if isinstance(msg.content, str) else msg.content
         texts = []
         for j, part in enumerate(parts):
             if isinstance(part, TextPart):
                 texts.append(part.text)
             elif msg.role == "assistant":
-                raise ApiError(400, f"{where}.content.{j}: an assistant message can only hold text",
-                               "invalid_conversation", f"{where}.content.{j}")
+                raise ApiError(
+                    400,
+                    f"{where}.content.{j}: an assistant message can only hold text",
+                    "invalid_conversation",
+                    f"{where}.content.{j}",
+                )
             else:
                 media.append(_media_ref(part, f"{where}.content.{j}"))
         turns.append(Turn(msg.role, "\n".join(texts)))
@@ -238,12 +306,20 @@ def conversation(req: ChatCompletionRequest, max_prompt_chars: int) -> Conversat
     _check_media(media)
     ext = req.videosalmonn or Extension()
     if ext.start is not None and ext.end is not None and ext.end <= ext.start:
-        raise ApiError(400, f"videosalmonn.end ({ext.end:g}) must be after videosalmonn.start ({ext.start:g})",
-                       "invalid_value", "videosalmonn.end")
+        raise ApiError(
+            400,
+            f"videosalmonn.end ({ext.end:g}) must be after videosalmonn.start ({ext.start:g})",
+            "invalid_value",
+            "videosalmonn.end",
+        )
     conv = Conversation(tuple(turns), tuple(media), ext.start, ext.end, ext.video_audio)
     if conv.chars > max_prompt_chars:
-        raise ApiError(400, f"the messages hold {conv.chars} characters of text; this server takes at most "
-                            f"{max_prompt_chars}", "prompt_too_long", "messages")
+        raise ApiError(
+            400,
+            f"the messages hold {conv.chars} characters of text; this server takes at most {max_prompt_chars}",
+            "prompt_too_long",
+            "messages",
+        )
     return conv
 
 
@@ -259,16 +335,30 @@ def _media_ref(part, where: str) -> MediaRef:
 
 def _check_media(media: list[MediaRef]) -> None:
     if not media:
-        raise ApiError(400, "no media: this model answers about a video, an image or an audio; add a video_url, "
-                            "image_url or input_audio part to a user message", "no_media", "messages")
+        raise ApiError(
+            400,
+            "no media: this model answers about a video, an image or an audio; add a video_url, "
+            "image_url or input_audio part to a user message",
+            "no_media",
+            "messages",
+        )
     visual = [m for m in media if m.kind in ("video", "image")]
     audio = [m for m in media if m.kind == "audio"]
     if len(visual) > 1:
-        raise ApiError(400, f"{visual[1].label}: one video or image per conversation (the model has one media "
-                            f"slot; the first is {visual[0].label})", "too_many_media", visual[1].label)
+        raise ApiError(
+            400,
+            f"{visual[1].label}: one video or image per conversation (the model has one media "
+            f"slot; the first is {visual[0].label})",
+            "too_many_media",
+            visual[1].label,
+        )
     if len(audio) > 1:
-        raise ApiError(400, f"{audio[1].label}: one audio per conversation (the first is {audio[0].label})",
-                       "too_many_media", audio[1].label)
+        raise ApiError(
+            400,
+            f"{audio[1].label}: one audio per conversation (the first is {audio[0].label})",
+            "too_many_media",
+            audio[1].label,
+        )
 
 
 # ------------------------------------------------------------------------------------ decoding settings
@@ -281,22 +371,38 @@ def generation_config(req: ChatCompletionRequest, base: GenerationConfig, max_to
         raise ApiError(400, "max_tokens and max_completion_tokens differ; give one", "invalid_value", "max_tokens")
     new_tokens = req.max_completion_tokens or req.max_tokens or min(base.max_new_tokens, max_tokens)
     if new_tokens > max_tokens:
-        raise ApiError(400, f"max_tokens={new_tokens} is more than this server allows ({max_tokens})",
-                       "max_tokens_too_large", "max_tokens")
+        raise ApiError(
+            400,
+            f"max_tokens={new_tokens} is more than this server allows ({max_tokens})",
+            "max_tokens_too_large",
+            "max_tokens",
+        )
     sample = req.temperature > 0 if req.temperature is not None else req.top_p is not None
     beams = ext.num_beams or (1 if sample or req.stream else base.num_beams)
     if sample and beams > 1:
-        raise ApiError(400, "sampling (temperature > 0 or top_p) and videosalmonn.num_beams > 1 cannot be combined",
-                       "invalid_value", "videosalmonn.num_beams")
+        raise ApiError(
+            400,
+            "sampling (temperature > 0 or top_p) and videosalmonn.num_beams > 1 cannot be combined",
+            "invalid_value",
+            "videosalmonn.num_beams",
+        )
     if req.stream and beams > 1:
-        raise ApiError(400, "stream: true needs videosalmonn.num_beams = 1: beam search only knows its answer at "
-                            "the end (send stream: false to use beams)", "beam_search_cannot_stream",
-                       "videosalmonn.num_beams")
+        raise ApiError(
+            400,
+            "stream: true needs videosalmonn.num_beams = 1: beam search only knows its answer at "
+            "the end (send stream: false to use beams)",
+            "beam_search_cannot_stream",
+            "videosalmonn.num_beams",
+        )
     return replace(
-        base, max_new_tokens=new_tokens, num_beams=beams, do_sample=sample,
+        base,
+        max_new_tokens=new_tokens,
+        num_beams=beams,
+        do_sample=sample,
         temperature=req.temperature if sample and req.temperature else (1.0 if sample else base.temperature),
         top_p=req.top_p if req.top_p is not None else (1.0 if sample else base.top_p),
         top_k=ext.top_k if ext.top_k is not None else base.top_k,
         repetition_penalty=ext.repetition_penalty if ext.repetition_penalty is not None else base.repetition_penalty,
         length_penalty=ext.length_penalty if ext.length_penalty is not None else base.length_penalty,
-        seed=req.seed if req.seed is not None else base.seed)
+        seed=req.seed if req.seed is not None else base.seed,
+    )

@@ -38,8 +38,15 @@ class ServeSettings:
     """Threads decoding media before requests join the queue."""
 
     def __post_init__(self):
-        for name in ("max_batch_size", "max_queue", "max_body_bytes", "max_media_bytes", "max_prompt_chars",
-                     "max_tokens", "decode_workers"):
+        for name in (
+            "max_batch_size",
+            "max_queue",
+            "max_body_bytes",
+            "max_media_bytes",
+            "max_prompt_chars",
+            "max_tokens",
+            "decode_workers",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"serve: {name} must be >= 1, got {getattr(self, name)}")
         for name in ("max_media_seconds", "request_timeout_s"):

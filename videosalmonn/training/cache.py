@@ -126,7 +126,7 @@ class FeatureCache:
         self.fingerprint: dict = index["fingerprint"]
         self.media: dict[str, MediaStat] = {p: MediaStat(**m) for p, m in index["media"].items()}
         self.entries: dict[str, str] = index["entries"]
-        self._open: dict[str, object] = {}               # shard name -> safe_open handle (per process)
+        self._open: dict[str, object] = {}  # shard name -> safe_open handle (per process)
 
     @classmethod
     def open(cls, root: str | Path, expected: dict, create: bool = False) -> FeatureCache:
@@ -135,15 +135,18 @@ class FeatureCache:
         root = Path(root)
         if not (root / INDEX).is_file():
             if not create:
-                raise InputError(f"{root}: no feature cache here ({INDEX} missing); build it with "
-                                 "`videosalmonn cache-features`")
+                raise InputError(
+                    f"{root}: no feature cache here ({INDEX} missing); build it with `videosalmonn cache-features`"
+                )
             root.mkdir(parents=True, exist_ok=True)
             _write_json(root / INDEX, {"fingerprint": expected, "media": {}, "entries": {}})
         cache = cls(root, json.loads((root / INDEX).read_text()))
         changed = _differences(cache.fingerprint, expected)
         if changed:
-            raise InputError(f"{root}: stale feature cache: built with a different preprocessing "
-                             f"({'; '.join(changed)}); build a new cache in another directory")
+            raise InputError(
+                f"{root}: stale feature cache: built with a different preprocessing "
+                f"({'; '.join(changed)}); build a new cache in another directory"
+            )
         return cache
 
     def __getstate__(self):
@@ -183,8 +186,10 @@ class FeatureCache:
     def write_shard(self, tensors: dict[str, Tensor], keys: list[str]) -> None:
         """One new shard + its part file (merged into the index by `merge_parts`)."""
         name = uuid.uuid4().hex[:12]
-        atomic_write(self.root / f"shard-{name}.safetensors",
-                     lambda tmp: save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, tmp))
+        atomic_write(
+            self.root / f"shard-{name}.safetensors",
+            lambda tmp: save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, tmp),
+        )
         _write_json(self.root / f"part-{name}.json", {"shard": f"shard-{name}.safetensors", "keys": keys})
 
     def merge_parts(self) -> None:
@@ -242,11 +247,11 @@ class CacheJob:
     """One tensor set a cache must hold."""
 
     key: str
-    stream: str                          # "visual" or "audio"
+    stream: str  # "visual" or "audio"
     ref: MediaRef
     is_image: bool
     instruction: str | None
-    source: str                          # the first sample that needs it (for messages)
+    source: str  # the first sample that needs it (for messages)
 
 
 def hash_media(cache: FeatureCache, paths: list[str], rank: int, world: int, gather) -> None:
@@ -262,8 +267,9 @@ def _changed(known: MediaStat, path: str) -> bool:
     return known.size != st.st_size or known.mtime_ns != st.st_mtime_ns
 
 
-def build(cache: FeatureCache, jobs: list[CacheJob], compute, rank: int, world: int, shard_bytes: int,
-          progress=None) -> None:
+def build(
+    cache: FeatureCache, jobs: list[CacheJob], compute, rank: int, world: int, shard_bytes: int, progress=None
+) -> None:
     """Compute this process's share of `jobs` (`compute(job) -> {name: tensor}`) into new shards of about
     `shard_bytes`. The caller merges the part files (one process) after all processes are done."""
     tensors: dict[str, Tensor] = {}

@@ -28,7 +28,6 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, gather_object
-
 from safetensors.torch import save_file
 
 from videosalmonn.checkpoint import atomic_write, load_trainable, save_trainable, trainable_state
@@ -43,13 +42,13 @@ SHARDED = (DistributedType.FSDP, DistributedType.DEEPSPEED)
 
 @dataclass
 class TrainState:
-    step: int = 0                  # optimizer steps done
-    samples_seen: int = 0          # stream position of the next micro-batch (see data.py)
-    lr: float = 0.0                # learning rate of the last step
-    loss: float | None = None      # mean loss of the last step
+    step: int = 0  # optimizer steps done
+    samples_seen: int = 0  # stream position of the next micro-batch (see data.py)
+    lr: float = 0.0  # learning rate of the last step
+    loss: float | None = None  # mean loss of the last step
     world_size: int = 1
-    total_steps: int = 0           # the run's `steps` (the schedule's length) when the checkpoint was written
-    trainable_sha256: tuple[str, ...] = ()   # per process, at save time
+    total_steps: int = 0  # the run's `steps` (the schedule's length) when the checkpoint was written
+    trainable_sha256: tuple[str, ...] = ()  # per process, at save time
 
 
 def checkpoint_dir(output_dir: str | Path) -> Path:
@@ -74,8 +73,9 @@ def trainable_sha256(model: VideoSalmonn) -> str:
     return h.hexdigest()
 
 
-def save_checkpoint(accelerator: Accelerator, output_dir: str | Path, state: TrainState, model, optimizer,
-                    keep: int) -> Path:
+def save_checkpoint(
+    accelerator: Accelerator, output_dir: str | Path, state: TrainState, model, optimizer, keep: int
+) -> Path:
     """Write `step-XXXXXX/` atomically (all processes call this), then keep only the newest `keep` checkpoints."""
     root = checkpoint_dir(output_dir)
     name = f"step-{state.step:06d}"
@@ -83,11 +83,16 @@ def save_checkpoint(accelerator: Accelerator, output_dir: str | Path, state: Tra
     unwrapped: VideoSalmonn = accelerator.unwrap_model(model)
     sharded = accelerator.distributed_type in SHARDED
     if not sharded:
-        hashes = gather_object([trainable_sha256(unwrapped)]) if accelerator.num_processes > 1 else [
-            trainable_sha256(unwrapped)]
+        hashes = (
+            gather_object([trainable_sha256(unwrapped)])
+            if accelerator.num_processes > 1
+            else [trainable_sha256(unwrapped)]
+        )
         if len(set(hashes)) != 1:
-            raise CheckpointError(f"step {state.step}: the trained weights differ between processes ({hashes}); "
-                                  "the processes are not training together (see README: Training on CPU)")
+            raise CheckpointError(
+                f"step {state.step}: the trained weights differ between processes ({hashes}); "
+                "the processes are not training together (see README: Training on CPU)"
+            )
         state.trainable_sha256 = tuple(hashes)
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -96,7 +101,7 @@ def save_checkpoint(accelerator: Accelerator, output_dir: str | Path, state: Tra
     torch.save(_rng_state(), tmp / f"rng-{accelerator.process_index}.pt")
     if sharded:
         accelerator.save_state(str(tmp / "accelerate"))
-        full = accelerator.get_state_dict(model)          # a collective: gathered on the main process
+        full = accelerator.get_state_dict(model)  # a collective: gathered on the main process
         if accelerator.is_main_process:
             names = [k for k, p in unwrapped.named_parameters() if p.requires_grad]
             _save_tensors({k: full[k] for k in names}, unwrapped, tmp / "trainable.safetensors")
@@ -117,8 +122,9 @@ def save_checkpoint(accelerator: Accelerator, output_dir: str | Path, state: Tra
 def _save_tensors(state: dict[str, torch.Tensor], model: VideoSalmonn, path: Path) -> None:
     """Gathered trainable tensors in `save_trainable`'s format (same metadata)."""
     meta = {"format": "videosalmonn-trainable", "config": json.dumps(to_dict(model.cfg))}
-    atomic_write(path, lambda tmp: save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, tmp,
-                                             metadata=meta))
+    atomic_write(
+        path, lambda tmp: save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, tmp, metadata=meta)
+    )
 
 
 def load_checkpoint(accelerator: Accelerator, path: Path, model, optimizer) -> TrainState:
@@ -136,26 +142,35 @@ def load_checkpoint(accelerator: Accelerator, path: Path, model, optimizer) -> T
     if rng.is_file():
         _set_rng_state(torch.load(rng, weights_only=True))
     elif accelerator.is_main_process:
-        print(f"note: {path} has no RNG state for process {accelerator.process_index} "
-              f"(saved with {state.world_size} processes): dropout continues from a fresh seed")
+        print(
+            f"note: {path} has no RNG state for process {accelerator.process_index} "
+            f"(saved with {state.world_size} processes): dropout continues from a fresh seed"
+        )
     return state
 
 
 def _rng_state() -> dict:
     np_state = np.random.get_state()
-    return {"python": random.getstate(),
-            "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                      "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    return {
+        "python": random.getstate(),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
 
 
 def _set_rng_state(state: dict) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

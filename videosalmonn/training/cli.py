@@ -1,11 +1,11 @@
 """`videosalmonn train | cache-features | export`: thin entry points over `videosalmonn.training`.
 
-    videosalmonn train --config configs/train/tiny-smoke.yaml [steps=50 optim.lr=1e-3 ...] [--resume]
-    torchrun --standalone --nproc_per_node 2 -m videosalmonn train --config ...       # DDP (gloo on CPU)
-    accelerate launch --config_file configs/accelerate/fsdp.yaml -m videosalmonn train --config ...
-    videosalmonn cache-features --manifest data.jsonl --out features/ [--model tiny] [--set k=v]
-    videosalmonn cache-features --config configs/train/NAME.yaml [--out features/]
-    videosalmonn export runs/NAME/checkpoints/step-000100 --official-delta delta.pt --merged merged/
+videosalmonn train --config configs/train/tiny-smoke.yaml [steps=50 optim.lr=1e-3 ...] [--resume]
+torchrun --standalone --nproc_per_node 2 -m videosalmonn train --config ...       # DDP (gloo on CPU)
+accelerate launch --config_file configs/accelerate/fsdp.yaml -m videosalmonn train --config ...
+videosalmonn cache-features --manifest data.jsonl --out features/ [--model tiny] [--set k=v]
+videosalmonn cache-features --config configs/train/NAME.yaml [--out features/]
+videosalmonn export runs/NAME/checkpoints/step-000100 --official-delta delta.pt --merged merged/
 """
 
 from __future__ import annotations
@@ -24,11 +24,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary = train(cfg, resume=args.resume_from or args.resume)
     except VideoSalmonnError:
         if int(os.environ.get("RANK", "0")) != 0:
-            return 2                            # the first process prints the one-line error
+            return 2  # the first process prints the one-line error
         raise
     if summary.losses and int(os.environ.get("RANK", "0")) == 0:
-        print(f"done: step {summary.steps}, loss {summary.losses[0]:.4f} -> {summary.losses[-1]:.4f}, "
-              f"checkpoint {summary.checkpoint}")
+        print(
+            f"done: step {summary.steps}, loss {summary.losses[0]:.4f} -> {summary.losses[-1]:.4f}, "
+            f"checkpoint {summary.checkpoint}"
+        )
     return 0
 
 
@@ -66,8 +68,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="instruction-tune the connector and LoRA (one process, torchrun or accelerate)")
     p.add_argument("--config", required=True, help="training YAML, e.g. configs/train/tiny-smoke.yaml")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="dotted overrides of the training config, e.g. steps=50 optim.lr=1e-3 data.batch_size=2")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="dotted overrides of the training config, e.g. steps=50 optim.lr=1e-3 data.batch_size=2",
+    )
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of output_dir")
     p.add_argument("--resume-from", metavar="DIR", help="continue from this checkpoint directory")
     p.set_defaults(func=cmd_train)
@@ -76,8 +82,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--manifest", action="append", default=[], help="a manifest (JSONL or official JSON); repeatable")
     p.add_argument("--config", help="a training YAML: cache exactly what that run needs (its sources, mixing, model)")
     p.add_argument("--out", help="cache directory (default with --config: its data.feature_cache)")
-    p.add_argument("--model", default="tiny", help="with --manifest: preset name or model YAML (default tiny); the "
-                   "features are computed in the model's dtype, as in a training run of that model")
+    p.add_argument(
+        "--model",
+        default="tiny",
+        help="with --manifest: preset name or model YAML (default tiny); the "
+        "features are computed in the model's dtype, as in a training run of that model",
+    )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="with --manifest: model override")
     p.add_argument("--prompt-pool", help="with --manifest: JSON {key: [prompts]} for <key> prompts")
     p.set_defaults(func=cmd_cache_features)
@@ -87,4 +97,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--official-delta", metavar="PATH", help="write the official delta format (.pt) here")
     p.add_argument("--merged", metavar="DIR", help="write the LoRA-merged LLM + connector + model.yaml here")
     p.set_defaults(func=cmd_export)
-

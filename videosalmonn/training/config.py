@@ -81,8 +81,13 @@ class MixingConfig:
     (official `prompt/alignment_speech_multitask.json`, not released)."""
 
     def __post_init__(self):
-        for name in ("avm_probability", "avm_mismatch_probability", "video_combined_probability",
-                     "image_single_task_probability", "matching_mismatch_probability"):
+        for name in (
+            "avm_probability",
+            "avm_mismatch_probability",
+            "video_combined_probability",
+            "image_single_task_probability",
+            "matching_mismatch_probability",
+        ):
             value = getattr(self, name)
             _check(0.0 <= value <= 1.0, f"data.mixing.{name} must be in [0, 1], got {value}")
 
@@ -124,8 +129,9 @@ class OptimConfig:
         _check(self.lr > 0, "optim.lr must be positive")
         _check(0.0 <= self.min_lr_ratio <= 1.0, "optim.min_lr_ratio must be in [0, 1]")
         _check(self.warmup_steps >= 0, "optim.warmup_steps must be >= 0")
-        _check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
-               "optim.betas must be two numbers in [0, 1)")
+        _check(
+            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "optim.betas must be two numbers in [0, 1)"
+        )
         _check(self.grad_clip >= 0, "optim.grad_clip must be >= 0")
 
 
@@ -181,16 +187,20 @@ class TrainConfig:
         _check(len(self.data.sources) > 0, "data.sources: give at least one manifest")
         _check(self.steps >= 1, "steps must be >= 1")
         _check(self.grad_accum >= 1, "grad_accum must be >= 1")
-        _check(self.optim.warmup_steps < self.steps or self.steps == 1,
-               f"optim.warmup_steps ({self.optim.warmup_steps}) must be below steps ({self.steps})")
+        _check(
+            self.optim.warmup_steps < self.steps or self.steps == 1,
+            f"optim.warmup_steps ({self.optim.warmup_steps}) must be below steps ({self.steps})",
+        )
 
     def model_config(self) -> ModelConfig:
         """The model to train; its `dtype` is the storage dtype of the frozen weights (trained ones: float32)."""
         cfg = ModelConfig.from_name(self.model.preset, self.model.overrides)
         wanted = {"float32": None, "bfloat16": "bf16", "float16": "fp16"}[cfg.dtype]
-        _check(wanted is None or self.mixed_precision == wanted,
-               f"the model's dtype is {cfg.dtype}: its frozen weights are used under autocast, so set "
-               f"mixed_precision={wanted} (or model dtype=float32)")
+        _check(
+            wanted is None or self.mixed_precision == wanted,
+            f"the model's dtype is {cfg.dtype}: its frozen weights are used under autocast, so set "
+            f"mixed_precision={wanted} (or model dtype=float32)",
+        )
         return cfg
 
 

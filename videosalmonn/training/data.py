@@ -31,13 +31,29 @@ from videosalmonn.prompting.instruction import InstructionTokenizer
 from videosalmonn.prompting.templates import PromptStyle
 from videosalmonn.training.cache import CacheJob, FeatureCache, audio_key, visual_key
 from videosalmonn.training.config import DataConfig, MixingConfig, SourceConfig
-from videosalmonn.training.features import (Featurizer, RawAudio, RawVisual, SampleFeatures, collate_features,
-                                            load_raw_audio, load_raw_visual)
-from videosalmonn.training.mixing import (Example, Item, MediaRef, Pools, PromptPool, check_prompt_keys,
-                                          instruction_variants, mix, prompt_key)
+from videosalmonn.training.features import (
+    Featurizer,
+    RawAudio,
+    RawVisual,
+    SampleFeatures,
+    collate_features,
+    load_raw_audio,
+    load_raw_visual,
+)
+from videosalmonn.training.mixing import (
+    Example,
+    Item,
+    MediaRef,
+    Pools,
+    PromptPool,
+    check_prompt_keys,
+    instruction_variants,
+    mix,
+    prompt_key,
+)
 from videosalmonn.types import Batch, Turn
 
-MAX_LISTED = 10           # problems listed in one error message (the count is always given)
+MAX_LISTED = 10  # problems listed in one error message (the count is always given)
 
 
 # ------------------------------------------------------------------------------------------- reading
@@ -76,8 +92,18 @@ def _read_save(src: SourceConfig) -> list[Sample]:
     for k, s in enumerate(READERS[src.format](src.path, src.media_root)):
         answer = Counter(s.references).most_common(1)[0][0]
         turns = s.turns() + (Turn("assistant", answer),)
-        samples.append(Sample(s.id, turns, video=_str(s.video), audio=_str(s.audio), image=_str(s.image),
-                              task=src.format, source=f"{src.path}[{k}]", video_audio=False))
+        samples.append(
+            Sample(
+                s.id,
+                turns,
+                video=_str(s.video),
+                audio=_str(s.audio),
+                image=_str(s.image),
+                task=src.format,
+                source=f"{src.path}[{k}]",
+                video_audio=False,
+            )
+        )
     return samples
 
 
@@ -99,14 +125,15 @@ def _item(s: Sample, source_name: str) -> Item:
     if audio is None and s.video is not None and s.video_audio:
         try:
             if has_audio_stream(s.video):
-                audio = MediaRef(s.video, s.start, s.end)          # the video's own sound track
+                audio = MediaRef(s.video, s.start, s.end)  # the video's own sound track
         except VideoSalmonnError as e:
             raise InputError(f"{s.source}: {e}") from None
     return Item(f"{source_name}#{s.id}", s.source, s.conversation, visual, s.image is not None, audio)
 
 
-def validate_items(items: list[Item], tokenizer: TextTokenizer, style: PromptStyle, max_text_tokens: int,
-                   prompt_pool: PromptPool) -> None:
+def validate_items(
+    items: list[Item], tokenizer: TextTokenizer, style: PromptStyle, max_text_tokens: int, prompt_pool: PromptPool
+) -> None:
     """Before training: `<key>` prompts exist in the pool, and every rendered prompt/answer piece fits
     `llm.max_text_tokens` (a `<key>` turn is checked with its longest replacement). Nothing is cut silently;
     prompts combined by the mixing rules are checked again when their batch is built."""
@@ -164,9 +191,16 @@ class Loaded:
 class TrainData:
     """The training set of this run: items, pools, mixing, and where the features come from."""
 
-    def __init__(self, items: list[Item], data: DataConfig, seed: int, model_cfg: ModelConfig,
-                 instruction_tokenizer: InstructionTokenizer, prompt_pool: PromptPool,
-                 cache: FeatureCache | None):
+    def __init__(
+        self,
+        items: list[Item],
+        data: DataConfig,
+        seed: int,
+        model_cfg: ModelConfig,
+        instruction_tokenizer: InstructionTokenizer,
+        prompt_pool: PromptPool,
+        cache: FeatureCache | None,
+    ):
         self.items = items
         self.pools = Pools.of(items)
         self.mixing: MixingConfig = data.mixing
@@ -188,14 +222,17 @@ class TrainData:
             vkey, akey = self.keys(example)
             missing = [k for k in (vkey, akey) if k is not None and k not in self.cache]
             if missing:
-                raise InputError(f"{example.source}: features not in the cache {self.cache.root} "
-                                 f"(instruction {example.instruction!r}); rebuild it with this training config")
+                raise InputError(
+                    f"{example.source}: features not in the cache {self.cache.root} "
+                    f"(instruction {example.instruction!r}); rebuild it with this training config"
+                )
             return Loaded(example, cached=self.cache.features(vkey, example.is_image, akey))
         visual = audio = None
         try:
             if example.visual is not None:
-                visual = load_raw_visual(self.model_cfg, example.visual, example.is_image, example.instruction,
-                                         self.instruction_tokenizer)
+                visual = load_raw_visual(
+                    self.model_cfg, example.visual, example.is_image, example.instruction, self.instruction_tokenizer
+                )
             if example.audio is not None:
                 audio = load_raw_audio(self.model_cfg, example.audio)
         except VideoSalmonnError as e:
@@ -245,13 +282,20 @@ class RankMicroBatches(Dataset):
         return [self.data.load(self.data.example(p)) for p in range(start, start + self.b)]
 
 
-def micro_batches(data: TrainData, base: int, batch_size: int, rank: int, world: int, count: int,
-                  num_workers: int, seed: int) -> DataLoader:
+def micro_batches(
+    data: TrainData, base: int, batch_size: int, rank: int, world: int, count: int, num_workers: int, seed: int
+) -> DataLoader:
     """`count` micro-batches of this process from stream position `base`, decoded by `num_workers` workers."""
     # a private generator: creating the loader must not consume the global RNG (dropout after a resume)
-    return DataLoader(RankMicroBatches(data, base, batch_size, rank, world, count), batch_size=None,
-                      shuffle=False, num_workers=num_workers, collate_fn=_identity,
-                      generator=torch.Generator().manual_seed(seed), persistent_workers=False)
+    return DataLoader(
+        RankMicroBatches(data, base, batch_size, rank, world, count),
+        batch_size=None,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_identity,
+        generator=torch.Generator().manual_seed(seed),
+        persistent_workers=False,
+    )
 
 
 def _identity(x):
@@ -267,7 +311,7 @@ class CollatedExamples:
 
     batch: Batch
     examples: list[Example]
-    lengths: list[int]                   # tokens (text + media) of each sample
+    lengths: list[int]  # tokens (text + media) of each sample
 
     def describe(self) -> str:
         return "; ".join(f"{e.id} ({e.source}, rule {e.rule}, {n} tokens)" for e, n in zip(self.examples, self.lengths))
@@ -296,15 +340,18 @@ class TrainCollator:
         for ex, f in zip(examples, feats):
             n = media_token_count(self.cfg.connector, f.frames, f.is_image, f.audio_chunks)
             try:
-                prompts.append(encode_conversation(ex.turns, self.style, self.tokenizer, n,
-                                                   self.cfg.llm.max_text_tokens))
+                prompts.append(
+                    encode_conversation(ex.turns, self.style, self.tokenizer, n, self.cfg.llm.max_text_tokens)
+                )
             except InputError as e:
                 raise InputError(f"{ex.source} (rule {ex.rule}): {e}") from None
         lengths = [len(p.ids) for p in prompts]
         for ex, n in zip(examples, lengths):
             if n > self.cfg.llm.max_positions:
-                raise InputError(f"{ex.source} (rule {ex.rule}): {n} tokens with the media; the LLM takes at most "
-                                 f"{self.cfg.llm.max_positions} (shorter clips or media.limits=official)")
+                raise InputError(
+                    f"{ex.source} (rule {ex.rule}): {n} tokens with the media; the LLM takes at most "
+                    f"{self.cfg.llm.max_positions} (shorter clips or media.limits=official)"
+                )
         prompt = collate_prompts(prompts, self.tokenizer.pad_id, side="right")
         features = collate_features(feats, [ex.modality_mask for ex in examples], self.cfg)
         return CollatedExamples(Batch(None, prompt, [], features), examples, lengths)

@@ -32,27 +32,27 @@ from videosalmonn.types import AudioFeatures, AVFeatures
 class RawVisual:
     """Decoded frames + the tokenised instruction: the visual encoder's inputs for one sample."""
 
-    frames: Tensor                        # (Tv, 3, S, S) CLIP-normalised; an image is one frame
+    frames: Tensor  # (Tv, 3, S, S) CLIP-normalised; an image is one frame
     is_image: bool
-    instruction_ids: Tensor               # (1, Li) BERT ids
-    instruction_mask: Tensor              # (1, Li)
+    instruction_ids: Tensor  # (1, Li) BERT ids
+    instruction_mask: Tensor  # (1, Li)
 
 
 @dataclass
 class RawAudio:
     """Whisper log-mel and BEATs fbank of one sample's audio: the audio encoders' inputs."""
 
-    features: AudioFeatures               # mel (C, 80, 3000), fbank C x (F_c, 128)
+    features: AudioFeatures  # mel (C, 80, 3000), fbank C x (F_c, 128)
 
 
 @dataclass
 class SampleFeatures:
     """Frozen-encoder outputs of one sample (no batch axis)."""
 
-    visual: Tensor | None                 # (Tv, Q, Dv) InstructBLIP query outputs
+    visual: Tensor | None  # (Tv, Q, Dv) InstructBLIP query outputs
     is_image: bool
-    whisper: Tensor | None                # (C*1500, Dw)
-    beats: Tensor | None                  # (C*1500, Db)
+    whisper: Tensor | None  # (C*1500, Dw)
+    beats: Tensor | None  # (C*1500, Db)
 
     @property
     def frames(self) -> int:
@@ -63,10 +63,14 @@ class SampleFeatures:
         return 0 if self.whisper is None else self.whisper.shape[0] // WHISPER_FRAMES_PER_CHUNK
 
 
-def load_raw_visual(cfg: ModelConfig, ref: MediaRef, is_image: bool, instruction: str,
-                    tokenizer: InstructionTokenizer) -> RawVisual:
-    clip = (load_clip(cfg.media, image=ref.path) if is_image else
-            load_clip(cfg.media, video=ref.path, start=ref.start, end=ref.end, video_audio=False))
+def load_raw_visual(
+    cfg: ModelConfig, ref: MediaRef, is_image: bool, instruction: str, tokenizer: InstructionTokenizer
+) -> RawVisual:
+    clip = (
+        load_clip(cfg.media, image=ref.path)
+        if is_image
+        else load_clip(cfg.media, video=ref.path, start=ref.start, end=ref.end, video_audio=False)
+    )
     ids, mask = tokenizer([instruction])
     return RawVisual(clip.frames, is_image, ids, mask)
 
@@ -99,8 +103,7 @@ class Featurizer:
         return self.encoder.encode_whisper(media)[0], self.encoder.encode_beats(media)[0]
 
 
-def collate_features(samples: list[SampleFeatures], masks: list[tuple[float, float]], cfg: ModelConfig
-                     ) -> AVFeatures:
+def collate_features(samples: list[SampleFeatures], masks: list[tuple[float, float]], cfg: ModelConfig) -> AVFeatures:
     """Pad per-sample features into the batch layout `AVEncoder` produces (zeros past each sample's length)."""
     b = len(samples)
     q, dv = cfg.encoders.image_qformer.num_queries, cfg.encoders.image_qformer.width
@@ -109,15 +112,15 @@ def collate_features(samples: list[SampleFeatures], masks: list[tuple[float, flo
     dtype = present[0].dtype if present else torch.float32
     tv = max(s.frames for s in samples)
     ta = max(s.audio_chunks for s in samples) * WHISPER_FRAMES_PER_CHUNK
-    visual = torch.zeros(b, tv, q, dv, dtype=dtype)                      # (B, Tv, Q, Dv)
-    whisper = torch.zeros(b, ta, dw, dtype=dtype)                        # (B, C*1500, Dw)
-    beats = torch.zeros(b, ta, db, dtype=dtype)                          # (B, C*1500, Db)
+    visual = torch.zeros(b, tv, q, dv, dtype=dtype)  # (B, Tv, Q, Dv)
+    whisper = torch.zeros(b, ta, dw, dtype=dtype)  # (B, C*1500, Dw)
+    beats = torch.zeros(b, ta, db, dtype=dtype)  # (B, C*1500, Db)
     for i, s in enumerate(samples):
         if s.visual is not None:
-            visual[i, :s.frames] = s.visual
+            visual[i, : s.frames] = s.visual
         if s.whisper is not None:
-            whisper[i, :s.whisper.shape[0]] = s.whisper
-            beats[i, :s.beats.shape[0]] = s.beats
+            whisper[i, : s.whisper.shape[0]] = s.whisper
+            beats[i, : s.beats.shape[0]] = s.beats
     return AVFeatures(
         visual=visual,
         visual_slots=torch.tensor([s.frames for s in samples], dtype=torch.long),

@@ -19,14 +19,26 @@ from pathlib import Path
 from videosalmonn.errors import ConfigError
 from videosalmonn.training.config import LogConfig
 
-COLUMNS = ("step", "epoch", "loss", "ce_loss", "diversity_loss", "lr", "grad_norm", "tokens_per_s", "samples_per_s",
-           "step_time_s", "elapsed_s")
+COLUMNS = (
+    "step",
+    "epoch",
+    "loss",
+    "ce_loss",
+    "diversity_loss",
+    "lr",
+    "grad_norm",
+    "tokens_per_s",
+    "samples_per_s",
+    "step_time_s",
+    "elapsed_s",
+)
 METRICS = "metrics.csv"
 
 
 class Feedback:
-    def __init__(self, output_dir: str | Path, cfg: LogConfig, total_steps: int, start_step: int, enabled: bool,
-                 run_config: dict):
+    def __init__(
+        self, output_dir: str | Path, cfg: LogConfig, total_steps: int, start_step: int, enabled: bool, run_config: dict
+    ):
         self.cfg = cfg
         self.total = total_steps
         self.enabled = enabled
@@ -36,26 +48,41 @@ class Feedback:
         if not enabled:
             return
         _truncate_after(self.csv_path, start_step)
-        if cfg.progress and sys.stderr.isatty():          # a bar only on a terminal; logs get the metric lines
+        if cfg.progress and sys.stderr.isatty():  # a bar only on a terminal; logs get the metric lines
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", file=sys.stderr,
-                            dynamic_ncols=True, leave=False)
+            self.bar = tqdm(
+                total=total_steps,
+                initial=start_step,
+                desc="train",
+                unit="step",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                leave=False,
+            )
         if cfg.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                raise ConfigError("log.tensorboard: the `tensorboard` package is not installed "
-                                  "(pip install tensorboard, or use metrics.csv)") from None
+                raise ConfigError(
+                    "log.tensorboard: the `tensorboard` package is not installed "
+                    "(pip install tensorboard, or use metrics.csv)"
+                ) from None
             self.tb = SummaryWriter(str(Path(output_dir) / "tensorboard"), purge_step=start_step + 1)
         if cfg.wandb_project:
             try:
                 import wandb
             except ImportError:
-                raise ConfigError("log.wandb_project: the `wandb` package is not installed "
-                                  "(pip install wandb)") from None
-            self.wandb = wandb.init(project=cfg.wandb_project, config=run_config, dir=str(output_dir),
-                                    resume="allow", name=Path(output_dir).name)
+                raise ConfigError(
+                    "log.wandb_project: the `wandb` package is not installed (pip install wandb)"
+                ) from None
+            self.wandb = wandb.init(
+                project=cfg.wandb_project,
+                config=run_config,
+                dir=str(output_dir),
+                resume="allow",
+                name=Path(output_dir).name,
+            )
 
     def step(self, metrics: dict[str, float]) -> None:
         if not self.enabled:
@@ -101,8 +128,10 @@ def line(m: dict[str, float], total: int) -> str:
     loss = f"loss {m['loss']:.4f}"
     if m.get("diversity_loss") is not None:
         loss += f" (ce {m['ce_loss']:.4f}, div {m['diversity_loss']:.3f})"
-    return (f"step {int(m['step'])}/{total} | {loss} | lr {m['lr']:.2e} | grad {m['grad_norm']:.2f} | "
-            f"{m['tokens_per_s']:.0f} tok/s | {m['samples_per_s']:.2f} samples/s | {m['step_time_s']:.2f} s/step")
+    return (
+        f"step {int(m['step'])}/{total} | {loss} | lr {m['lr']:.2e} | grad {m['grad_norm']:.2f} | "
+        f"{m['tokens_per_s']:.0f} tok/s | {m['samples_per_s']:.2f} samples/s | {m['step_time_s']:.2f} s/step"
+    )
 
 
 def read_metrics(output_dir: str | Path) -> list[dict[str, float]]:

@@ -38,17 +38,35 @@ from videosalmonn.model import DTYPES, VideoSalmonn
 from videosalmonn.prompting.instruction import load_instruction_tokenizer
 from videosalmonn.prompting.templates import prompt_style
 from videosalmonn.training import cache as feature_cache
-from videosalmonn.training.checkpointing import (TrainState, clean_partial, latest_checkpoint, load_checkpoint,
-                                                 save_checkpoint)
-from videosalmonn.training.config import (DataConfig, MixingConfig, ModelRef, OptimConfig, SourceConfig, TrainConfig,
-                                         load_train_config)
-from videosalmonn.training.data import (CollatedExamples, TrainCollator, TrainData, micro_batches, read_items,
-                                        validate_items)
+from videosalmonn.training.checkpointing import (
+    TrainState,
+    clean_partial,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from videosalmonn.training.config import (
+    DataConfig,
+    MixingConfig,
+    ModelRef,
+    OptimConfig,
+    SourceConfig,
+    TrainConfig,
+    load_train_config,
+)
+from videosalmonn.training.data import (
+    CollatedExamples,
+    TrainCollator,
+    TrainData,
+    micro_batches,
+    read_items,
+    validate_items,
+)
 from videosalmonn.training.features import Featurizer, load_raw_audio, load_raw_visual
 from videosalmonn.training.feedback import Feedback
 from videosalmonn.training.mixing import load_prompt_pool
 
-SHARD_BYTES = 512 << 20             # feature-cache shard size
+SHARD_BYTES = 512 << 20  # feature-cache shard size
 
 
 class BatchTooLargeError(VideoSalmonnError):
@@ -59,18 +77,21 @@ class BatchTooLargeError(VideoSalmonnError):
 class TrainSummary:
     output_dir: Path
     steps: int
-    losses: list[float]             # mean loss of every step run by this call
+    losses: list[float]  # mean loss of every step run by this call
     checkpoint: Path | None
 
 
 def train(cfg: TrainConfig, resume: bool | str | Path = False) -> TrainSummary:
     """Run (or continue, `resume=True` for the latest checkpoint, or a checkpoint path) one training run."""
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision,
-                              gradient_accumulation_steps=cfg.grad_accum)
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),
+        mixed_precision=cfg.mixed_precision,
+        gradient_accumulation_steps=cfg.grad_accum,
+    )
     try:
         return _train(cfg, resume, accelerator)
     finally:
-        accelerator.end_training()              # destroys the process group: no hang or abort at exit
+        accelerator.end_training()  # destroys the process group: no hang or abort at exit
         AcceleratorState._reset_state(reset_partial_state=True)
 
 
@@ -82,7 +103,7 @@ def _train(cfg: TrainConfig, resume, accelerator: Accelerator) -> TrainSummary:
         out.mkdir(parents=True, exist_ok=True)
         clean_partial(out)
         (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    set_seed(cfg.seed + rank)                   # dropout differs per process; data order does not (data.py)
+    set_seed(cfg.seed + rank)  # dropout differs per process; data order does not (data.py)
 
     # ---- model: the trainable set is decided by `model.set_trainable`; the encoders become the feature extractor
     model, encoder, tokenizer, instruction_tokenizer, featurizer = build_model(cfg, accelerator)
@@ -92,11 +113,12 @@ def _train(cfg: TrainConfig, resume, accelerator: Accelerator) -> TrainSummary:
 
     # ---- data: every problem reported before the first step; features cached (and built) up front
     data = prepare_data(cfg, model_cfg, tokenizer, instruction_tokenizer, featurizer, accelerator)
-    build_batch = TrainCollator(model_cfg, tokenizer, prompt_style(model_cfg.llm.prompt_style),
-                               None if data.cache is not None else featurizer)
+    build_batch = TrainCollator(
+        model_cfg, tokenizer, prompt_style(model_cfg.llm.prompt_style), None if data.cache is not None else featurizer
+    )
 
     optimizer = make_optimizer(model, cfg.optim)
-    if accelerator.distributed_type == DistributedType.DEEPSPEED:   # no DataLoader is prepared: give DeepSpeed
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:  # no DataLoader is prepared: give DeepSpeed
         ds_config = accelerator.state.deepspeed_plugin.deepspeed_config  # the micro-batch and the clipping itself
         ds_config["train_micro_batch_size_per_gpu"] = cfg.data.batch_size
         ds_config["gradient_clipping"] = cfg.optim.grad_clip
@@ -107,21 +129,40 @@ def _train(cfg: TrainConfig, resume, accelerator: Accelerator) -> TrainSummary:
         if state.step >= cfg.steps:
             raise CheckpointError(f"{start_from}: already at step {state.step} of steps={cfg.steps}")
         if main and state.total_steps != cfg.steps:
-            print(f"note: steps changed from {state.total_steps} to {cfg.steps}: the learning-rate schedule is "
-                  "recomputed for the new length", flush=True)
+            print(
+                f"note: steps changed from {state.total_steps} to {cfg.steps}: the learning-rate schedule is "
+                "recomputed for the new length",
+                flush=True,
+            )
         if main and state.world_size != world:
-            print(f"note: {state.world_size} -> {world} processes: the data continues from the same position, "
-                  "but per-process dropout streams differ from an uninterrupted run", flush=True)
+            print(
+                f"note: {state.world_size} -> {world} processes: the data continues from the same position, "
+                "but per-process dropout streams differ from an uninterrupted run",
+                flush=True,
+            )
     state.world_size, state.total_steps = world, cfg.steps
-    per_micro = cfg.data.batch_size * world                       # G: samples per global micro-batch
-    batches = iter(micro_batches(data, state.samples_seen, cfg.data.batch_size, rank, world,
-                                 (cfg.steps - state.step) * cfg.grad_accum, cfg.data.num_workers, cfg.seed))
+    per_micro = cfg.data.batch_size * world  # G: samples per global micro-batch
+    batches = iter(
+        micro_batches(
+            data,
+            state.samples_seen,
+            cfg.data.batch_size,
+            rank,
+            world,
+            (cfg.steps - state.step) * cfg.grad_accum,
+            cfg.data.num_workers,
+            cfg.seed,
+        )
+    )
     if main:
         features = "cached" if data.cache is not None else "on-the-fly"
         resuming = f", resuming at step {state.step}" if start_from is not None else ""
-        print(f"training {len(data.items)} samples on {world} process(es) ({accelerator.distributed_type.value}, "
-              f"{accelerator.device}), {per_micro * cfg.grad_accum} samples per step, {features} encoder "
-              f"features{resuming}", flush=True)
+        print(
+            f"training {len(data.items)} samples on {world} process(es) ({accelerator.distributed_type.value}, "
+            f"{accelerator.device}), {per_micro * cfg.grad_accum} samples per step, {features} encoder "
+            f"features{resuming}",
+            flush=True,
+        )
     feedback = Feedback(out, cfg.log, cfg.steps, state.step, main, to_dict(cfg))
     trainable = [p for p in model.parameters() if p.requires_grad]
     losses, last_checkpoint = [], None
@@ -131,7 +172,7 @@ def _train(cfg: TrainConfig, resume, accelerator: Accelerator) -> TrainSummary:
         lr = learning_rate(step, cfg.steps, cfg.optim)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        sums = torch.zeros(5, dtype=torch.float64)                  # loss, ce, diversity, tokens, micro-batches
+        sums = torch.zeros(5, dtype=torch.float64)  # loss, ce, diversity, tokens, micro-batches
         for _ in range(cfg.grad_accum):
             tb = build_batch(next(batches))
             with accelerator.accumulate(model), explain_oom(tb, step):
@@ -142,19 +183,29 @@ def _train(cfg: TrainConfig, resume, accelerator: Accelerator) -> TrainSummary:
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
             div = output.diversity_loss
-            sums += torch.tensor([output.loss.item(), output.ce_loss.item(), 0.0 if div is None else div.item(),
-                                  sum(tb.lengths), 1.0], dtype=torch.float64)
+            sums += torch.tensor(
+                [output.loss.item(), output.ce_loss.item(), 0.0 if div is None else div.item(), sum(tb.lengths), 1.0],
+                dtype=torch.float64,
+            )
         totals = accelerator.reduce(sums.to(accelerator.device), reduction="sum").cpu()
         state.step, state.samples_seen, state.lr = step + 1, state.samples_seen + per_micro * cfg.grad_accum, lr
         state.loss = float(totals[0] / totals[4])
         seconds = time.perf_counter() - tick
         losses.append(state.loss)
-        feedback.step({"step": state.step, "epoch": data.order.epoch_of(state.samples_seen), "loss": state.loss,
-                       "ce_loss": float(totals[1] / totals[4]),
-                       "diversity_loss": float(totals[2] / totals[4]) if div is not None else None,
-                       "lr": lr, "grad_norm": float("nan") if grad_norm is None else float(grad_norm),
-                       "tokens_per_s": float(totals[3]) / seconds,
-                       "samples_per_s": per_micro * cfg.grad_accum / seconds, "step_time_s": seconds})
+        feedback.step(
+            {
+                "step": state.step,
+                "epoch": data.order.epoch_of(state.samples_seen),
+                "loss": state.loss,
+                "ce_loss": float(totals[1] / totals[4]),
+                "diversity_loss": float(totals[2] / totals[4]) if div is not None else None,
+                "lr": lr,
+                "grad_norm": float("nan") if grad_norm is None else float(grad_norm),
+                "tokens_per_s": float(totals[3]) / seconds,
+                "samples_per_s": per_micro * cfg.grad_accum / seconds,
+                "step_time_s": seconds,
+            }
+        )
         if state.step % cfg.checkpoint.every == 0 or state.step == cfg.steps:
             last_checkpoint = save_checkpoint(accelerator, out, state, model, optimizer, cfg.checkpoint.keep)
             feedback.say(f"checkpoint {last_checkpoint}")
@@ -169,10 +220,10 @@ def build_model(cfg: TrainConfig, accelerator: Accelerator):
     """The model to train (trained weights float32; frozen weights in the model config's dtype) with its frozen
     encoders split off as the feature extractor, and the two tokenizers."""
     model_cfg = cfg.model_config()
-    model = load_model(model_cfg, accelerator.device)               # every weight in model_cfg.dtype
+    model = load_model(model_cfg, accelerator.device)  # every weight in model_cfg.dtype
     for p in model.parameters():
         if p.requires_grad:
-            p.data = p.data.float()                                  # float32 masters for AdamW
+            p.data = p.data.float()  # float32 masters for AdamW
     encoder = model.split_encoder().eval()
     model.train()
     tokenizer = load_tokenizer(model_cfg.weights.tokenizer or model_cfg.weights.llm)
@@ -181,8 +232,14 @@ def build_model(cfg: TrainConfig, accelerator: Accelerator):
     return model, encoder, tokenizer, instruction_tokenizer, featurizer
 
 
-def cache_features(config: str | None, manifests: list[str], out: str | None, model: str = "tiny",
-                   overrides: list[str] = (), prompt_pool: str | None = None) -> Path:
+def cache_features(
+    config: str | None,
+    manifests: list[str],
+    out: str | None,
+    model: str = "tiny",
+    overrides: list[str] = (),
+    prompt_pool: str | None = None,
+) -> Path:
     """`videosalmonn cache-features`: compute every cache entry a training run (its config, or these manifests
     with the default mixing rules) can need. Runs on one process or shares the work under torchrun."""
     if config is not None:
@@ -192,9 +249,14 @@ def cache_features(config: str | None, manifests: list[str], out: str | None, mo
     else:
         if not out:
             raise InputError("cache-features --manifest needs --out DIR")
-        cfg = TrainConfig(model=ModelRef(model, tuple(overrides)),
-                          data=DataConfig(sources=tuple(SourceConfig(m) for m in manifests), feature_cache=out,
-                                          mixing=MixingConfig(prompt_pool=prompt_pool)))
+        cfg = TrainConfig(
+            model=ModelRef(model, tuple(overrides)),
+            data=DataConfig(
+                sources=tuple(SourceConfig(m) for m in manifests),
+                feature_cache=out,
+                mixing=MixingConfig(prompt_pool=prompt_pool),
+            ),
+        )
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, build_cache=True))
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     try:
@@ -202,8 +264,11 @@ def cache_features(config: str | None, manifests: list[str], out: str | None, mo
         data = prepare_data(cfg, cfg.model_config(), tokenizer, instruction_tokenizer, featurizer, accelerator)
         if accelerator.is_main_process:
             size = sum(p.stat().st_size for p in Path(cfg.data.feature_cache).glob("shard-*.safetensors"))
-            print(f"feature cache {cfg.data.feature_cache}: {len(data.cache.entries)} entries, {size / 2**20:.1f} MiB, "
-                  f"covering {len(data.items)} samples", flush=True)
+            print(
+                f"feature cache {cfg.data.feature_cache}: {len(data.cache.entries)} entries, {size / 2**20:.1f} MiB, "
+                f"covering {len(data.items)} samples",
+                flush=True,
+            )
         return Path(cfg.data.feature_cache)
     finally:
         accelerator.end_training()
@@ -230,14 +295,16 @@ def make_optimizer(model: VideoSalmonn, cfg: OptimConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
 
 
-def prepare_data(cfg: TrainConfig, model_cfg, tokenizer, instruction_tokenizer, featurizer: Featurizer,
-                 accelerator: Accelerator) -> TrainData:
+def prepare_data(
+    cfg: TrainConfig, model_cfg, tokenizer, instruction_tokenizer, featurizer: Featurizer, accelerator: Accelerator
+) -> TrainData:
     """Read and validate every source; open the feature cache and compute its missing entries (all processes
     share the work), or fail naming what is missing when `data.build_cache` is false."""
     items = read_items(cfg.data.sources)
     prompt_pool = load_prompt_pool(cfg.data.mixing.prompt_pool)
-    validate_items(items, tokenizer, prompt_style(model_cfg.llm.prompt_style), model_cfg.llm.max_text_tokens,
-                   prompt_pool)
+    validate_items(
+        items, tokenizer, prompt_style(model_cfg.llm.prompt_style), model_cfg.llm.max_text_tokens, prompt_pool
+    )
     data = TrainData(items, cfg.data, cfg.seed, model_cfg, instruction_tokenizer, prompt_pool, None)
     if cfg.data.feature_cache is None:
         return data
@@ -256,14 +323,18 @@ def prepare_data(cfg: TrainConfig, model_cfg, tokenizer, instruction_tokenizer, 
         data.cache = cache
         missing = [job for job in data.cache_jobs() if job.key not in cache]
         if missing and not cfg.data.build_cache:
-            listed = "; ".join(f"{j.source} ({j.stream}{'' if j.instruction is None else f', {j.instruction!r}'})"
-                               for j in missing[:5])
-            raise InputError(f"{root}: {len(missing)} cache entries missing, e.g. {listed}; run `videosalmonn "
-                             "cache-features --config <this config>` or set data.build_cache=true")
+            listed = "; ".join(
+                f"{j.source} ({j.stream}{'' if j.instruction is None else f', {j.instruction!r}'})" for j in missing[:5]
+            )
+            raise InputError(
+                f"{root}: {len(missing)} cache entries missing, e.g. {listed}; run `videosalmonn "
+                "cache-features --config <this config>` or set data.build_cache=true"
+            )
         if missing:
             if main:
-                print(f"feature cache {root}: computing {len(missing)} missing entries on {world} process(es)",
-                      flush=True)
+                print(
+                    f"feature cache {root}: computing {len(missing)} missing entries on {world} process(es)", flush=True
+                )
             compute = cache_compute(model_cfg, instruction_tokenizer, featurizer)
             feature_cache.build(cache, missing, compute, rank, world, SHARD_BYTES)
         accelerator.wait_for_everyone()
@@ -279,6 +350,7 @@ def prepare_data(cfg: TrainConfig, model_cfg, tokenizer, instruction_tokenizer, 
 
 def cache_compute(model_cfg, instruction_tokenizer, featurizer: Featurizer):
     """job -> tensors to store, with exactly the functions the on-the-fly path uses."""
+
     def compute(job: feature_cache.CacheJob) -> dict[str, torch.Tensor]:
         try:
             if job.stream == "visual":
@@ -288,6 +360,7 @@ def cache_compute(model_cfg, instruction_tokenizer, featurizer: Featurizer):
             return {"whisper": whisper, "beats": beats}
         except VideoSalmonnError as e:
             raise InputError(f"{job.source}: {e}") from None
+
     return compute
 
 
@@ -302,15 +375,18 @@ def explain_oom(tb: CollatedExamples, step: int):
             raise
         raise BatchTooLargeError(
             f"step {step + 1}: the batch does not fit in memory: {tb.describe()}. Lower data.batch_size, set "
-            "gradient_checkpointing=true or mixed_precision, or use shorter clips") from None
+            "gradient_checkpointing=true or mixed_precision, or use shorter clips"
+        ) from None
 
 
 def _resume_point(out: Path, resume: bool | str | Path) -> Path | None:
     if resume is False or resume is None:
         existing = latest_checkpoint(out)
         if existing is not None:
-            raise CheckpointError(f"{out} already has checkpoints (latest {existing.name}): continue it with "
-                                  "--resume, or choose another output_dir")
+            raise CheckpointError(
+                f"{out} already has checkpoints (latest {existing.name}): continue it with "
+                "--resume, or choose another output_dir"
+            )
         return None
     path = latest_checkpoint(out) if resume is True else Path(resume)
     if path is None:

@@ -36,13 +36,16 @@ from videosalmonn.errors import ConfigError, InputError
 from videosalmonn.training.config import MixingConfig
 from videosalmonn.types import Turn
 
-AVM_QUESTIONS = ("Is the audio compatible with the video?", "Does the audio come from the same source as the video?",
-                 "Is the audio related to the video?")
-AVM_YES, AVM_NO = "Yes.", "No."                 # official video AVM answers (with a full stop)
-MATCHING_MARKER = "audio_text_matching"         # answer placeholder of image + spoken-caption matching samples
-MATCHING_YES, MATCHING_NO = "Yes", "No"         # official image matching answers (no full stop)
+AVM_QUESTIONS = (
+    "Is the audio compatible with the video?",
+    "Does the audio come from the same source as the video?",
+    "Is the audio related to the video?",
+)
+AVM_YES, AVM_NO = "Yes.", "No."  # official video AVM answers (with a full stop)
+MATCHING_MARKER = "audio_text_matching"  # answer placeholder of image + spoken-caption matching samples
+MATCHING_YES, MATCHING_NO = "Yes", "No"  # official image matching answers (no full stop)
 VIDEO_PREFIX, IMAGE_PREFIX = "In the video, ", "In the image, "
-VIDEO_JOIN, IMAGE_JOIN = ", and, ", ", and "    # official separators (sic: the video one has two commas)
+VIDEO_JOIN, IMAGE_JOIN = ", and, ", ", and "  # official separators (sic: the video one has two commas)
 KEY_PATTERN = re.compile(r"^<([A-Za-z0-9_\-]+)>$")
 
 
@@ -60,11 +63,11 @@ class Item:
     """A validated training sample, as the rules see it."""
 
     id: str
-    source: str                           # "file:line" for messages
-    turns: tuple[Turn, ...]               # user first, ends with an assistant answer
-    visual: MediaRef | None = None        # a video (with span) or an image
+    source: str  # "file:line" for messages
+    turns: tuple[Turn, ...]  # user first, ends with an assistant answer
+    visual: MediaRef | None = None  # a video (with span) or an image
     is_image: bool = False
-    audio: MediaRef | None = None         # an audio file, or the video's own track (same path as the video)
+    audio: MediaRef | None = None  # an audio file, or the video's own track (same path as the video)
 
     @property
     def kind(self) -> str:
@@ -82,15 +85,15 @@ class Item:
 class Example:
     """One training input after the rules: media, modality mask and the conversation to learn."""
 
-    index: int                            # the Item it came from
+    index: int  # the Item it came from
     id: str
     source: str
-    rule: str                             # which rule made it (logged, tested)
+    rule: str  # which rule made it (logged, tested)
     turns: tuple[Turn, ...]
     visual: MediaRef | None
     is_image: bool
     audio: MediaRef | None
-    modality_mask: tuple[float, float]    # multipliers of the [visual, audio] streams
+    modality_mask: tuple[float, float]  # multipliers of the [visual, audio] streams
 
     @property
     def instruction(self) -> str:
@@ -102,13 +105,15 @@ class Example:
 class Pools:
     """Indices of the items the rules borrow audio from."""
 
-    audio: tuple[int, ...]                # audio-only items (official: the audio manifest)
-    matching: tuple[int, ...]             # image + audio items (official: SpokenCOCO)
+    audio: tuple[int, ...]  # audio-only items (official: the audio manifest)
+    matching: tuple[int, ...]  # image + audio items (official: SpokenCOCO)
 
     @staticmethod
     def of(items: list[Item]) -> Pools:
-        return Pools(tuple(i for i, x in enumerate(items) if x.kind == "audio"),
-                     tuple(i for i, x in enumerate(items) if x.kind == "image+audio"))
+        return Pools(
+            tuple(i for i, x in enumerate(items) if x.kind == "audio"),
+            tuple(i for i, x in enumerate(items) if x.kind == "image+audio"),
+        )
 
 
 PromptPool = dict[str, tuple[str, ...]]
@@ -125,8 +130,9 @@ def load_prompt_pool(path: str | Path | None) -> PromptPool:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
-    ok = isinstance(data, dict) and all(isinstance(v, list) and v and all(isinstance(p, str) and p.strip() for p in v)
-                                        for v in data.values())
+    ok = isinstance(data, dict) and all(
+        isinstance(v, list) and v and all(isinstance(p, str) and p.strip() for p in v) for v in data.values()
+    )
     if not ok:
         raise ConfigError(f"{path}: expected {{key: [prompt, ...]}} with non-empty lists of strings")
     return {k: tuple(v) for k, v in data.items()}
@@ -144,8 +150,11 @@ def check_prompt_keys(items: list[Item], pool: PromptPool) -> None:
         for turn in item.turns:
             key = prompt_key(turn.text) if turn.role == "user" else None
             if key is not None and key not in pool:
-                known = (f"known keys: {', '.join(sorted(pool))}" if pool
-                         else "no prompt pool is set (data.mixing.prompt_pool)")
+                known = (
+                    f"known keys: {', '.join(sorted(pool))}"
+                    if pool
+                    else "no prompt pool is set (data.mixing.prompt_pool)"
+                )
                 raise InputError(f"{item.source}: prompt <{key}> is not a key of the prompt pool ({known})")
 
 
@@ -157,16 +166,22 @@ def sample_rng(seed: int, epoch: int, index: int) -> random.Random:
     return random.Random(f"{seed}/{epoch}/{index}")
 
 
-def mix(items: list[Item], pools: Pools, index: int, epoch: int, seed: int, cfg: MixingConfig,
-        prompt_pool: PromptPool) -> Example:
+def mix(
+    items: list[Item], pools: Pools, index: int, epoch: int, seed: int, cfg: MixingConfig, prompt_pool: PromptPool
+) -> Example:
     """The Example that item `index` gives in `epoch` (pure: same arguments, same Example)."""
     rng = sample_rng(seed, epoch, index)
     item = items[index]
     item = replace(item, turns=expand_keys(item.turns, prompt_pool, rng))
     if not cfg.enabled:
         return as_written(index, item)
-    rule = {"video+audio": _paired_video, "video": _video_only, "image+audio": _paired_image,
-            "image": _image_only, "audio": _as_written_rule}[item.kind]
+    rule = {
+        "video+audio": _paired_video,
+        "video": _video_only,
+        "image+audio": _paired_image,
+        "image": _image_only,
+        "audio": _as_written_rule,
+    }[item.kind]
     return rule(items, pools, index, item, rng, cfg, prompt_pool)
 
 
@@ -205,12 +220,22 @@ def _video_only(items, pools, index, item, rng, cfg, prompt_pool) -> Example:
     partner = items[pools.audio[index % len(pools.audio)]]
     combine = item.single_turn and partner.single_turn and rng.random() < cfg.video_combined_probability
     if not combine:
-        return Example(index, item.id, item.source, "video-audio-masked", item.turns, item.visual, False,
-                       partner.audio, (1.0, 0.0))
+        return Example(
+            index, item.id, item.source, "video-audio-masked", item.turns, item.visual, False, partner.audio, (1.0, 0.0)
+        )
     tasks = [_qa(expand_keys(partner.turns, prompt_pool, rng)), _prefixed(VIDEO_PREFIX, _qa(item.turns))]
     rng.shuffle(tasks)
-    return Example(index, item.id, item.source, "video-combined", _joined(tasks, VIDEO_JOIN), item.visual, False,
-                   partner.audio, (1.0, 1.0))
+    return Example(
+        index,
+        item.id,
+        item.source,
+        "video-combined",
+        _joined(tasks, VIDEO_JOIN),
+        item.visual,
+        False,
+        partner.audio,
+        (1.0, 1.0),
+    )
 
 
 def _paired_image(items, pools, index, item, rng, cfg, prompt_pool) -> Example:
@@ -229,8 +254,9 @@ def _image_only(items, pools, index, item, rng, cfg, prompt_pool) -> Example:
         return as_written(index, item, "image-only")
     partner = items[pools.audio[index % len(pools.audio)]]
     if not (item.single_turn and partner.single_turn):
-        return Example(index, item.id, item.source, "image-audio-masked", item.turns, item.visual, True,
-                       partner.audio, (1.0, 0.0))
+        return Example(
+            index, item.id, item.source, "image-audio-masked", item.turns, item.visual, True, partner.audio, (1.0, 0.0)
+        )
     tasks = [_qa(expand_keys(partner.turns, prompt_pool, rng)), _prefixed(IMAGE_PREFIX, _qa(item.turns))]
     rng.shuffle(tasks)
     if rng.random() < cfg.image_single_task_probability:
@@ -256,8 +282,9 @@ def _joined(tasks: list[tuple[str, str]], join: str) -> tuple[Turn, Turn]:
 # ------------------------------------------------------------------------------------ what the cache needs
 
 
-def instruction_variants(items: list[Item], pools: Pools, index: int, cfg: MixingConfig,
-                         prompt_pool: PromptPool) -> set[str]:
+def instruction_variants(
+    items: list[Item], pools: Pools, index: int, cfg: MixingConfig, prompt_pool: PromptPool
+) -> set[str]:
     """Every first user turn item `index` can get from `mix` (the InstructBLIP instruction, part of the visual
     feature-cache key). A superset: probabilities are ignored, only switched-off rules are left out."""
     item = items[index]
@@ -274,8 +301,9 @@ def instruction_variants(items: list[Item], pools: Pools, index: int, cfg: Mixin
     theirs = _key_variants(partner.turns[0].text, prompt_pool)
     prefix, join = (VIDEO_PREFIX, VIDEO_JOIN) if item.kind == "video" else (IMAGE_PREFIX, IMAGE_JOIN)
     mine = {prefix + q.lower() for q in own}
-    combined = ({a + join + v.lower() for a in theirs for v in mine}
-                | {v + join + a.lower() for a in theirs for v in mine})
+    combined = {a + join + v.lower() for a in theirs for v in mine} | {
+        v + join + a.lower() for a in theirs for v in mine
+    }
     if item.kind == "video":
         return own | combined
     return theirs | mine | combined

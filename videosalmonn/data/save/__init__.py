@@ -9,11 +9,40 @@ names its task (`NAME`), its SAVEBench file (`MANIFEST`; None: the dataset's own
 
 from __future__ import annotations
 
-from videosalmonn.data.save import (audiocaps, avm, avsd, ego4d_qa, flickr30k, gqa, how2, librispeech, music_avqa,
-                                    nextqa, presentation_qa, textvqa, vggss)
+from videosalmonn.data.save import (
+    audiocaps,
+    avm,
+    avsd,
+    ego4d_qa,
+    flickr30k,
+    gqa,
+    how2,
+    librispeech,
+    music_avqa,
+    nextqa,
+    presentation_qa,
+    textvqa,
+    vggss,
+)
 from videosalmonn.data.save.common import BenchmarkSample, multiple_choice_prompt
 
 __all__ = ["READERS", "BenchmarkSample", "multiple_choice_prompt"]
 
-READERS = {m.NAME: m.read for m in (librispeech, audiocaps, flickr30k, textvqa, gqa, nextqa, how2, ego4d_qa,
-                                    presentation_qa, vggss, avm, avsd, music_avqa)}
+READERS = {
+    m.NAME: m.read
+    for m in (
+        librispeech,
+        audiocaps,
+        flickr30k,
+        textvqa,
+        gqa,
+        nextqa,
+        how2,
+        ego4d_qa,
+        presentation_qa,
+        vggss,
+        avm,
+        avsd,
+        music_avqa,
+    )
+}

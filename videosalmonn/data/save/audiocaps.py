@@ -45,9 +45,16 @@ def read(manifest_path: str | Path, media_root: str | Path | None = None) -> lis
         clips: dict[tuple[str, str], list[str]] = {}
         for row in reader:
             clips.setdefault((row["youtube_id"], row["start_time"]), []).append(row["caption"])
-    return [BenchmarkSample(id=f"{yid}_{start}", prompt=PROMPT, references=tuple(captions),
-                            audio=audio_path(root, yid, start), question=PROMPT)
-            for (yid, start), captions in clips.items()]
+    return [
+        BenchmarkSample(
+            id=f"{yid}_{start}",
+            prompt=PROMPT,
+            references=tuple(captions),
+            audio=audio_path(root, yid, start),
+            question=PROMPT,
+        )
+        for (yid, start), captions in clips.items()
+    ]
 
 
 def audio_path(root: Path, youtube_id: str, start_time: str) -> Path:

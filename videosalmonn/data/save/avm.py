@@ -18,5 +18,6 @@ MANIFEST = "audiovisualmatching_combined.json"
 
 
 def read(manifest_path: str | Path, media_root: str | Path | None = None) -> list[BenchmarkSample]:
-    return read_question_answer(manifest_path, media_root, NAME,
-                                group=lambda media: "vggss" if "video" in media else "spokencoco")
+    return read_question_answer(
+        manifest_path, media_root, NAME, group=lambda media: "vggss" if "video" in media else "spokencoco"
+    )

@@ -20,8 +20,9 @@ NAME = "avsd"
 MANIFEST = "avsd_textformat_subset.json"
 
 
-def read(manifest_path: str | Path, media_root: str | Path | None = None, all_turns: bool = False
-         ) -> list[BenchmarkSample]:
+def read(
+    manifest_path: str | Path, media_root: str | Path | None = None, all_turns: bool = False
+) -> list[BenchmarkSample]:
     root = media_root_for(manifest_path, media_root)
     samples = []
     for i, entry in enumerate(load_json_list(manifest_path)):
@@ -30,14 +31,25 @@ def read(manifest_path: str | Path, media_root: str | Path | None = None, all_tu
         media = media_fields(get(entry, "image_name", "image", where=where), root, where)
         for t in range(len(turns)) if all_turns else [len(turns) - 1]:
             question, answer = turns[t]
-            samples.append(BenchmarkSample(id=f"avsd-{i:03d}-t{t:02d}", prompt=question, question=question,
-                                           references=(answer,), history=tuple(turns[:t]), **media))
+            samples.append(
+                BenchmarkSample(
+                    id=f"avsd-{i:03d}-t{t:02d}",
+                    prompt=question,
+                    question=question,
+                    references=(answer,),
+                    history=tuple(turns[:t]),
+                    **media,
+                )
+            )
     return samples
 
 
 def _turns(value: Any, where: str) -> list[tuple[str, str]]:
-    ok = isinstance(value, list) and value and all(
-        isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in value)
+    ok = (
+        isinstance(value, list)
+        and value
+        and all(isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in value)
+    )
     if not ok:
         raise InputError(f"{where}: 'conversation' must be a non-empty list of [question, answer] pairs")
     return [(q, a) for q, a in value]

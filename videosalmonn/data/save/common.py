@@ -20,7 +20,7 @@ from videosalmonn.errors import InputError
 from videosalmonn.media.files import kind_of
 from videosalmonn.types import Request, Turn
 
-SUBSET_SEED = 0          # the paper's TextVQA/GQA subsets are not published; ours are reproducible
+SUBSET_SEED = 0  # the paper's TextVQA/GQA subsets are not published; ours are reproducible
 
 
 @dataclass(frozen=True)
@@ -53,15 +53,27 @@ class BenchmarkSample:
     def turns(self) -> tuple[Turn, ...]:
         """The conversation the model gets: the earlier questions with their answers (AVSD), then the prompt."""
         return tuple(t for q, a in self.history for t in (Turn("user", q), Turn("assistant", a))) + (
-            Turn("user", self.prompt),)
+            Turn("user", self.prompt),
+        )
 
-    def to_request(self, span: tuple[float, float] | None = None, video_audio: bool = False,
-                   modality_mask: tuple[float, float] | None = None) -> Request:
+    def to_request(
+        self,
+        span: tuple[float, float] | None = None,
+        video_audio: bool = False,
+        modality_mask: tuple[float, float] | None = None,
+    ) -> Request:
         """The Pipeline request: `turns()`, the media, and the caller's choices: the time span to use (None: the
         whole file), whether a video's own sound track is the audio, the [visual, audio] stream multipliers."""
-        return Request(prompt=self.turns(), video=_str(self.video), audio=_str(self.audio), image=_str(self.image),
-                       start=span[0] if span else None, end=span[1] if span else None, video_audio=video_audio,
-                       modality_mask=modality_mask)
+        return Request(
+            prompt=self.turns(),
+            video=_str(self.video),
+            audio=_str(self.audio),
+            image=_str(self.image),
+            start=span[0] if span else None,
+            end=span[1] if span else None,
+            video_audio=video_audio,
+            modality_mask=modality_mask,
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -137,6 +149,7 @@ def text_list(value: Any, where: str) -> tuple[str, ...]:
 # ---------------------------------------------------------------------------------------------------------
 # Prompts
 
+
 def multiple_choice_prompt(question: str, candidates: Sequence[str]) -> str:
     """The in-context multiple-choice prompt (paper App. C; App. A: "<question> Options/Choose one from:
     (Add choices here during inference)").
@@ -159,8 +172,13 @@ def multiple_choice_prompt(question: str, candidates: Sequence[str]) -> str:
     return "\n".join([question.strip(), "Choose one from:", *(c.strip() for c in candidates)])
 
 
-def read_question_answer(manifest_path: str | Path, media_root: str | Path | None, id_prefix: str,
-                         indices: Sequence[int] | None = None, group=None) -> list[BenchmarkSample]:
+def read_question_answer(
+    manifest_path: str | Path,
+    media_root: str | Path | None,
+    id_prefix: str,
+    indices: Sequence[int] | None = None,
+    group=None,
+) -> list[BenchmarkSample]:
     """The common SAVEBench layout {"image" or "image_name": media, "question", "answer": text or [texts]}
     -> samples prompted with the question verbatim. `indices`: a subset (manifest order kept, ids keep the
     manifest index); `group(media) -> str`: an optional per-sample group for split results."""
@@ -172,14 +190,22 @@ def read_question_answer(manifest_path: str | Path, media_root: str | Path | Non
         entry, where = entries[i], f"{manifest_path}[{i}]"
         question = get(entry, "question", where=where)
         media = media_fields(get(entry, "image", "image_name", where=where), root, where)
-        samples.append(BenchmarkSample(id=f"{id_prefix}-{i:0{width}d}", prompt=question, question=question,
-                              references=text_list(get(entry, "answer", where=where), where),
-                              group=group(media) if group else "", **media))
+        samples.append(
+            BenchmarkSample(
+                id=f"{id_prefix}-{i:0{width}d}",
+                prompt=question,
+                question=question,
+                references=text_list(get(entry, "answer", where=where), where),
+                group=group(media) if group else "",
+                **media,
+            )
+        )
     return samples
 
 
-def read_multiple_choice(manifest_path: str | Path, media_root: str | Path | None, id_prefix: str,
-                         span_key: str | None = None) -> list[BenchmarkSample]:
+def read_multiple_choice(
+    manifest_path: str | Path, media_root: str | Path | None, id_prefix: str, span_key: str | None = None
+) -> list[BenchmarkSample]:
     """NExT-QA / Ego4D-QA / Presentation-QA: {"image" or "image_name": media, "question", "answer",
     "answer_candidates": [5 options]} (+ `span_key`: [start, end] seconds) -> samples whose prompt lists
     the options (`multiple_choice_prompt`). The reference must be one of the options."""
@@ -193,9 +219,17 @@ def read_multiple_choice(manifest_path: str | Path, media_root: str | Path | Non
         if answer not in candidates:
             raise InputError(f"{where}: the answer {answer!r} is not one of the answer_candidates")
         span = _span(get(entry, span_key, where=where), where) if span_key else None
-        samples.append(BenchmarkSample(id=f"{id_prefix}-{i:04d}", prompt=multiple_choice_prompt(question, candidates),
-                              references=(answer,), candidates=candidates, span=span, question=question,
-                              **media_fields(get(entry, "image", "image_name", where=where), root, where)))
+        samples.append(
+            BenchmarkSample(
+                id=f"{id_prefix}-{i:04d}",
+                prompt=multiple_choice_prompt(question, candidates),
+                references=(answer,),
+                candidates=candidates,
+                span=span,
+                question=question,
+                **media_fields(get(entry, "image", "image_name", where=where), root, where),
+            )
+        )
     return samples
 
 

@@ -11,15 +11,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from videosalmonn.data.save.common import (SUBSET_SEED, BenchmarkSample, load_json_list, read_question_answer,
-                                           seeded_subset)
+from videosalmonn.data.save.common import (
+    SUBSET_SEED,
+    BenchmarkSample,
+    load_json_list,
+    read_question_answer,
+    seeded_subset,
+)
 
 NAME = "vqa"
 MANIFEST = "testdev_balanced_questions_with_images.json"
 SUBSET_SIZE = 1000
 
 
-def read(manifest_path: str | Path, media_root: str | Path | None = None, subset: int | None = SUBSET_SIZE,
-         seed: int = SUBSET_SEED) -> list[BenchmarkSample]:
+def read(
+    manifest_path: str | Path,
+    media_root: str | Path | None = None,
+    subset: int | None = SUBSET_SIZE,
+    seed: int = SUBSET_SEED,
+) -> list[BenchmarkSample]:
     n = len(load_json_list(manifest_path))
     return read_question_answer(manifest_path, media_root, NAME, indices=seeded_subset(n, subset, seed))

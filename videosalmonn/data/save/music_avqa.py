@@ -32,14 +32,22 @@ def read(manifest_path: str | Path, media_root: str | Path | None = None) -> lis
         where = f"{manifest_path}[{i}]"
         if int(entry.get("question_deleted", 0) or 0):
             continue
-        question = render_question(get(entry, "question_content", where=where),
-                                   _json_list(entry.get("templ_values", "[]"), where))
+        question = render_question(
+            get(entry, "question_content", where=where), _json_list(entry.get("templ_values", "[]"), where)
+        )
         types = _json_list(entry.get("type", "[]"), where)
         video_id = str(get(entry, "video_id", where=where))
         qid = entry.get("question_id", i)
-        samples.append(BenchmarkSample(id=f"music-avqa-{qid}", prompt=question, question=question,
-                                       references=(str(get(entry, "anser", "answer", where=where)),),
-                                       video=root / f"{video_id}.mp4", group=str(types[0]) if types else ""))
+        samples.append(
+            BenchmarkSample(
+                id=f"music-avqa-{qid}",
+                prompt=question,
+                question=question,
+                references=(str(get(entry, "anser", "answer", where=where)),),
+                video=root / f"{video_id}.mp4",
+                group=str(types[0]) if types else "",
+            )
+        )
     return samples
 
 

@@ -14,12 +14,40 @@ string-match judge; `vggss.with_judge(client)` gives the paper's LLM-judged task
 
 from __future__ import annotations
 
-from videosalmonn.evaluation.tasks import (audiocaps, avm, avsd, ego4d_qa, flickr30k, gqa, how2, librispeech,
-                                           music_avqa, nextqa, presentation_qa, textvqa, vggss)
+from videosalmonn.evaluation.tasks import (
+    audiocaps,
+    avm,
+    avsd,
+    ego4d_qa,
+    flickr30k,
+    gqa,
+    how2,
+    librispeech,
+    music_avqa,
+    nextqa,
+    presentation_qa,
+    textvqa,
+    vggss,
+)
 from videosalmonn.evaluation.tasks.common import Task
 
 __all__ = ["TASKS", "Task"]
 
-TASKS: dict[str, Task] = {m.TASK.name: m.TASK for m in (
-    librispeech, audiocaps, flickr30k, textvqa, gqa, nextqa, how2, ego4d_qa, presentation_qa, vggss, avm, avsd,
-    music_avqa)}
+TASKS: dict[str, Task] = {
+    m.TASK.name: m.TASK
+    for m in (
+        librispeech,
+        audiocaps,
+        flickr30k,
+        textvqa,
+        gqa,
+        nextqa,
+        how2,
+        ego4d_qa,
+        presentation_qa,
+        vggss,
+        avm,
+        avsd,
+        music_avqa,
+    )
+}

@@ -16,7 +16,7 @@ TASK = Task(
     paper_metric="SPIDEr",
     paper_value=0.497,
     source="AudioCaps test.csv: https://github.com/cdjkim/audiocaps (dataset/test.csv); audio: the YouTube "
-           "clips it names (10 s from start_time), downloaded by the user",
+    "clips it names (10 s from start_time), downloaded by the user",
     default_manifest=audiocaps.MANIFEST,
     read=audiocaps.read,
     score=corpus_only,

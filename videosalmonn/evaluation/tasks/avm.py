@@ -19,8 +19,9 @@ def score(sample: BenchmarkSample, prediction: str) -> float:
     return float(avm_correct(prediction, sample.references[0]))
 
 
-def aggregate(samples: Sequence[BenchmarkSample], predictions: Sequence[str],
-              scores: Sequence[float | None] | None = None) -> list[MetricResult]:
+def aggregate(
+    samples: Sequence[BenchmarkSample], predictions: Sequence[str], scores: Sequence[float | None] | None = None
+) -> list[MetricResult]:
     return accuracy_results("accuracy", samples, predictions, score, scores)
 
 
@@ -30,8 +31,8 @@ TASK = Task(
     paper_metric="accuracy",
     paper_value=0.797,
     source=f"{SAVEBENCH_SOURCE}; media: VGG-Sound Source clips (as for AVSSD), COCO val2014 images "
-           "(https://cocodataset.org) and SpokenCOCO val wavs "
-           "(https://groups.csail.mit.edu/sls/downloads/placesaudio/)",
+    "(https://cocodataset.org) and SpokenCOCO val wavs "
+    "(https://groups.csail.mit.edu/sls/downloads/placesaudio/)",
     default_manifest=avm.MANIFEST,
     read=avm.read,
     score=score,

@@ -19,8 +19,8 @@ TASK = Task(
     paper_metric="CIDEr-D (ours; the paper reports no AVSD result)",
     paper_value=None,
     source=f"{SAVEBENCH_SOURCE}; videos: Charades v1 480p (https://prior.allenai.org/projects/charades), audio "
-           "tracks extracted to audios/<id>.wav; dialogues: DSTC7 AVSD "
-           "(https://github.com/hudaAlamri/DSTC7-Audio-Visual-Scene-Aware-Dialog-AVSD-Challenge)",
+    "tracks extracted to audios/<id>.wav; dialogues: DSTC7 AVSD "
+    "(https://github.com/hudaAlamri/DSTC7-Audio-Visual-Scene-Aware-Dialog-AVSD-Challenge)",
     default_manifest=avsd.MANIFEST,
     read=avsd.read,
     score=corpus_only,

@@ -51,20 +51,30 @@ class Task:
 # ---------------------------------------------------------------------------------------------------------
 # Aggregation helpers
 
-def check_aligned(samples: Sequence[BenchmarkSample], predictions: Sequence[str],
-                  scores: Sequence[float | None] | None = None) -> None:
+
+def check_aligned(
+    samples: Sequence[BenchmarkSample], predictions: Sequence[str], scores: Sequence[float | None] | None = None
+) -> None:
     if len(samples) != len(predictions):
         raise InputError(f"{len(samples)} samples but {len(predictions)} predictions")
     if scores is not None and len(scores) != len(samples):
         raise InputError(f"{len(samples)} samples but {len(scores)} scores")
 
 
-def accuracy_results(name: str, samples: Sequence[BenchmarkSample], predictions: Sequence[str], score: Scorer,
-                     scores: Sequence[float | None] | None = None, note: str = "") -> list[MetricResult]:
+def accuracy_results(
+    name: str,
+    samples: Sequence[BenchmarkSample],
+    predictions: Sequence[str],
+    score: Scorer,
+    scores: Sequence[float | None] | None = None,
+    note: str = "",
+) -> list[MetricResult]:
     """Overall accuracy (mean score, with a 95% bootstrap CI in `details`), then one per `group` if several."""
     check_aligned(samples, predictions, scores)
-    values = [float(s) if s is not None else float(score(x, p))
-              for x, p, s in zip(samples, predictions, scores or [None] * len(samples))]
+    values = [
+        float(s) if s is not None else float(score(x, p))
+        for x, p, s in zip(samples, predictions, scores or [None] * len(samples))
+    ]
     results = [_with_ci(accuracy(name, values, note))]
     groups = sorted({x.group for x in samples})
     if len(groups) > 1:
@@ -76,5 +86,10 @@ def accuracy_results(name: str, samples: Sequence[BenchmarkSample], predictions:
 
 def _with_ci(result: MetricResult) -> MetricResult:
     low, high = bootstrap_ci(result.per_sample or ())
-    return MetricResult(result.name, result.value, note=result.note, per_sample=result.per_sample,
-                        details={**result.details, "ci95_low": low, "ci95_high": high})
+    return MetricResult(
+        result.name,
+        result.value,
+        note=result.note,
+        per_sample=result.per_sample,
+        details={**result.details, "ci95_low": low, "ci95_high": high},
+    )

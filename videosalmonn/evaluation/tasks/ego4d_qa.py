@@ -16,7 +16,7 @@ TASK = Task(
     paper_metric="accuracy",
     paper_value=0.498,
     source=f"{SAVEBENCH_SOURCE}; videos: Ego4D (https://ego4d-data.org, licence required), clipped and named "
-           "<video_uid>__<k>.mp4/.wav as in the manifest",
+    "<video_uid>__<k>.mp4/.wav as in the manifest",
     default_manifest=ego4d_qa.MANIFEST,
     read=ego4d_qa.read,
     score=choice_score,

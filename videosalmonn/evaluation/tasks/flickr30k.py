@@ -15,7 +15,7 @@ TASK = Task(
     paper_metric="CIDEr",
     paper_value=0.896,
     source=f"{SAVEBENCH_SOURCE}; images: Flickr30k (https://shannon.cs.illinois.edu/DenotationGraph/, "
-           "flickr30k-images) placed as <media_root>/flickr30k/Images/<id>.jpg",
+    "flickr30k-images) placed as <media_root>/flickr30k/Images/<id>.jpg",
     default_manifest=flickr30k.MANIFEST,
     read=flickr30k.read,
     score=corpus_only,

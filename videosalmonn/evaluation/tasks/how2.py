@@ -16,7 +16,7 @@ TASK = Task(
     paper_metric="WER",
     paper_value=0.077,
     source=f"{SAVEBENCH_SOURCE}; clips: How2 300h (https://github.com/srvk/how2-dataset), cut to "
-           "<video_id>_<start>_<end>.mp4/.wav",
+    "<video_id>_<start>_<end>.mp4/.wav",
     default_manifest=how2.MANIFEST,
     read=how2.read,
     score=wer_score,

@@ -19,7 +19,7 @@ TASK = Task(
     paper_metric="accuracy",
     paper_value=0.526,
     source="MUSIC-AVQA: questions data/json/avqa-test.json from https://github.com/GeWu-Lab/MUSIC-AVQA; videos "
-           "from https://gewu-lab.github.io/MUSIC-AVQA/ as <video_id>.mp4",
+    "from https://gewu-lab.github.io/MUSIC-AVQA/ as <video_id>.mp4",
     default_manifest=music_avqa.MANIFEST,
     read=music_avqa.read,
     score=containment_score,

@@ -16,7 +16,7 @@ TASK = Task(
     paper_metric="accuracy",
     paper_value=0.705,
     source=f"{SAVEBENCH_SOURCE}; videos: the presentation dataset of https://arxiv.org/abs/2403.14168 "
-           "(per the SAVEBench README), cut into the clips named in the manifest",
+    "(per the SAVEBench README), cut into the clips named in the manifest",
     default_manifest=presentation_qa.MANIFEST,
     read=presentation_qa.read,
     score=choice_score,

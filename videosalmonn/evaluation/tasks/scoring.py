@@ -6,9 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from videosalmonn.evaluation.metrics import (MetricResult, cider_d, combine_spider, containment_correct,
-                                             multiple_choice_correct, spice, wer, wer_ci_from_counts, wer_counts)
 from videosalmonn.data.save.common import BenchmarkSample
+from videosalmonn.evaluation.metrics import (
+    MetricResult,
+    cider_d,
+    combine_spider,
+    containment_correct,
+    multiple_choice_correct,
+    spice,
+    wer,
+    wer_ci_from_counts,
+    wer_counts,
+)
 from videosalmonn.evaluation.tasks.common import accuracy_results, check_aligned
 
 # ---------------------------------------------------------------------------------------------------------
@@ -21,16 +30,24 @@ def wer_score(sample: BenchmarkSample, prediction: str) -> float:
     return float(errors[0]) / max(int(words[0]), 1)
 
 
-def wer_aggregate(samples: Sequence[BenchmarkSample], predictions: Sequence[str],
-                  scores: Sequence[float | None] | None = None) -> list[MetricResult]:
+def wer_aggregate(
+    samples: Sequence[BenchmarkSample], predictions: Sequence[str], scores: Sequence[float | None] | None = None
+) -> list[MetricResult]:
     """Corpus WER = total (S + D + I) / total reference words, with a 95% CI from resampling utterances."""
     check_aligned(samples, predictions, scores)
     references = [s.references[0] for s in samples]
     result = wer(references, predictions)
     errors, words, _ = wer_counts(references, predictions)
     low, high = wer_ci_from_counts(errors, words)
-    return [MetricResult(result.name, result.value, note=result.note, per_sample=result.per_sample,
-                         details={**result.details, "ci95_low": low, "ci95_high": high})]
+    return [
+        MetricResult(
+            result.name,
+            result.value,
+            note=result.note,
+            per_sample=result.per_sample,
+            details={**result.details, "ci95_low": low, "ci95_high": high},
+        )
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -43,15 +60,17 @@ def corpus_only(sample: BenchmarkSample, prediction: str) -> None:
     return None
 
 
-def cider_aggregate(samples: Sequence[BenchmarkSample], predictions: Sequence[str],
-                    scores: Sequence[float | None] | None = None) -> list[MetricResult]:
+def cider_aggregate(
+    samples: Sequence[BenchmarkSample], predictions: Sequence[str], scores: Sequence[float | None] | None = None
+) -> list[MetricResult]:
     """CIDEr-D over the set (PTB tokenisation when Java is present)."""
     check_aligned(samples, predictions, scores)
     return [cider_d([s.references for s in samples], list(predictions))]
 
 
-def spider_aggregate(samples: Sequence[BenchmarkSample], predictions: Sequence[str],
-                     scores: Sequence[float | None] | None = None) -> list[MetricResult]:
+def spider_aggregate(
+    samples: Sequence[BenchmarkSample], predictions: Sequence[str], scores: Sequence[float | None] | None = None
+) -> list[MetricResult]:
     """[SPIDEr, CIDEr-D, SPICE]; SPIDEr and SPICE are "unavailable" (value None) without CoreNLP."""
     check_aligned(samples, predictions, scores)
     references, hypotheses = [s.references for s in samples], list(predictions)
@@ -69,8 +88,9 @@ def choice_score(sample: BenchmarkSample, prediction: str) -> float:
     return float(multiple_choice_correct(prediction, sample.references[0], sample.candidates))
 
 
-def choice_aggregate(samples: Sequence[BenchmarkSample], predictions: Sequence[str],
-                     scores: Sequence[float | None] | None = None) -> list[MetricResult]:
+def choice_aggregate(
+    samples: Sequence[BenchmarkSample], predictions: Sequence[str], scores: Sequence[float | None] | None = None
+) -> list[MetricResult]:
     return accuracy_results("accuracy", samples, predictions, choice_score, scores)
 
 
@@ -83,6 +103,7 @@ def containment_score(sample: BenchmarkSample, prediction: str) -> float:
     return float(containment_correct(prediction, sample.references[0]))
 
 
-def containment_aggregate(samples: Sequence[BenchmarkSample], predictions: Sequence[str],
-                          scores: Sequence[float | None] | None = None) -> list[MetricResult]:
+def containment_aggregate(
+    samples: Sequence[BenchmarkSample], predictions: Sequence[str], scores: Sequence[float | None] | None = None
+) -> list[MetricResult]:
     return accuracy_results("accuracy", samples, predictions, containment_score, scores)

@@ -18,8 +18,9 @@ def score(sample: BenchmarkSample, prediction: str) -> float:
     return textvqa_accuracy(prediction, sample.references)
 
 
-def aggregate(samples: Sequence[BenchmarkSample], predictions: Sequence[str],
-              scores: Sequence[float | None] | None = None) -> list[MetricResult]:
+def aggregate(
+    samples: Sequence[BenchmarkSample], predictions: Sequence[str], scores: Sequence[float | None] | None = None
+) -> list[MetricResult]:
     return accuracy_results("accuracy", samples, predictions, score, scores)
 
 

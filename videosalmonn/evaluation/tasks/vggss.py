@@ -17,7 +17,7 @@ from videosalmonn.evaluation.judge import ChatClient, JudgeVerdict, judge_equiva
 from videosalmonn.evaluation.metrics import MetricResult
 from videosalmonn.evaluation.tasks.common import SAVEBENCH_SOURCE, Task, accuracy_results
 
-Judge = Callable[[str, str, str], JudgeVerdict]       # (question, reference, hypothesis) -> verdict
+Judge = Callable[[str, str, str], JudgeVerdict]  # (question, reference, hypothesis) -> verdict
 FALLBACK_NAME = "accuracy (string-match fallback, not the paper's LLM judge)"
 LLM_NAME = "accuracy (LLM judge, App. D prompt)"
 
@@ -28,8 +28,9 @@ def make_task(judge: Judge, metric_name: str) -> Task:
     def score(sample: BenchmarkSample, prediction: str) -> float:
         return float(judge(sample.question, sample.references[0], prediction).equivalent)
 
-    def aggregate(samples: Sequence[BenchmarkSample], predictions: Sequence[str],
-                  scores: Sequence[float | None] | None = None) -> list[MetricResult]:
+    def aggregate(
+        samples: Sequence[BenchmarkSample], predictions: Sequence[str], scores: Sequence[float | None] | None = None
+    ) -> list[MetricResult]:
         return accuracy_results(metric_name, samples, predictions, score, scores)
 
     return replace(TASK, score=score, aggregate=aggregate)
@@ -44,8 +45,9 @@ def _fallback_score(sample: BenchmarkSample, prediction: str) -> float:
     return float(string_match_judge(sample.question, sample.references[0], prediction).equivalent)
 
 
-def _fallback_aggregate(samples: Sequence[BenchmarkSample], predictions: Sequence[str],
-                        scores: Sequence[float | None] | None = None) -> list[MetricResult]:
+def _fallback_aggregate(
+    samples: Sequence[BenchmarkSample], predictions: Sequence[str], scores: Sequence[float | None] | None = None
+) -> list[MetricResult]:
     note = "heuristic string matching of the sound-source label; use an LLM judge for paper-comparable numbers"
     return accuracy_results(FALLBACK_NAME, samples, predictions, _fallback_score, scores, note=note)
 
@@ -56,7 +58,7 @@ TASK = Task(
     paper_metric="accuracy (ChatGPT judge)",
     paper_value=0.476,
     source=f"{SAVEBENCH_SOURCE}; videos: VGG-Sound Source test clips (https://www.robots.ox.ac.uk/~vgg/research/lvs/, "
-           "VGGSound videos https://www.robots.ox.ac.uk/~vgg/data/vggsound/) with their .wav tracks",
+    "VGGSound videos https://www.robots.ox.ac.uk/~vgg/data/vggsound/) with their .wav tracks",
     default_manifest=vggss.MANIFEST,
     read=vggss.read,
     score=_fallback_score,
