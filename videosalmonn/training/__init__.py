@@ -7,7 +7,9 @@ checkpoints, export. Entry point: `videosalmonn train --config configs/train/NAM
     features.py       frozen-encoder features of one sample (on the fly), collation into AVFeatures
     cache.py          the feature cache (sharded safetensors keyed by media content hash + instruction)
     loop.py           the training loop (accelerate), cache-features
-    checkpointing.py  atomic checkpoints: trainable weights, optimizer, RNG, data position
+    checkpointing.py  atomic checkpoints: trainable weights, optimizer, RNG, data position, every file's sha256
+    verify.py         resume from the newest intact checkpoint (recorded hashes checked, damaged ones skipped)
+    faults.py         a non-finite loss (stop, or skip within optim.max_nonfinite_steps) and a full disk: one line
     feedback.py       progress bar, console, metrics.csv, TensorBoard, W&B
     export.py         official delta, merged Hugging Face model directory
     cli.py            `videosalmonn train | cache-features | export`

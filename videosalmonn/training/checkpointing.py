@@ -5,23 +5,27 @@
             trainable.safetensors   connector + LoRA only (our format: also `weights.delta` for inference/export)
             optimizer.pt            AdamW state (tensors only: read back with weights_only=True)
             state.json              step, data position (samples_seen), learning rate, world size, the trained
-                                    weights' sha256 on every process (they must agree under DDP)
+                                    weights' sha256 on every process (they must agree under DDP), and the
+                                    sha256 of every other file of the checkpoint (checked on resume: verify.py)
             rng-<rank>.pt           Python / NumPy / torch (CPU, CUDA) RNG states of each process
             accelerate/             FSDP and DeepSpeed only: their sharded model + optimizer states
-        latest                      name of the newest complete checkpoint
+        latest                      name of the newest complete checkpoint (a step-XXXXXX name, nothing else)
 
 A checkpoint is written into `.step-000040.tmp/` and renamed when complete (a rename is atomic), so a run killed
 at any moment leaves only complete checkpoints; `latest` is itself replaced atomically. The learning-rate schedule
-is a pure function of the step, so the step *is* the scheduler state.
+is a pure function of the step, so the step *is* the scheduler state. A save that fails (a full disk) removes its
+half-written directory and ends with a one-line error; the previous checkpoints stay as they were.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import random
+import re
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +38,12 @@ from videosalmonn.checkpoint import atomic_write, load_trainable, save_trainable
 from videosalmonn.config import to_dict
 from videosalmonn.errors import CheckpointError
 from videosalmonn.model import VideoSalmonn
+from videosalmonn.weights import load_pickle
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
+STATE = "state.json"
+NAME = re.compile(r"step-\d{6,}")  # what `latest` may hold: a checkpoint of this run, never a path
 SHARDED = (DistributedType.FSDP, DistributedType.DEEPSPEED)
 
 
@@ -49,19 +56,64 @@ class TrainState:
     world_size: int = 1
     total_steps: int = 0  # the run's `steps` (the schedule's length) when the checkpoint was written
     trainable_sha256: tuple[str, ...] = ()  # per process, at save time
+    files_sha256: dict[str, str] = field(default_factory=dict)  # every other file of the checkpoint, by path
 
 
 def checkpoint_dir(output_dir: str | Path) -> Path:
     return Path(output_dir) / CHECKPOINTS
 
 
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    root = checkpoint_dir(output_dir)
-    marker = root / LATEST
+def latest_checkpoint(output_dir: str | Path, must_exist: bool = True) -> Path | None:
+    """The checkpoint `latest` names (None without a marker, or with `must_exist` if that directory is gone).
+    The marker must hold a `step-XXXXXX` name: anything else (`../x`, an absolute path) is a one-line error."""
+    marker = checkpoint_dir(output_dir) / LATEST
     if not marker.is_file():
         return None
-    path = root / marker.read_text().strip()
-    return path if path.is_dir() else None
+    try:
+        name = marker.read_text().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{marker}: unreadable ({e})") from None
+    if not NAME.fullmatch(name):
+        raise CheckpointError(
+            f"{marker}: holds {name!r}, but it must name a checkpoint of this run (step-XXXXXX in "
+            f"{marker.parent}); fix or delete it"
+        )
+    path = marker.parent / name
+    return path if path.is_dir() or not must_exist else None
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def files_sha256(directory: Path) -> dict[str, str]:
+    """sha256 of every file under a checkpoint directory except state.json, by relative path."""
+    return {
+        p.relative_to(directory).as_posix(): file_sha256(p)
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and p.relative_to(directory).as_posix() != STATE
+    }
+
+
+def read_state(path: Path) -> TrainState:
+    """A checkpoint's state.json, with a one-line error when it is missing, truncated or not ours."""
+    file = path / STATE
+    if not file.is_file():
+        raise CheckpointError(f"{file}: missing (not a complete training checkpoint)")
+    try:
+        raw = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{file}: damaged or truncated ({type(e).__name__}: {e})") from None
+    known = {f.name for f in fields(TrainState)}
+    if not isinstance(raw, dict) or not {"step", "samples_seen"} <= raw.keys() or not raw.keys() <= known:
+        raise CheckpointError(f"{file}: not the state of a training checkpoint")
+    state = TrainState(**raw)
+    state.trainable_sha256 = tuple(state.trainable_sha256)
+    return state
 
 
 def trainable_sha256(model: VideoSalmonn) -> str:
@@ -76,10 +128,30 @@ def trainable_sha256(model: VideoSalmonn) -> str:
 def save_checkpoint(
     accelerator: Accelerator, output_dir: str | Path, state: TrainState, model, optimizer, keep: int
 ) -> Path:
-    """Write `step-XXXXXX/` atomically (all processes call this), then keep only the newest `keep` checkpoints."""
+    """Write `step-XXXXXX/` atomically (all processes call this), then keep only the newest `keep` checkpoints.
+    A failed write (full disk, permissions) removes the partial directory and raises a one-line CheckpointError."""
     root = checkpoint_dir(output_dir)
     name = f"step-{state.step:06d}"
     tmp, final = root / f".{name}.tmp", root / name
+    try:
+        return _save(accelerator, root, name, tmp, final, state, model, optimizer, keep)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(_write_failure(root / name, e)) from None
+
+
+def _write_failure(path: Path, e: OSError) -> str:
+    where = f" ({e.filename})" if e.filename else ""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        free = shutil.disk_usage(path.parent).free if path.parent.exists() else 0
+        return (
+            f"{path}: no space left on device while saving the checkpoint{where}, {free / 2**20:.0f} MiB free; "
+            "the earlier checkpoints are intact: free space (or lower checkpoint.keep) and continue with --resume"
+        )
+    return f"{path}: cannot write the checkpoint{where}: {e.strerror or e}"
+
+
+def _save(accelerator, root, name, tmp, final, state, model, optimizer, keep) -> Path:
     unwrapped: VideoSalmonn = accelerator.unwrap_model(model)
     sharded = accelerator.distributed_type in SHARDED
     if not sharded:
@@ -105,11 +177,13 @@ def save_checkpoint(
         if accelerator.is_main_process:
             names = [k for k, p in unwrapped.named_parameters() if p.requires_grad]
             _save_tensors({k: full[k] for k in names}, unwrapped, tmp / "trainable.safetensors")
+    if accelerator.is_main_process and not sharded:
+        save_trainable(unwrapped, tmp / "trainable.safetensors")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    accelerator.wait_for_everyone()  # every process's files are written: hash them all
     if accelerator.is_main_process:
-        if not sharded:
-            save_trainable(unwrapped, tmp / "trainable.safetensors")
-            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        (tmp / "state.json").write_text(json.dumps(asdict(state), indent=1))
+        state.files_sha256 = files_sha256(tmp)
+        (tmp / STATE).write_text(json.dumps(asdict(state), indent=1))
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
@@ -128,19 +202,23 @@ def _save_tensors(state: dict[str, torch.Tensor], model: VideoSalmonn, path: Pat
 
 
 def load_checkpoint(accelerator: Accelerator, path: Path, model, optimizer) -> TrainState:
-    """Restore weights, optimizer, data position and this process's RNG from a checkpoint directory."""
-    if not (path / "state.json").is_file():
-        raise CheckpointError(f"{path}: not a training checkpoint (state.json missing)")
-    state = TrainState(**json.loads((path / "state.json").read_text()))
-    state.trainable_sha256 = tuple(state.trainable_sha256)
+    """Restore weights, optimizer, data position and this process's RNG from a checkpoint directory (check its
+    files first: verify.check_checkpoint); the loaded weights must have the sha256 recorded at save time."""
+    state = read_state(path)
     if accelerator.distributed_type in SHARDED:
         accelerator.load_state(str(path / "accelerate"))
     else:
-        load_trainable(accelerator.unwrap_model(model), path / "trainable.safetensors")
-        optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
+        unwrapped = accelerator.unwrap_model(model)
+        load_trainable(unwrapped, path / "trainable.safetensors")
+        if state.trainable_sha256 and trainable_sha256(unwrapped) != state.trainable_sha256[0]:
+            raise CheckpointError(
+                f"{path / 'trainable.safetensors'}: the weights' sha256 differs from the one recorded in {STATE} "
+                "(the file is damaged); resume from an earlier checkpoint with --resume-from"
+            )
+        optimizer.load_state_dict(load_pickle(path / "optimizer.pt"))
     rng = path / f"rng-{accelerator.process_index}.pt"
     if rng.is_file():
-        _set_rng_state(torch.load(rng, weights_only=True))
+        _set_rng_state(load_pickle(rng))
     elif accelerator.is_main_process:
         print(
             f"note: {path} has no RNG state for process {accelerator.process_index} "

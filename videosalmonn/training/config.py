@@ -124,6 +124,9 @@ class OptimConfig:
     eps: float = 1e-8
     grad_clip: float = 1.0
     """Max global gradient norm; 0 disables clipping."""
+    max_nonfinite_steps: int = 0
+    """Steps with a NaN/inf loss (or gradient norm) that may be skipped (weights and optimizer state unchanged)
+    before the run stops with an error; 0 stops at the first."""
 
     def __post_init__(self):
         _check(self.lr > 0, "optim.lr must be positive")
@@ -133,6 +136,7 @@ class OptimConfig:
             len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "optim.betas must be two numbers in [0, 1)"
         )
         _check(self.grad_clip >= 0, "optim.grad_clip must be >= 0")
+        _check(self.max_nonfinite_steps >= 0, "optim.max_nonfinite_steps must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -62,9 +62,11 @@ from videosalmonn.training.data import (
     read_items,
     validate_items,
 )
+from videosalmonn.training.faults import NonFiniteBudget, disk_full_is_an_error, step_is_nonfinite
 from videosalmonn.training.features import Featurizer, load_raw_audio, load_raw_visual
 from videosalmonn.training.feedback import Feedback
 from videosalmonn.training.mixing import load_prompt_pool
+from videosalmonn.training.verify import Resume, check_checkpoint, choose_checkpoint
 
 SHARD_BYTES = 512 << 20  # feature-cache shard size
 
@@ -89,7 +91,8 @@ def train(cfg: TrainConfig, resume: bool | str | Path = False) -> TrainSummary:
         gradient_accumulation_steps=cfg.grad_accum,
     )
     try:
-        return _train(cfg, resume, accelerator)
+        with disk_full_is_an_error(cfg.output_dir):
+            return _train(cfg, resume, accelerator)
     finally:
         accelerator.end_training()  # destroys the process group: no hang or abort at exit
         AcceleratorState._reset_state(reset_partial_state=True)
@@ -98,7 +101,18 @@ def train(cfg: TrainConfig, resume: bool | str | Path = False) -> TrainSummary:
 def _train(cfg: TrainConfig, resume, accelerator: Accelerator) -> TrainSummary:
     rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
     out = Path(cfg.output_dir)
-    start_from = _resume_point(out, resume)
+    start_from, resumed = _resume_point(out, resume)
+    if main:
+        for note in resumed.notes() if resumed is not None else ():
+            print(note, flush=True)
+    if resumed is not None and resumed.state.step >= cfg.steps:
+        if main:
+            print(
+                f"{out}: the run is complete (step {resumed.state.step} of steps={cfg.steps}, checkpoint "
+                f"{start_from}); nothing to do (give a larger steps=N to train further)",
+                flush=True,
+            )
+        return TrainSummary(out, resumed.state.step, [], start_from)
     if main:
         out.mkdir(parents=True, exist_ok=True)
         clean_partial(out)
@@ -126,8 +140,6 @@ def _train(cfg: TrainConfig, resume, accelerator: Accelerator) -> TrainSummary:
     state = TrainState()
     if start_from is not None:
         state = load_checkpoint(accelerator, start_from, model, optimizer)
-        if state.step >= cfg.steps:
-            raise CheckpointError(f"{start_from}: already at step {state.step} of steps={cfg.steps}")
         if main and state.total_steps != cfg.steps:
             print(
                 f"note: steps changed from {state.total_steps} to {cfg.steps}: the learning-rate schedule is "
@@ -166,6 +178,7 @@ def _train(cfg: TrainConfig, resume, accelerator: Accelerator) -> TrainSummary:
     feedback = Feedback(out, cfg.log, cfg.steps, state.step, main, to_dict(cfg))
     trainable = [p for p in model.parameters() if p.requires_grad]
     losses, last_checkpoint = [], None
+    nonfinite = NonFiniteBudget(cfg.optim.max_nonfinite_steps)
 
     for step in range(state.step, cfg.steps):
         tick = time.perf_counter()
@@ -173,14 +186,18 @@ def _train(cfg: TrainConfig, resume, accelerator: Accelerator) -> TrainSummary:
         for group in optimizer.param_groups:
             group["lr"] = lr
         sums = torch.zeros(5, dtype=torch.float64)  # loss, ce, diversity, tokens, micro-batches
+        loss_was_nonfinite = skipped = False
         for _ in range(cfg.grad_accum):
             tb = build_batch(next(batches))
             with accelerator.accumulate(model), explain_oom(tb, step):
                 output = model(tb.batch.to(accelerator.device))
+                loss_was_nonfinite |= not bool(torch.isfinite(output.loss.detach()))
                 accelerator.backward(output.loss)
                 if accelerator.sync_gradients:
                     grad_norm = accelerator.clip_grad_norm_(trainable, cfg.optim.grad_clip or math.inf)
-                    optimizer.step()
+                    skipped = step_is_nonfinite(accelerator, loss_was_nonfinite, grad_norm)
+                    if not skipped:  # a skipped step leaves weights and optimizer state as they were
+                        optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
             div = output.diversity_loss
             sums += torch.tensor(
@@ -206,6 +223,12 @@ def _train(cfg: TrainConfig, resume, accelerator: Accelerator) -> TrainSummary:
                 "step_time_s": seconds,
             }
         )
+        if skipped or not math.isfinite(state.loss):
+            try:
+                feedback.say(nonfinite.record(state.step, state.loss, last_checkpoint or start_from))
+            except VideoSalmonnError:
+                feedback.close()
+                raise
         if state.step % cfg.checkpoint.every == 0 or state.step == cfg.steps:
             last_checkpoint = save_checkpoint(accelerator, out, state, model, optimizer, cfg.checkpoint.keep)
             feedback.say(f"checkpoint {last_checkpoint}")
@@ -379,7 +402,9 @@ def explain_oom(tb: CollatedExamples, step: int):
         ) from None
 
 
-def _resume_point(out: Path, resume: bool | str | Path) -> Path | None:
+def _resume_point(out: Path, resume: bool | str | Path):
+    """(checkpoint to continue from, its verified Resume) or (None, None) for a new run. `resume=True`: the newest
+    intact checkpoint of `out` (newer damaged ones are skipped, with a note each); a path: that one, verified."""
     if resume is False or resume is None:
         existing = latest_checkpoint(out)
         if existing is not None:
@@ -387,10 +412,11 @@ def _resume_point(out: Path, resume: bool | str | Path) -> Path | None:
                 f"{out} already has checkpoints (latest {existing.name}): continue it with "
                 "--resume, or choose another output_dir"
             )
-        return None
-    path = latest_checkpoint(out) if resume is True else Path(resume)
-    if path is None:
-        raise CheckpointError(f"{out}: no checkpoint to resume from")
+        return None, None
+    if resume is True:
+        resumed = choose_checkpoint(out)
+        return resumed.path, resumed
+    path = Path(resume)
     if not path.is_dir():
         raise CheckpointError(f"{path}: checkpoint directory not found")
-    return path
+    return path, Resume(path, check_checkpoint(path), [])
