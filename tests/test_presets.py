@@ -133,7 +133,7 @@ VIDEO_SALMONN_13B = {
     "generation.seed": None,
     "weights.eva_vit": None,
     "weights.instructblip": "Salesforce/instructblip-vicuna-13b",
-    "weights.qformer_tokenizer": "bert-base-uncased",
+    "weights.qformer_tokenizer": None,  # the InstructBLIP model's own qformer_tokenizer/
     "weights.whisper": "openai/whisper-large-v2",
     "weights.beats": None,
     "weights.llm": "lmsys/vicuna-13b-v1.5",
@@ -150,7 +150,6 @@ VIDEO_SALMONN_13B_OVERRIDES = [
     "name",
     "weights.instructblip",
     "weights.llm",
-    "weights.qformer_tokenizer",
     "weights.whisper",
 ]
 

@@ -293,7 +293,9 @@ class WeightsConfig:
     """LAVIS `instruct_blip_vicuna13b_trimmed.pth`, or an HF InstructBLIP id/dir
     (`Salesforce/instructblip-vicuna-13b`)."""
     qformer_tokenizer: str | None = None
-    """BERT tokenizer for the instruction (`bert-base-uncased`, a dir with vocab.txt, or an InstructBLIP dir)."""
+    """BERT tokenizer for the instruction (`bert-base-uncased`, a dir with vocab.txt, or an InstructBLIP dir/id).
+    None: the `qformer_tokenizer/` of an HF `instructblip`, else `bert-base-uncased` (the packaged tiny vocabulary
+    without `instructblip`). Its size with [DEC] must equal `encoders.image_qformer.vocab_size`."""
     whisper: str | None = None
     """HF Whisper id/dir (`openai/whisper-large-v2`); only the encoder is read."""
     beats: str | None = None

@@ -24,7 +24,7 @@ from videosalmonn.media.clip import load_clip
 from videosalmonn.media.features import audio_features
 from videosalmonn.model import DTYPES, VideoSalmonn
 from videosalmonn.prompting.conversation import EncodedPrompt, collate_prompts, encode_conversation
-from videosalmonn.prompting.instruction import InstructionTokenizer, load_instruction_tokenizer
+from videosalmonn.prompting.instruction import InstructionTokenizer, instruction_tokenizer_for
 from videosalmonn.prompting.templates import prompt_style
 from videosalmonn.types import Batch, Coverage, MediaClip, Request, Turn
 
@@ -75,11 +75,8 @@ class Pipeline:
             log.warning("%s: running in float32 on CPU (the preset's float16 is for GPUs)", cfg.name)
             cfg = cfg.replace("dtype=float32")
         w = cfg.weights
-        return cls(
-            load_model(cfg, device),
-            load_tokenizer(w.tokenizer or w.llm),
-            load_instruction_tokenizer(w.qformer_tokenizer or "tiny"),
-        )
+        tokenizer, instruction_tokenizer = load_tokenizer(w.tokenizer or w.llm), instruction_tokenizer_for(cfg)
+        return cls(load_model(cfg, device), tokenizer, instruction_tokenizer)  # tokenizers first: fail fast
 
     @property
     def device(self) -> torch.device:

@@ -1,12 +1,14 @@
 """The one home of weight files: reading, resolving and checking state dicts.
 
-    resolve(source)            a local path, or the local snapshot of a hub id
+    resolve(source)            a local path, or the local snapshot of a hub id (configs and tokenizers only)
+    resolve_model(source)      an HF model directory with every weight file its index names (downloads them)
     load_pickle(path)          `torch.load(..., weights_only=True)`, one-line errors naming the file
     read_pickled_tensors(...)  the tensors of a pickled state dict (optionally wrapped, e.g. LAVIS {'model': sd})
     read_tensors(path)         the tensors of one safetensors or pickle file
     read_state_dict(source)    the `prefix`ed tensors of a file, an HF directory (sharded or not) or a hub id
     read_hf_config(source)     an HF directory's config.json (None for a single file)
     load_checked(module, sd)   copy into a module; missing, unexpected and mis-shaped keys are one error
+    check_loading_info(info)   the same check on the loading info of an HF `from_pretrained`
 
 Every pickle goes through `torch.load(..., weights_only=True)`. Every load reports missing and unexpected keys:
 nothing is silently dropped.
@@ -85,15 +87,59 @@ def resolve(source: str | Path) -> Path:
     path = Path(os.path.expanduser(str(source)))
     if path.exists():
         return path
-    if str(source).startswith((".", "/", "~")) or str(source).count("/") != 1:
+    looks_local = str(source).startswith((".", "/", "~")) or path.suffix in (*PICKLE_SUFFIXES, ".safetensors")
+    if looks_local or str(source).count("/") > 1:  # hub ids: "org/name", or legacy "bert-base-uncased"
         raise CheckpointError(f"{source}: no such file or directory")
+    return _snapshot(str(source), ["*.json", "*.model", "*.txt"])
+
+
+def resolve_model(source: str | Path) -> Path:
+    """An HF model directory holding every weight file it needs (e.g. for `from_pretrained`).
+
+    A hub id's snapshot gets the shards its index names (or its single weight file) downloaded: `resolve` fetches
+    configs and tokenizers only. A local directory missing a shard is an error naming it.
+    """
+    root = resolve(source)
+    if root.is_file():
+        raise CheckpointError(f"{source}: expected an HF model directory or hub id, got a file")
+    hub = not Path(os.path.expanduser(str(source))).exists()
+    index, needed = _needed_weight_files(root)
+    if hub and needed and not all((root / f).is_file() for f in needed):
+        root = _snapshot(str(source), needed)
+    elif hub and index is None:  # no index: one file, safetensors preferred
+        for name in ("model.safetensors", "pytorch_model.bin"):
+            root = _snapshot(str(source), [name])
+            if (root / name).is_file():
+                break
+    if index is None and not any((root / f).is_file() for f in ("model.safetensors", "pytorch_model.bin")):
+        raise CheckpointError(f"{source}: no weights found (looked for {', '.join(WEIGHT_FILES)})")
+    missing = [f for f in needed if not (root / f).is_file()]
+    if missing:
+        raise CheckpointError(f"{root / index}: names {len(missing)} missing weight file(s) ({few(missing)})")
+    return root
+
+
+def _needed_weight_files(root: Path) -> tuple[str | None, list[str]]:
+    """The index file of an HF directory (safetensors first) and the shards it names; (None, []) without one."""
+    for name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        path = root / name
+        if path.is_file():
+            try:
+                return name, sorted(set(json.loads(path.read_text())["weight_map"].values()))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+                raise CheckpointError(f"{path}: not a readable weight index ({type(e).__name__}: {e})") from None
+    return None, []
+
+
+def _snapshot(repo_id: str, patterns: list[str]) -> Path:
+    """The local snapshot of a hub repo with the files matching `patterns` (downloaded unless HF_HUB_OFFLINE=1)."""
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(str(source), allow_patterns=["*.json", "*.model", "*.txt"]))
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
     except Exception as e:
         raise CheckpointError(
-            f"{source}: not a local path and not available from the Hugging Face hub "
+            f"{repo_id}: not a local path and not available from the Hugging Face hub "
             f"({type(e).__name__}); download it and pass the directory"
         ) from None
 
@@ -189,6 +235,29 @@ def load_checked(
     with torch.no_grad():
         for k, v in state_dict.items():
             own[k].copy_(v.to(own[k].dtype))
+
+
+def check_loading_info(info: dict, source: str, ignore: tuple[str, ...] = ()) -> None:
+    """Fail on the missing, unexpected or mis-shaped keys of `from_pretrained(..., output_loading_info=True)`.
+
+    `ignore`: key suffixes known not to matter (e.g. RoPE `inv_freq` buffers stored by older checkpoints).
+    """
+
+    def keys(name: str) -> list[str]:
+        found = (k if isinstance(k, str) else k[0] for k in info.get(name) or ())
+        return sorted(k for k in found if not (ignore and k.endswith(ignore)))
+
+    problems = [
+        f"{len(found)} {what} ({few(found)})"
+        for found, what in (
+            (keys("missing_keys"), "missing"),
+            (keys("unexpected_keys"), "unexpected"),
+            (keys("mismatched_keys"), "shape mismatch(es)"),
+        )
+        if found
+    ]
+    if problems:
+        raise CheckpointError(f"{source}: checkpoint does not match the model: " + "; ".join(problems))
 
 
 def few(keys: list[str], n: int = 4) -> str:

@@ -20,6 +20,7 @@ from videosalmonn.config import GenerationConfig, LLMConfig
 from videosalmonn.errors import CheckpointError
 from videosalmonn.llm.lora import apply_lora, is_lora_parameter
 from videosalmonn.rng import seeded
+from videosalmonn.weights import check_loading_info, resolve_model
 
 HF_GENERATION_LOGGER = "transformers.generation.utils"
 HF_PENALTY_WARNING = "Passing `repetition_penalty` with `inputs_embeds`"  # a UserWarning of HF's generate
@@ -163,19 +164,23 @@ class LanguageModel(nn.Module):
         return model.merge_and_unload()
 
 
+KNOWN_IGNORED = ("rotary_emb.inv_freq",)  # RoPE frequencies: recomputed, stored by older checkpoints (Vicuna v1.5)
+
+
 def _load_pretrained(source: str, dtype: torch.dtype) -> nn.Module:
+    """An HF causal LM whose every weight came from `source`: missing or unexpected keys are an error."""
     from transformers import AutoModelForCausalLM
 
-    from videosalmonn.weights import resolve
-
-    path = resolve(source)
+    path = resolve_model(source)
     try:
-        return AutoModelForCausalLM.from_pretrained(
-            str(path) if path.is_dir() else source, dtype=dtype, attn_implementation="eager"
+        model, info = AutoModelForCausalLM.from_pretrained(
+            str(path), dtype=dtype, attn_implementation="eager", output_loading_info=True
         )
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{source}: cannot load the LLM ({first})") from None
+    check_loading_info(info, f"{source} (LLM)", ignore=KNOWN_IGNORED)
+    return model
 
 
 def _check_dims(hf_cfg, cfg: LLMConfig, source: str) -> None:
