@@ -87,7 +87,10 @@ def whisper_log_mel_batch(chunks: Tensor) -> Tensor:
         chunks, WHISPER_N_FFT, WHISPER_HOP, window=window, center=True, pad_mode="reflect", return_complex=True
     )  # (C, 201, 3001)
     power = stft[..., :-1].abs() ** 2  # (C, 201, 3000)
-    mel = _whisper_filters().to(chunks.device).T @ power  # (C, 80, 3000)
+    filters = _whisper_filters().to(chunks.device).T  # (80, 201)
+    # one matmul per chunk: a batched (C, 201, 3000) matmul may take other BLAS kernels than C = 1 (seen with AVX2
+    # forced), and a chunk must give the same features alone or in any batch
+    mel = torch.stack([filters @ p for p in power])  # (C, 80, 3000)
     log = torch.clamp(mel, min=WHISPER_LOG_FLOOR).log10()
     peak = log.amax(dim=(1, 2), keepdim=True)  # (C, 1, 1)
     log = torch.maximum(log, peak - WHISPER_DYNAMIC_RANGE)
