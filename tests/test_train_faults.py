@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -97,7 +98,6 @@ def nan_at_call(monkeypatch):
 
 
 @needs_media
-@pytest.mark.slow
 def test_damaged_weights_are_detected_and_the_previous_checkpoint_is_used(run, capsys):
     config, checkpoints = run
     weights = checkpoints / "step-000004/trainable.safetensors"
@@ -107,12 +107,23 @@ def test_damaged_weights_are_detected_and_the_previous_checkpoint_is_used(run, c
     summary = train(load_train_config(config, ["steps=6"]), resume=True)
     out = capsys.readouterr().out
     assert "step-000004" in out and "trainable.safetensors" in out and "sha256" in out, out
-    assert "resuming at step 2" in out, out
+    assert "resuming from step-000002" in out and "resuming at step 2" in out, out
     assert len(summary.losses) == 4 and all(torch.isfinite(torch.tensor(summary.losses))), summary.losses
 
 
 @needs_media
-@pytest.mark.slow
+def test_an_older_checkpoint_without_file_hashes_still_has_its_weights_checked(run):
+    config, checkpoints = run
+    state = checkpoints / "step-000004/state.json"
+    state.write_text(json.dumps({k: v for k, v in json.loads(state.read_text()).items() if k != "files_sha256"}))
+    with open(checkpoints / "step-000004/trainable.safetensors", "r+b") as f:
+        f.seek(-8, os.SEEK_END)
+        f.write(b"\xff" * 8)
+    with pytest.raises(CheckpointError, match=r"trainable\.safetensors: the weights' sha256 differs"):
+        train(load_train_config(config, ["steps=6"]), resume=True)
+
+
+@needs_media
 def test_a_non_finite_loss_stops_the_run_before_it_is_checkpointed(tmp_path, finished, nan_at_call):
     config = write_config(tmp_path, tmp_path / "run", finished / "features")
     nan_at_call(2)
@@ -123,7 +134,6 @@ def test_a_non_finite_loss_stops_the_run_before_it_is_checkpointed(tmp_path, fin
 
 
 @needs_media
-@pytest.mark.slow
 def test_a_skipped_non_finite_step_leaves_the_weights_unchanged(tmp_path, finished, nan_at_call, capsys):
     config = write_config(tmp_path, tmp_path / "run", finished / "features")
     nan_at_call(2)
@@ -139,7 +149,6 @@ def test_a_skipped_non_finite_step_leaves_the_weights_unchanged(tmp_path, finish
 
 
 @needs_media
-@pytest.mark.slow
 @pytest.mark.parametrize("name", ["state.json", "optimizer.pt", "rng-0.pt"])
 def test_a_truncated_file_falls_back_to_the_previous_checkpoint(run, name, capsys):
     config, checkpoints = run
@@ -152,7 +161,6 @@ def test_a_truncated_file_falls_back_to_the_previous_checkpoint(run, name, capsy
 
 
 @needs_media
-@pytest.mark.slow
 def test_no_intact_checkpoint_is_a_one_line_error(run):
     config, checkpoints = run
     for step in ("step-000002", "step-000004"):
@@ -166,7 +174,6 @@ def test_no_intact_checkpoint_is_a_one_line_error(run):
 
 
 @needs_media
-@pytest.mark.slow
 def test_resuming_a_finished_run_says_so(run, capsys):
     config, checkpoints = run
     summary = train(load_train_config(config), resume=True)
@@ -176,10 +183,13 @@ def test_resuming_a_finished_run_says_so(run, capsys):
 
 @needs_media
 @pytest.mark.slow
-def test_resuming_a_finished_run_exits_0_on_the_command_line(run):
+@pytest.mark.parametrize("launcher", ["python", "torchrun"])
+def test_resuming_a_finished_run_exits_0_on_the_command_line(run, launcher):
     config, _ = run
+    torchrun = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node", "2"]
     done = subprocess.run(
-        [sys.executable, "-m", "videosalmonn", "train", "--config", str(config), "--resume"],
+        [*([sys.executable] if launcher == "python" else torchrun), "-m", "videosalmonn"]
+        + ["train", "--config", str(config), "--resume"],
         cwd=ROOT,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         capture_output=True,
@@ -187,13 +197,13 @@ def test_resuming_a_finished_run_exits_0_on_the_command_line(run):
         timeout=300,
     )
     assert done.returncode == 0 and "complete" in done.stdout, done.stdout + done.stderr
+    assert done.stdout.count("complete") == 1  # said once, by the first process
 
 
 # ---------------------------------------------------------------- row 12: a full disk
 
 
 @needs_media
-@pytest.mark.slow
 def test_a_full_disk_while_saving_is_a_one_line_error(run, monkeypatch):
     config, checkpoints = run
 

@@ -36,7 +36,8 @@ class Resume:
     skipped: list[tuple[str, str]]  # (checkpoint name, why) of the newer checkpoints passed over
 
     def notes(self) -> list[str]:
-        return [f"note: skipped checkpoint {name}: {why}" for name, why in self.skipped]
+        notes = [f"note: skipped checkpoint {name}: {why}" for name, why in self.skipped]
+        return notes + [f"note: resuming from {self.path.name}, the newest intact checkpoint"] if notes else []
 
 
 def check_checkpoint(path: Path) -> TrainState:
