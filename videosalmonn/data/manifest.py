@@ -83,6 +83,8 @@ def read_manifest(path: str | Path, media_root: str | Path | None = None) -> lis
             entries = json.loads(text)
         except json.JSONDecodeError as e:
             raise InputError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+        except RecursionError:
+            raise InputError(f"{path}: not valid JSON (nested too deeply)") from None
         samples = [_official(e, root, f"{path}[{i}]", i) for i, e in enumerate(entries)]
     else:
         samples = []
@@ -93,6 +95,8 @@ def read_manifest(path: str | Path, media_root: str | Path | None = None) -> lis
                 entry = json.loads(line)
             except json.JSONDecodeError as e:
                 raise InputError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+            except RecursionError:
+                raise InputError(f"{path}:{n}: not valid JSON (nested too deeply)") from None
             samples.append(_ours(entry, root, f"{path}:{n}", n))
     if not samples:
         raise InputError(f"{path}: the manifest holds no samples")
