@@ -391,11 +391,44 @@ def _json(body: bytes) -> object:
         raise ValueError(f"{name} is not valid JSON")
 
     try:
-        return json.loads(body, parse_constant=constant)
+        data = json.loads(body, parse_constant=constant)
     except (ValueError, RecursionError) as e:
         raise ApiError(
             400, f"the request body is not valid JSON ({str(e).splitlines()[0][:200]})", "invalid_json"
         ) from None
+    where = _invalid_text(data)
+    if where is not None:
+        raise ApiError(
+            400, f"{where[:200]}: text that is not valid Unicode (a lone surrogate such as \\ud800)", "invalid_text"
+        )
+    return data
+
+
+def _invalid_text(data: object) -> str | None:
+    """Where (`messages[0].content`) the first string (key or value) that UTF-8 cannot encode is, else None: JSON
+    lets `\\ud800` escapes through, and neither the tokenizer nor the response could take them."""
+    stack = [("body", data)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str):
+            if not _encodable(value):
+                return where
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                if not _encodable(k):
+                    return f"{where} (a key)"
+                stack.append((f"{where}.{k}" if where != "body" else k, v))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", v) for i, v in enumerate(value))
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _sse(body: dict) -> str:
