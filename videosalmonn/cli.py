@@ -1,6 +1,8 @@
 """`videosalmonn <command>`: thin entry points over the library (each command parses, calls, prints).
 
-User mistakes (missing files, bad media, bad settings) end with one line on stderr and exit code 2.
+User mistakes (missing files, bad media, bad settings) end with one line on stderr and exit code 2. A batch
+command (`infer --manifest`, `eval run`) whose samples did not all get an answer exits 1 after a summary line with
+the count (each failed sample has an error record; a rerun retries it).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from videosalmonn.errors import InputError, VideoSalmonnError
 
 EXIT_USER_ERROR = 2
+EXIT_SAMPLES_FAILED = 1
 COMMAND_GROUPS = ("videosalmonn.training.cli", "videosalmonn.evaluation.cli", "videosalmonn.serving.cli")
 
 
@@ -81,7 +84,24 @@ def _infer_manifest(args: argparse.Namespace) -> int:
         f"{summary.answered} answered, {summary.failed} failed, {summary.skipped} already in {args.out}",
         file=sys.stderr,
     )
-    return 1 if summary.failed else 0
+    if summary.given_up:
+        print(given_up_line(summary.given_up, args.out), file=sys.stderr)
+    if summary.unanswered:
+        print(
+            f"{summary.unanswered} of {len(samples)} samples have no answer (see `error` in {args.out})",
+            file=sys.stderr,
+        )
+    return EXIT_SAMPLES_FAILED if summary.unanswered else 0
+
+
+def given_up_line(ids: list[str], out: str) -> str:
+    from videosalmonn.results import MAX_ATTEMPTS
+
+    more = f" (+{len(ids) - 5} more)" if len(ids) > 5 else ""
+    return (
+        f"{len(ids)} sample(s) failed {MAX_ATTEMPTS} times and were not run again: {', '.join(ids[:5])}{more} "
+        f"(their last error is in {out})"
+    )
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:

@@ -2,6 +2,10 @@
 
 A record is written with a single `write` of the whole line on an O_APPEND file and fsynced, so a crash can at
 most leave one torn last line; `ResultsFile` drops it (rewriting the file atomically) when it is reopened.
+
+A sample that failed has a record with `error` (and `attempts`, how many times it failed so far); a rerun tries
+it again, appending a new record (the last success, else the last error, is the sample's result), until it has
+failed MAX_ATTEMPTS times: then it is reported as given up instead of being run again.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from pathlib import Path
 
 from videosalmonn.errors import InputError
 
+MAX_ATTEMPTS = 3  # a sample that failed this many times is not run again (reported as given up)
+
 
 class ResultsFile:
     def __init__(self, path: str | Path, key: str = "id"):
@@ -21,10 +27,14 @@ class ResultsFile:
         self.records: list[dict] = self._load()
 
     def done(self) -> set[str]:
-        return {str(r[self.key]) for r in self.records if self.key in r}
+        """Ids with a successful record (a failed sample is retried)."""
+        return {str(r[self.key]) for r in self.records if self.key in r and "error" not in r}
+
+    def failures(self) -> dict[str, int]:
+        return count_failures(self.records, self.key)
 
     def append(self, record: dict) -> None:
-        line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
+        line = json_line(record).encode()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line)
@@ -42,7 +52,7 @@ class ResultsFile:
             try:
                 records.append(json.loads(tail))
                 fixed = raw + b"\n"
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 fixed = raw[: len(raw) - len(tail)]  # torn record: drop it, its sample runs again
             tmp = self.path.with_name(f".{self.path.name}.tmp")
             tmp.write_bytes(fixed)
@@ -58,6 +68,30 @@ def complete_lines(raw: bytes, path: Path) -> tuple[list[dict], bytes]:
         if line.strip():
             try:
                 records.append(json.loads(line))
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 raise InputError(f"{path}:{n}: not a JSON line; is this a results file?") from None
     return records, tail
+
+
+def count_failures(records: list[dict], key: str = "id") -> dict[str, int]:
+    """Id -> how many error records it has."""
+    counts: dict[str, int] = {}
+    for r in records:
+        if "error" in r and key in r:
+            counts[str(r[key])] = counts.get(str(r[key]), 0) + 1
+    return counts
+
+
+def json_line(record) -> str:
+    """One JSON line, UTF-8 text as is; text that UTF-8 cannot hold (a lone surrogate from a `\\ud800` escape in the
+    input) is written as JSON escapes instead, so that it reads back the same."""
+    return json_text(record) + "\n"
+
+
+def json_text(data, indent: int | None = None) -> str:
+    text = json.dumps(data, ensure_ascii=False, indent=indent)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(data, ensure_ascii=True, indent=indent)
+    return text

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from videosalmonn.cli import positive_int
+from videosalmonn.cli import EXIT_SAMPLES_FAILED, given_up_line, positive_int
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -24,6 +24,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"missing media, {s.other_ranks} left to other processes",
         file=sys.stderr,
     )
+    if s.given_up:
+        print(given_up_line(s.given_up, f"{args.out}/samples.rank*.jsonl"), file=sys.stderr)
+    if s.failed or s.given_up:
+        print(f"{s.failed + len(s.given_up)} sample(s) have no answer (their records have `error`)", file=sys.stderr)
     if s.results is not None:
         _print_results(s.results, args.out)
     else:
@@ -31,7 +35,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"not merged yet: other processes are still running (or run `videosalmonn eval merge {args.out}`)",
             file=sys.stderr,
         )
-    return 1 if s.failed else 0
+    return EXIT_SAMPLES_FAILED if s.failed or s.given_up else 0
 
 
 def cmd_merge(args: argparse.Namespace) -> int:

@@ -7,7 +7,6 @@ reads the shards, so it can be repeated. Failed and missing samples are counted,
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from videosalmonn.evaluation.metrics import MetricResult
 from videosalmonn.evaluation.rundir import RunDir, write_json_atomic, write_text_atomic
 from videosalmonn.evaluation.settings import EvalSettings, samples_missing_media, select_samples
 from videosalmonn.evaluation.tasks import Task
+from videosalmonn.results import json_line as results_json_line
 
 FORMAT = "videosalmonn-eval/1"
 BOOTSTRAP = {"resamples": 1000, "seed": 0, "confidence": 0.95}  # bootstrap.py's defaults, recorded
@@ -147,4 +147,4 @@ def base_record(sample: BenchmarkSample) -> dict:
 
 
 def json_line(record: dict) -> str:
-    return json.dumps(record, ensure_ascii=False) + "\n"
+    return results_json_line(record)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from videosalmonn.errors import InputError
-from videosalmonn.results import ResultsFile, complete_lines
+from videosalmonn.results import ResultsFile, complete_lines, count_failures, json_text
 
 RUN_FILE = "run.json"
 SAMPLES_FILE = "samples.jsonl"
@@ -93,6 +93,14 @@ class RunDir:
         """Ids answered successfully (errors are retried)."""
         return {i for i, r in self.records().items() if "error" not in r}
 
+    def failures(self) -> dict[str, int]:
+        """Id -> how many error records it has across every shard (its failed attempts)."""
+        counts: dict[str, int] = {}
+        for path in sorted(self.path.glob(SHARD_GLOB)):
+            for i, n in count_failures(_read_complete_lines(path)).items():
+                counts[i] = counts.get(i, 0) + n
+        return counts
+
     @contextmanager
     def merge_lock(self) -> Iterator[None]:
         with open(self.path / LOCK_FILE, "w") as f:
@@ -117,7 +125,7 @@ def find_runs(paths: list[str | Path]) -> list[RunDir]:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    write_text_atomic(path, json_text(data, indent=1) + "\n")
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -20,7 +20,7 @@ import platform
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
@@ -29,16 +29,17 @@ from tqdm import tqdm
 
 from videosalmonn.config import to_dict
 from videosalmonn.data.save import BenchmarkSample
-from videosalmonn.errors import InputError, MediaError, VideoSalmonnError
+from videosalmonn.errors import InputError, MediaError
 from videosalmonn.evaluation.diagnostics import zeroed_levels
 from videosalmonn.evaluation.merge import BOOTSTRAP, FORMAT, base_record, merge
 from videosalmonn.evaluation.rundir import RunDir
 from videosalmonn.evaluation.settings import EvalSettings, samples_missing_media, select_samples
 from videosalmonn.evaluation.tasks import Task
-from videosalmonn.infer_manifest import answer_requests
+from videosalmonn.infer_manifest import answer_requests, error_text, with_attempts
 from videosalmonn.media.files import kind_of
 from videosalmonn.media.video import probe_video
 from videosalmonn.pipeline import Answer, Pipeline, Request
+from videosalmonn.results import MAX_ATTEMPTS
 
 SPAN_TOLERANCE_S = 1.0
 
@@ -46,8 +47,9 @@ SPAN_TOLERANCE_S = 1.0
 @dataclass
 class EvalSummary:
     answered: int = 0
-    failed: int = 0
+    failed: int = 0  # failed in this run (each has an error record; a rerun retries it)
     skipped: int = 0  # this rank's samples already answered (resumed run)
+    given_up: list[str] = field(default_factory=list)  # failed MAX_ATTEMPTS times: not run again
     missing: int = 0  # samples whose media do not exist (not run, not scored)
     other_ranks: int = 0  # samples left to the other processes
     results: dict | None = None  # results.json, when this process merged
@@ -81,11 +83,15 @@ def run_eval(
                 run_header(settings, task, pipe, len(samples), missing), session_info(world, batch_size, pipe)
             )
 
-        done = run.done()
+        done, failures = run.done(), run.failures()
         share = [s for i, s in enumerate(samples) if i % world == rank and s.id not in missing]
-        todo = [s for s in share if s.id not in done]
+        pending = [s for s in share if s.id not in done]
+        todo = [s for s in pending if failures.get(s.id, 0) < MAX_ATTEMPTS]
         summary = EvalSummary(
-            skipped=len(share) - len(todo), missing=len(missing), other_ranks=len(samples) - len(missing) - len(share)
+            skipped=len(share) - len(pending),
+            given_up=[s.id for s in pending if failures.get(s.id, 0) >= MAX_ATTEMPTS],
+            missing=len(missing),
+            other_ranks=len(samples) - len(missing) - len(share),
         )
         shard = run.shard(rank)
         bar = tqdm(
@@ -96,7 +102,7 @@ def run_eval(
         )
         for i in range(0, len(todo), batch_size):
             for record in answer_chunk(pipe, task, settings, todo[i : i + batch_size]):
-                shard.append({**record, "rank": rank})
+                shard.append({**with_attempts(record, failures), "rank": rank})
                 summary.failed += "error" in record
                 summary.answered += "error" not in record
             bar.update(len(todo[i : i + batch_size]))
@@ -116,11 +122,11 @@ def answer_chunk(pipe: Pipeline, task: Task, settings: EvalSettings, samples: li
         try:
             requests.append(request_for(s, settings))
             ok.append(s)
-        except VideoSalmonnError as e:
-            records[s.id] = {**base_record(s), "error": str(e)}
+        except Exception as e:  # anything (a hostile file's probe included) fails this sample alone
+            records[s.id] = {**base_record(s), "error": error_text(e)}
     for s, request, result in zip(ok, requests, answer_requests(pipe, requests, None)):
-        if isinstance(result, VideoSalmonnError):
-            records[s.id] = {**base_record(s), "error": str(result)}
+        if isinstance(result, Exception):
+            records[s.id] = {**base_record(s), "error": error_text(result)}
         else:
             records[s.id] = scored_record(task, s, request, result)
     return [records[s.id] for s in samples]
@@ -177,8 +183,8 @@ def scored_record(task: Task, sample: BenchmarkSample, request: Request, answer:
     record = {**base_record(sample), "output": answer.text, "score": None}
     try:
         record["score"] = task.score(sample, answer.text)
-    except VideoSalmonnError as e:  # e.g. the judge endpoint is down: the merge scores it again
-        record["score_error"] = str(e)
+    except Exception as e:  # e.g. the judge endpoint is down: the merge scores it again
+        record["score_error"] = error_text(e)
     if request.start is not None:
         record["span"] = [request.start, request.end]
     details = answer.to_json()
