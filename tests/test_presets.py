@@ -139,6 +139,7 @@ VIDEO_SALMONN_13B = {
     "weights.llm": "lmsys/vicuna-13b-v1.5",
     "weights.tokenizer": None,
     "weights.delta": None,
+    "weights.delta_required": True,  # inference without the trained delta is refused
 }
 
 # What the 13B preset states: only where the released model differs from the dataclass defaults.
@@ -148,6 +149,7 @@ VIDEO_SALMONN_13B_OVERRIDES = [
     "media.beats_fp16_waveform",
     "media.frame_sampling",
     "name",
+    "weights.delta_required",
     "weights.instructblip",
     "weights.llm",
     "weights.whisper",

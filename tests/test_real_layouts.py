@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from videosalmonn.checkpoint import check_weights, load_model
 from videosalmonn.config import ModelConfig
 from videosalmonn.errors import CheckpointError
 from videosalmonn.llm.language_model import LanguageModel
@@ -254,3 +255,19 @@ def test_llm_rope_inv_freq_in_the_checkpoint_is_ignored(tmp_path):
 
     folder = damaged_llama(tmp_path / "llm", add_inv_freq)
     LanguageModel.build(TINY.llm, str(folder))
+
+
+# ------------------------------------------------------------------------- a preset that needs its delta
+
+
+def test_13b_inference_without_a_delta_is_refused_before_loading_anything(hub):
+    from videosalmonn.pipeline import Pipeline
+
+    with pytest.raises(CheckpointError, match=r"weights.delta not set: video-salmonn-13b needs the trained"):
+        Pipeline.from_pretrained("video-salmonn-13b", device="cpu")
+    with pytest.raises(CheckpointError, match="weights.delta not set"):
+        load_model(ModelConfig.from_name("video-salmonn-13b"), "cpu", for_inference=True)
+    assert hub.downloaded == []
+    check_weights(ModelConfig.from_name("video-salmonn-13b", ["weights.beats=b.pt"]))  # training makes it
+    assert not TINY.weights.delta_required
+    check_weights(TINY, for_inference=True)

@@ -30,9 +30,12 @@ from videosalmonn.weights import PICKLE_SUFFIXES, load_checked, read_tensors
 log = logging.getLogger(__name__)
 
 
-def load_model(cfg: ModelConfig, device: torch.device | str | None = None) -> VideoSalmonn:
-    """The model of `cfg` with every weight the config names; parts without weights are seeded random."""
-    _check_weights_complete(cfg)
+def load_model(cfg: ModelConfig, device: torch.device | str | None = None, for_inference: bool = False) -> VideoSalmonn:
+    """The model of `cfg` with every weight the config names; parts without weights are seeded random.
+
+    `for_inference`: refuse a config whose `weights.delta_required` is set but `weights.delta` is not.
+    """
+    check_weights(cfg, for_inference)
     llm = LanguageModel.build(cfg.llm, cfg.weights.llm, DTYPES[cfg.dtype]) if cfg.weights.llm else None
     model = VideoSalmonn.from_config(cfg, llm=llm)
     load_encoder_weights(model, cfg)
@@ -41,8 +44,14 @@ def load_model(cfg: ModelConfig, device: torch.device | str | None = None) -> Vi
     return model.cast(device).eval()
 
 
-def _check_weights_complete(cfg: ModelConfig) -> None:
+def check_weights(cfg: ModelConfig, for_inference: bool = False) -> None:
+    """Every pretrained part or none; for inference, the trained delta when the config requires one."""
     w = cfg.weights
+    if for_inference and w.delta_required and not w.delta:
+        raise CheckpointError(
+            f"weights.delta not set: {cfg.name} needs the trained connector + LoRA to answer "
+            "(e.g. --set weights.delta=pytorch_model_4_5001.pt)"
+        )
     parts = {
         "weights.instructblip": w.instructblip,
         "weights.whisper": w.whisper,

@@ -306,6 +306,9 @@ class WeightsConfig:
     """LLM tokenizer dir/id; defaults to `llm` (or the packaged tiny tokenizer when `llm` is None)."""
     delta: str | None = None
     """Trained connector + LoRA: the official delta `.pt` or our trainable-only `.safetensors`."""
+    delta_required: bool = False
+    """Inference refuses to run without `delta` (a random connector and LoRA would answer nonsense); training,
+    which makes the delta, does not need one."""
 
 
 # ---------------------------------------------------------------------------------------------- model

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from videosalmonn.checkpoint import load_model
+from videosalmonn.checkpoint import check_weights, load_model
 from videosalmonn.collate import collate_media
 from videosalmonn.config import GenerationConfig, ModelConfig
 from videosalmonn.connector.multires import media_token_count
@@ -75,8 +75,9 @@ class Pipeline:
             log.warning("%s: running in float32 on CPU (the preset's float16 is for GPUs)", cfg.name)
             cfg = cfg.replace("dtype=float32")
         w = cfg.weights
+        check_weights(cfg, for_inference=True)  # fail fast: before any tokenizer or weight is read
         tokenizer, instruction_tokenizer = load_tokenizer(w.tokenizer or w.llm), instruction_tokenizer_for(cfg)
-        return cls(load_model(cfg, device), tokenizer, instruction_tokenizer)  # tokenizers first: fail fast
+        return cls(load_model(cfg, device, for_inference=True), tokenizer, instruction_tokenizer)
 
     @property
     def device(self) -> torch.device:
