@@ -48,7 +48,7 @@ from videosalmonn.official.tolerance import (
     max_abs_error,
 )
 from videosalmonn.pipeline import Pipeline, Request
-from videosalmonn.prompting.instruction import load_instruction_tokenizer
+from videosalmonn.prompting.instruction import instruction_tokenizer_for
 from videosalmonn.types import AVFeatures, Batch, ConnectorOutput, MediaClip, PromptBatch
 
 VISUAL_STAGES = (
@@ -82,7 +82,7 @@ def golden_pipeline(golden: GoldenDir) -> Pipeline:
     return Pipeline(
         load_model(cfg, "cpu"),
         load_tokenizer(cfg.weights.llm),
-        load_instruction_tokenizer(cfg.weights.qformer_tokenizer),
+        instruction_tokenizer_for(cfg),
     )
 
 

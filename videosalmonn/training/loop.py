@@ -35,7 +35,7 @@ from videosalmonn.config import to_dict
 from videosalmonn.errors import CheckpointError, InputError, VideoSalmonnError
 from videosalmonn.llm.tokenizer import load_tokenizer
 from videosalmonn.model import DTYPES, VideoSalmonn
-from videosalmonn.prompting.instruction import load_instruction_tokenizer
+from videosalmonn.prompting.instruction import instruction_tokenizer_for
 from videosalmonn.prompting.templates import prompt_style
 from videosalmonn.training import cache as feature_cache
 from videosalmonn.training.checkpointing import (
@@ -250,7 +250,7 @@ def build_model(cfg: TrainConfig, accelerator: Accelerator):
     encoder = model.split_encoder().eval()
     model.train()
     tokenizer = load_tokenizer(model_cfg.weights.tokenizer or model_cfg.weights.llm)
-    instruction_tokenizer = load_instruction_tokenizer(model_cfg.weights.qformer_tokenizer or "tiny")
+    instruction_tokenizer = instruction_tokenizer_for(model_cfg)
     featurizer = Featurizer(encoder, accelerator.device, DTYPES[model_cfg.dtype])
     return model, encoder, tokenizer, instruction_tokenizer, featurizer
 
