@@ -97,6 +97,7 @@ def _settings(args: argparse.Namespace):
         video_audio=getattr(args, "video_audio", None),
         judge_url=getattr(args, "judge_url", None),
         judge_model=getattr(args, "judge_model", "gpt-3.5-turbo"),
+        judge_allow_http=getattr(args, "judge_allow_http", False),
         allow_missing=getattr(args, "allow_missing", False),
         seed=getattr(args, "seed", 0),
     )
@@ -152,7 +153,12 @@ def register(subparsers) -> None:
     p.add_argument(
         "--judge-url",
         help="avssd: OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 "
-        "($OPENAI_API_KEY is sent if set); default: string-match fallback",
+        "($OPENAI_API_KEY is sent if set: over https or to localhost only); default: string-match fallback",
+    )
+    p.add_argument(
+        "--judge-allow-http",
+        action="store_true",
+        help="avssd: also send $OPENAI_API_KEY over plain http to another host",
     )
     p.add_argument("--judge-model", default="gpt-3.5-turbo", help="avssd: the judge's model name")
     p.add_argument("--allow-missing", action="store_true", help="run the samples whose media exist")

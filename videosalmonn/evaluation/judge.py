@@ -13,9 +13,11 @@ App. D prompt (`VGGSS_JUDGE_PROMPT`, quoted exactly). Here:
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,29 +77,71 @@ class OpenAIChatClient:
 
     `base_url` is e.g. "https://api.openai.com/v1" or a local vLLM/llama.cpp server's ".../v1". The paper used
     model "gpt-3.5-turbo".
+
+    The API key is a credential: it goes only over https, or over http to this machine (loopback), unless
+    `allow_http_key`; redirects are never followed (urllib would resend the key to wherever they point).
     """
 
     base_url: str
     model: str = "gpt-3.5-turbo"
     api_key: str | None = None
     timeout_s: float = 60.0
+    allow_http_key: bool = False
 
     def __call__(self, messages: list[dict[str, str]]) -> str:
         body = json.dumps({"model": self.model, "messages": messages, "temperature": 0}).encode()
         headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
         url = self.base_url.rstrip("/") + "/chat/completions"
+        if self.api_key:
+            _check_key_transport(url, self.allow_http_key)
+            headers["Authorization"] = f"Bearer {self.api_key}"
         request = urllib.request.Request(url, data=body, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            with _NO_REDIRECTS.open(request, timeout=self.timeout_s) as response:
                 payload = json.loads(response.read().decode())
+        except urllib.error.HTTPError as e:
+            if 300 <= e.code < 400:
+                raise InputError(
+                    f"judge endpoint {url}: redirected ({e.code}) to {e.headers.get('Location')}; redirects are not "
+                    "followed (the API key would go with them): give the final URL as --judge-url"
+                ) from None
+            raise InputError(f"judge endpoint {url}: {e}") from e
         except (urllib.error.URLError, TimeoutError, json.JSONDecodeError) as e:
             raise InputError(f"judge endpoint {url}: {e}") from e
         try:
             return payload["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError) as e:
             raise InputError(f"judge endpoint {url}: unexpected reply {str(payload)[:200]}") from e
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None  # urllib then raises HTTPError with the 3xx code
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
+
+
+def _check_key_transport(url: str, allow_http: bool) -> None:
+    """The key goes over https, or plain http to a loopback host, or anywhere with `allow_http`."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https" or allow_http:
+        return
+    if parts.scheme == "http" and _is_loopback(parts.hostname or ""):
+        return
+    raise InputError(
+        f"judge endpoint {url}: refusing to send $OPENAI_API_KEY over {parts.scheme or 'no scheme'} to "
+        f"{parts.hostname}: use https, unset the key, or pass --judge-allow-http"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # ---------------------------------------------------------------------------------------------------------

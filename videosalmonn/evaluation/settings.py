@@ -59,6 +59,8 @@ class EvalSettings:
     """Use a video's own sound track when the manifest gives no audio file (None: only for VIDEO_OWN_AUDIO)."""
     judge_url: str | None = None
     judge_model: str = "gpt-3.5-turbo"
+    judge_allow_http: bool = False
+    """Send $OPENAI_API_KEY to a --judge-url over plain http to another host (default: https or loopback only)."""
     allow_missing: bool = False
     """Run the samples whose media exist; the others are counted as missing, not scored."""
     seed: int = 0
@@ -138,7 +140,12 @@ class EvalSettings:
             from videosalmonn.evaluation.judge import OpenAIChatClient
             from videosalmonn.evaluation.tasks import vggss
 
-            client = OpenAIChatClient(self.judge_url, self.judge_model, api_key=os.environ.get(JUDGE_KEY_ENV))
+            client = OpenAIChatClient(
+                self.judge_url,
+                self.judge_model,
+                api_key=os.environ.get(JUDGE_KEY_ENV),
+                allow_http_key=self.judge_allow_http,
+            )
             task = vggss.with_judge(client)
         return task
 
