@@ -31,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from videosalmonn.errors import MediaError, VideoSalmonnError
 from videosalmonn.pipeline import Answer, Pipeline, Request
@@ -147,22 +148,22 @@ class Server:
 
     async def chat(self, http: HttpRequest):
         deadline = time.monotonic() + self.settings.request_timeout_s
-        body = await self._body(http)
-        req = await asyncio.to_thread(lambda: parse_request(_json(body)))  # a big body must not block the loop
-        if req.model != self.settings.model_name:
-            raise ApiError(
-                404,
-                f"model '{req.model}' is not served here (this server serves '{self.settings.model_name}')",
-                "model_not_found",
-                "model",
-            )
-        conv = conversation(req, self.settings.max_prompt_chars)
+        release = self._admit()  # a queue slot before the body is read: a full server reads (buffers) nothing
         try:
-            gen = generation_config(req, self.pipeline.cfg.generation, self.settings.max_tokens)
-        except VideoSalmonnError as e:
-            raise ApiError(400, str(e), "invalid_value") from None
-        release = self._admit()
-        try:
+            body = await self._body(http, deadline)
+            req = await asyncio.to_thread(lambda: parse_request(_json(body)))  # a big body must not block the loop
+            if req.model != self.settings.model_name:
+                raise ApiError(
+                    404,
+                    f"model '{req.model}' is not served here (this server serves '{self.settings.model_name}')",
+                    "model_not_found",
+                    "model",
+                )
+            conv = conversation(req, self.settings.max_prompt_chars)
+            try:
+                gen = generation_config(req, self.pipeline.cfg.generation, self.settings.max_tokens)
+            except VideoSalmonnError as e:
+                raise ApiError(400, str(e), "invalid_value") from None
             loop = asyncio.get_running_loop()
             future = loop.run_in_executor(self.pool, self._load, conv)
             request, clip, text_tokens = await _until(future, deadline, self.settings.request_timeout_s)
@@ -206,19 +207,37 @@ class Server:
         finally:
             release()
 
-    async def _body(self, http: HttpRequest) -> bytes:
+    async def _body(self, http: HttpRequest, deadline: float) -> bytes:
+        """The request body, at most `max_body_bytes`, read within the request's deadline (408 past it); a client
+        that goes away mid-body is one log line, not a traceback."""
         limit = self.settings.max_body_bytes
         too_large = ApiError(413, f"the request body is larger than {limit / MIB:.1f} MiB", "request_too_large")
         length = http.headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:
             raise too_large
-        chunks, total = [], 0
-        async for chunk in http.stream():
-            total += len(chunk)
-            if total > limit:
-                raise too_large
-            chunks.append(chunk)
-        return b"".join(chunks)
+
+        async def read() -> bytes:
+            chunks, total = [], 0
+            async for chunk in http.stream():
+                total += len(chunk)
+                if total > limit:
+                    raise too_large
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+        timeout = self.settings.request_timeout_s
+        try:
+            return await asyncio.wait_for(read(), max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:  # = TimeoutError from Python 3.11
+            raise ApiError(
+                408, f"the request body did not arrive within the request timeout ({timeout:g} s)", "body_timeout"
+            ) from None
+        except ClientDisconnect:
+            client = http.client.host if http.client else "?"
+            log.info("client %s disconnected while sending its request body", client)
+            raise ApiError(
+                400, "the client disconnected while sending the request body", "client_disconnected"
+            ) from None
 
     def _admit(self):
         """Count the request in (503 when the server holds `max_queue` already); returns its idempotent release."""

@@ -1,0 +1,85 @@
+"""The server admits a request before reading its body; body reads have a deadline; a client that leaves
+mid-body is one log line (issue 11 rows 7 and 13)."""
+
+import logging
+import socket
+import time
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("uvicorn")
+pytest.importorskip("fastapi")
+pytestmark = pytest.mark.slow  # a live server per test
+
+from test_serving_hostile import VIDEO_URL, body, live, video  # noqa: E402
+
+from videosalmonn.pipeline import Pipeline  # noqa: E402
+from videosalmonn.serving import ServeSettings, create_app  # noqa: E402
+
+PATH = "/v1/chat/completions"
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    return Pipeline.from_pretrained("tiny", device="cpu")
+
+
+def _partial_body(base: str, declared: int = 100_000, sent: int = 1000) -> socket.socket:
+    """A client that declares a body of `declared` bytes and sends only `sent` of them (connection kept open)."""
+    host, port = base.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    head = (
+        f"POST {PATH} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {declared}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + b"{" + b" " * (sent - 1))
+    return sock
+
+
+def _small_request(base: str) -> httpx.Response:
+    return httpx.post(base + PATH, json=body(video(VIDEO_URL), max_tokens=2), timeout=60)
+
+
+def test_a_full_server_refuses_before_reading_the_body(pipeline):
+    settings = ServeSettings(model_name="tiny", max_queue=1, request_timeout_s=20)
+    with live(create_app(pipeline, settings)) as base:
+        slow = _partial_body(base)  # holds the only slot while its body trickles in
+        time.sleep(0.5)
+        try:
+            refused = _small_request(base)
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"]["code"] == "queue_full"
+        finally:
+            slow.close()
+        time.sleep(0.5)
+        assert _small_request(base).status_code == 200  # the slot came back when the slow client left
+
+
+def test_a_body_that_never_arrives_gets_408(pipeline):
+    settings = ServeSettings(model_name="tiny", request_timeout_s=2)
+    with live(create_app(pipeline, settings)) as base:
+        sock = _partial_body(base)
+        try:
+            start = time.monotonic()
+            reply = sock.recv(65536).decode(errors="replace")
+            assert reply.startswith("HTTP/1.1 408"), reply[:200]
+            assert "body_timeout" in reply and time.monotonic() - start < 15
+        finally:
+            sock.close()
+        assert _small_request(base).status_code == 200
+
+
+def test_a_client_leaving_mid_body_is_one_log_line(pipeline, caplog):
+    settings = ServeSettings(model_name="tiny", request_timeout_s=20)
+    with caplog.at_level(logging.INFO, logger="videosalmonn.serving"):
+        with live(create_app(pipeline, settings)) as base:
+            _partial_body(base).close()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not any("disconnected" in r.getMessage() for r in caplog.records):
+                time.sleep(0.1)
+            assert _small_request(base).status_code == 200
+    ours = [r for r in caplog.records if r.name.startswith("videosalmonn.serving")]
+    assert [r.getMessage() for r in ours if "disconnected" in r.getMessage()] == [
+        ours[0].getMessage()
+    ] and "while sending its request body" in ours[0].getMessage()
+    assert not any(r.exc_info for r in ours), [r.getMessage() for r in ours]
