@@ -14,6 +14,7 @@ from conftest import ROOT
 from videosalmonn.config import GenerationConfig
 from videosalmonn.serving.media import MediaFiles, MediaRef, MediaRefused, probe_seconds
 from videosalmonn.serving.schema import ApiError, conversation, generation_config, parse_request
+from videosalmonn.serving.settings import ServeSettings
 from videosalmonn.streaming import RowStreamer, StreamAborted, TextDeltas
 
 CLIP = ROOT / "tests" / "assets" / "clip2s.mp4"
@@ -271,6 +272,18 @@ def test_generation_settings():
         with pytest.raises(ApiError) as e:
             generation_config(parse_request(bad), base, 1024)
         assert e.value.code == code
+
+
+def test_one_request_cannot_hold_the_worker_with_a_huge_beam_search():
+    """Issue 11 row 6: beam 16 x 1024 tokens is refused by the per-request cost cap; the released default fits."""
+    base = GenerationConfig(max_new_tokens=512, num_beams=5, repetition_penalty=1.5)
+    cap = ServeSettings().max_beam_tokens
+    assert generation_config(parse_request(chat()), base, 1024, cap).num_beams == 5
+    huge = chat(max_tokens=1024, videosalmonn={"num_beams": 16})
+    with pytest.raises(ApiError) as e:
+        generation_config(parse_request(huge), base, 1024, cap)
+    assert (e.value.status, e.value.code) == (400, "request_too_costly") and "16 x max_tokens=1024" in str(e.value)
+    assert generation_config(parse_request(chat(max_tokens=1024, videosalmonn={"num_beams": 2})), base, 1024, cap)
 
 
 # ------------------------------------------------------------------------------------ streaming

@@ -161,7 +161,9 @@ class Server:
                 )
             conv = conversation(req, self.settings.max_prompt_chars)
             try:
-                gen = generation_config(req, self.pipeline.cfg.generation, self.settings.max_tokens)
+                gen = generation_config(
+                    req, self.pipeline.cfg.generation, self.settings.max_tokens, self.settings.max_beam_tokens
+                )
             except VideoSalmonnError as e:
                 raise ApiError(400, str(e), "invalid_value") from None
             loop = asyncio.get_running_loop()

@@ -28,6 +28,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_media_bytes=int(args.max_media_mb * MIB),
         max_media_seconds=args.max_media_seconds,
         max_tokens=args.max_tokens,
+        max_beam_tokens=args.max_beam_tokens,
         request_timeout_s=args.request_timeout,
         decode_workers=args.decode_workers,
     )
@@ -122,6 +123,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=DEFAULTS.max_tokens,
         help=f"largest max_tokens a request may ask for (default {DEFAULTS.max_tokens})",
+    )
+    p.add_argument(
+        "--max-beam-tokens",
+        type=int,
+        default=DEFAULTS.max_beam_tokens,
+        help=f"largest num_beams x max_tokens of one request (default {DEFAULTS.max_beam_tokens})",
     )
     p.add_argument(
         "--request-timeout",

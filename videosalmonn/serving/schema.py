@@ -364,8 +364,12 @@ def _check_media(media: list[MediaRef]) -> None:
 # ------------------------------------------------------------------------------------ decoding settings
 
 
-def generation_config(req: ChatCompletionRequest, base: GenerationConfig, max_tokens: int) -> GenerationConfig:
-    """OpenAI's decoding fields + the extension over the model's own GenerationConfig (see module docstring)."""
+def generation_config(
+    req: ChatCompletionRequest, base: GenerationConfig, max_tokens: int, max_beam_tokens: int | None = None
+) -> GenerationConfig:
+    """OpenAI's decoding fields + the extension over the model's own GenerationConfig (see module docstring).
+
+    `max_beam_tokens` caps num_beams x max_new_tokens (the cost of one request on the one generation worker)."""
     ext = req.videosalmonn or Extension()
     if req.max_tokens and req.max_completion_tokens and req.max_tokens != req.max_completion_tokens:
         raise ApiError(400, "max_tokens and max_completion_tokens differ; give one", "invalid_value", "max_tokens")
@@ -392,6 +396,14 @@ def generation_config(req: ChatCompletionRequest, base: GenerationConfig, max_to
             "stream: true needs videosalmonn.num_beams = 1: beam search only knows its answer at "
             "the end (send stream: false to use beams)",
             "beam_search_cannot_stream",
+            "videosalmonn.num_beams",
+        )
+    if max_beam_tokens is not None and beams * new_tokens > max_beam_tokens:
+        raise ApiError(
+            400,
+            f"videosalmonn.num_beams={beams} x max_tokens={new_tokens} = {beams * new_tokens} is more than this server "
+            f"allows per request ({max_beam_tokens}): fewer beams or fewer tokens",
+            "request_too_costly",
             "videosalmonn.num_beams",
         )
     return replace(

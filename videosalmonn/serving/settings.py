@@ -32,6 +32,9 @@ class ServeSettings:
     """Characters of text over all messages; more gets 400."""
     max_tokens: int = 1024
     """Largest `max_tokens` a request may ask for; the default is min(the model's own setting, this)."""
+    max_beam_tokens: int = 5 * 512
+    """Largest num_beams x max_tokens of one request (the released default, 5 beams x 512, fits): one generation
+    worker serves everyone, so a beam-16, 1024-token request must not hold it for minutes; more gets 400."""
     request_timeout_s: float = 300.0
     """Per request, from arrival to the last token (decoding, queueing and generation); then 504."""
     decode_workers: int = 2
@@ -45,6 +48,7 @@ class ServeSettings:
             "max_media_bytes",
             "max_prompt_chars",
             "max_tokens",
+            "max_beam_tokens",
             "decode_workers",
         ):
             if getattr(self, name) < 1:
