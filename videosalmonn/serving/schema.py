@@ -80,6 +80,7 @@ class ApiError(Exception):
         400: "invalid_request_error",
         403: "permission_error",
         404: "not_found_error",
+        408: "timeout",
         413: "invalid_request_error",
         500: "internal_error",
         503: "server_overloaded",
