@@ -63,9 +63,13 @@ class MediaConfig:
     """Round the waveform to fp16 before the BEATs fbank, as the official fp16 model does (spec §1.7)."""
     image_size: int = 224
     """Side of the square frames given to EVA-ViT."""
+    max_frame_pixels: int = 8192 * 8192
+    """Decoded-pixel budget per video frame or image (67 M): larger ones are refused from their header, before
+    decoding (`media/budget.py`)."""
 
     def __post_init__(self):
         _check(self.image_size > 0, "media.image_size must be positive")
+        _check(self.max_frame_pixels > 0, "media.max_frame_pixels must be positive")
 
 
 # -------------------------------------------------------------------------------------------- encoders

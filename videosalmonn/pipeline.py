@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -20,6 +21,7 @@ from videosalmonn.config import GenerationConfig, ModelConfig
 from videosalmonn.connector.multires import media_token_count
 from videosalmonn.errors import InputError
 from videosalmonn.llm.tokenizer import TextTokenizer, load_tokenizer
+from videosalmonn.media.budget import ContextBudget
 from videosalmonn.media.clip import load_clip
 from videosalmonn.media.features import audio_features
 from videosalmonn.model import DTYPES, VideoSalmonn
@@ -140,6 +142,7 @@ class Pipeline:
             start=request.start,
             end=request.end,
             video_audio=request.video_audio,
+            context=ContextBudget(self.cfg.llm.max_positions, partial(media_token_count, self.cfg.connector)),
         )
 
     def prepare(self, requests: list[Request], clips: list[MediaClip], side: str = "left") -> tuple[Batch, list[int]]:

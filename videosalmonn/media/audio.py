@@ -15,11 +15,14 @@ not already at 16 kHz:
   to the stream duration when the container states it.
 * Bad input is a one-line `MediaError`. A cut-off file is one too when it can be told: lossless streams whose
   header states a longer length, WAV files whose `data` chunk is shorter than declared (FFmpeg itself decodes
-  those silently). A cut-off lossy stream without a stated length cannot be told from a short one.
+  those silently). A lossy stream that decodes to clearly less than its stated length (a cut-off mp4) is
+  kept and reported in `Waveform.cut`; one without a stated length cannot be told from a short one.
+* `max_seconds` bounds decoding: past it, decoding stops with a one-line InputError (no hours of audio in memory).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -30,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from videosalmonn.errors import MediaError
+from videosalmonn.errors import InputError, MediaError
 from videosalmonn.media.files import check_file
 from videosalmonn.media.timeline import SAMPLE_RATE
 
@@ -46,6 +49,9 @@ _MAX_TRIM_SECONDS = 0.25
 # Lossless codecs state the exact length in their header: decoding much less than that means a cut-off file.
 _LOSSLESS_PREFIXES = ("pcm_", "flac", "alac", "wavpack", "tta", "ape")
 _TRUNCATION_TOLERANCE_SECONDS = 0.05
+# Lossy streams: the stated length may be an estimate (mp3 from its bitrate); only a clear shortfall is reported.
+_LOSSY_TRUNCATION_TOLERANCE_SECONDS = 0.5
+_LOSSY_TRUNCATION_TOLERANCE_FRACTION = 0.05
 
 # RIFF/WAV layout: "RIFF" <size> "WAVE", then chunks of <4-byte id> <4-byte little-endian size> <data>.
 _RIFF_HEADER_BYTES = 12
@@ -64,13 +70,15 @@ class Waveform:
     source_rate: int  # Hz of the file's audio stream
     source_channels: int  # channels of the file's audio stream
     seconds: float  # N / SAMPLE_RATE
+    cut: str | None = None  # the stream ends before its stated length (a truncated lossy file)
 
 
-def load_audio(path: str | Path, channels: ChannelPolicy = "downmix") -> Waveform:
+def load_audio(path: str | Path, channels: ChannelPolicy = "downmix", max_seconds: float | None = None) -> Waveform:
     """Decode the first audio stream of `path` to 16 kHz mono float32.
 
     Raises `MediaError` (one line naming the file) when the file is missing, empty, not media, has no audio
-    track, is truncated or decodes to no samples.
+    track, is truncated (lossless) or decodes to no samples; `InputError` when it lasts more than `max_seconds`
+    (decoding stops there).
     """
     if channels not in ("first", "downmix"):
         raise ValueError(f"channels must be 'first' or 'downmix', got {channels!r}")
@@ -82,7 +90,8 @@ def load_audio(path: str | Path, channels: ChannelPolicy = "downmix") -> Wavefor
         rate = stream.codec_context.sample_rate or stream.rate
         if not rate:
             raise MediaError(path, "audio track has no sample rate")
-        mono, n_channels = _decode_mono(path, container, stream, channels)
+        max_samples = None if max_seconds is None else math.ceil(max_seconds * rate)
+        mono, n_channels = _decode_mono(path, container, stream, channels, max_samples)
         stated = _stated_seconds(stream)
         codec = stream.codec_context.name
         is_wav = container.format.name == "wav"
@@ -93,9 +102,27 @@ def load_audio(path: str | Path, channels: ChannelPolicy = "downmix") -> Wavefor
         _check_wav_complete(path)
     samples = torch.from_numpy(mono) if rate == SAMPLE_RATE else _resample(mono, rate)
     samples = _trim_to(samples, stated)
+    seconds = samples.numel() / SAMPLE_RATE
     return Waveform(
-        samples=samples, source_rate=int(rate), source_channels=n_channels, seconds=samples.numel() / SAMPLE_RATE
+        samples=samples,
+        source_rate=int(rate),
+        source_channels=n_channels,
+        seconds=seconds,
+        cut=_lossy_shortfall(seconds, stated),
     )
+
+
+def audio_header_seconds(path: str | Path) -> float | None:
+    """Length of the first audio track as its header states it (stream, else container); None if unknown or
+    if there is no audio track. Nothing is decoded."""
+    path = Path(path)
+    with _open(path) as container:
+        if not container.streams.audio:
+            return None
+        stated = _stated_seconds(container.streams.audio[0])
+        if stated is None and container.duration is not None and container.duration > 0:
+            stated = container.duration / av.time_base
+        return stated
 
 
 def has_audio_stream(path: str | Path) -> bool:
@@ -125,17 +152,28 @@ def _reason(e: Exception) -> str:
 # ------------------------------------------------------------------------------------------ decoding
 
 
-def _decode_mono(path: Path, container, stream, channels: ChannelPolicy) -> tuple[np.ndarray, int]:
-    """All frames of `stream`, reduced to one channel, at the source rate: ((n,) float32, source channels)."""
+def _decode_mono(
+    path: Path, container, stream, channels: ChannelPolicy, max_samples: int | None = None
+) -> tuple[np.ndarray, int]:
+    """All frames of `stream`, reduced to one channel, at the source rate: ((n,) float32, source channels).
+    InputError as soon as more than `max_samples` are decoded."""
     stream.thread_type = "AUTO"
     pieces: list[np.ndarray] = []
     n_channels = stream.codec_context.channels
+    total = 0
     try:
         for frame in container.decode(stream):
             planar = _to_planar_float64(frame)  # (C, n) float64
             n_channels = planar.shape[0]
             mono = planar[0] if channels == "first" else planar.mean(axis=0)
             pieces.append(mono.astype(np.float32))
+            total += mono.size
+            if max_samples is not None and total > max_samples:
+                rate = stream.codec_context.sample_rate or stream.rate
+                raise InputError(
+                    f"{path}: audio lasts more than {max_samples / rate:.1f} s, the most the LLM context takes "
+                    f"(shorter media, a start/end span or --limits official); decoding stopped"
+                )
     except av.error.FFmpegError as e:
         raise MediaError(path, f"audio track cannot be decoded, file corrupt or truncated ({_reason(e)})") from None
     mono = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
@@ -168,6 +206,17 @@ def _check_not_truncated(path: Path, codec: str, decoded: float, stated: float |
         return
     if decoded + _TRUNCATION_TOLERANCE_SECONDS < stated:
         raise MediaError(path, f"is truncated: the header says {stated:.2f} s of audio, only {decoded:.2f} s decode")
+
+
+def _lossy_shortfall(decoded: float, stated: float | None) -> str | None:
+    """A cut line when a (lossy) stream decodes to clearly less than its stated length; lossless ones fail in
+    `_check_not_truncated` before this (their length is exact)."""
+    if stated is None:
+        return None
+    tolerance = max(_LOSSY_TRUNCATION_TOLERANCE_SECONDS, _LOSSY_TRUNCATION_TOLERANCE_FRACTION * stated)
+    if decoded + tolerance >= stated:
+        return None
+    return f"audio ends at {decoded:.2f} s of the {stated:.2f} s the header states (truncated file?)"
 
 
 def _check_wav_complete(path: Path):

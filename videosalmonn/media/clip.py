@@ -2,7 +2,9 @@
 
 A video's own audio track is used when no separate audio file is given. With `limits: official` the released
 model's input limits apply (audio after 30 s and video after 60 s dropped), and the MediaClip's coverage says
-what was cut; with `limits: none` nothing is dropped.
+what was cut; with `limits: none` nothing is dropped. Given a `ContextBudget` (the LLM context), media too long
+for it is refused from the headers before anything is decoded, and audio decoding stops past the limit. A file
+whose streams end before their headers say (a truncated file) is used as far as it goes, and the cut reported.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from pathlib import Path
 
 from videosalmonn.config import MediaConfig
 from videosalmonn.errors import InputError, MediaError
-from videosalmonn.media.audio import has_audio_stream, load_audio
+from videosalmonn.media.audio import audio_header_seconds, has_audio_stream, load_audio
+from videosalmonn.media.budget import ContextBudget
 from videosalmonn.media.image import load_image, transform_image
 from videosalmonn.media.timeline import OFFICIAL_MAX_AUDIO_SECONDS, OFFICIAL_MAX_VIDEO_SECONDS, SAMPLE_RATE
-from videosalmonn.media.video import load_video
+from videosalmonn.media.video import load_video, plan_frames
 from videosalmonn.types import Coverage, MediaClip
 
 
@@ -27,9 +30,11 @@ def load_clip(
     start: float | None = None,
     end: float | None = None,
     video_audio: bool = True,
+    context: ContextBudget | None = None,
 ) -> MediaClip:
     """The sample's media; `start`/`end` (seconds) keep only that span of the video and the audio;
-    `video_audio=False` ignores a video's own sound track (video-only input)."""
+    `video_audio=False` ignores a video's own sound track (video-only input); `context`: refuse media the LLM
+    cannot take (InputError) before decoding it."""
     if video is None and audio is None and image is None:
         raise InputError("no media: give a video, an image or an audio file")
     if video is not None and image is not None:
@@ -37,6 +42,9 @@ def load_clip(
     if (start is not None or end is not None) and image is not None:
         raise InputError("a time span (start/end) applies to video and audio, not to an image")
     official = cfg.limits == "official"
+    max_audio_seconds = None
+    if context is not None:
+        max_audio_seconds = _check_context(cfg, context, video, audio, image, start, end, video_audio)
     cov = Coverage()
     frames, times = None, []
     if video is not None:
@@ -47,20 +55,22 @@ def load_clip(
             start=start,
             end=end,
             max_seconds=OFFICIAL_MAX_VIDEO_SECONDS if official else None,
+            max_pixels=cfg.max_frame_pixels,
         )
         frames, times = sampled.frames, list(sampled.times)
         cov.video_seconds = sampled.seconds_kept
         cov.media_seconds = sampled.info.duration
-        cov.cut += [sampled.cut] if sampled.cut else []
+        cov.cut += [c for c in (sampled.cut, sampled.truncated) if c]
         cov.notes += list(sampled.notes)
         if audio is None and video_audio and sampled.info.has_audio and has_audio_stream(video):
             audio = video
     elif image is not None:
-        frames, times = transform_image(load_image(image), cfg.image_size), [0.0]
+        frames, times = transform_image(load_image(image, cfg.max_frame_pixels), cfg.image_size), [0.0]
 
     waveform = None
     if audio is not None:
-        wav = load_audio(audio, cfg.audio_channels)
+        wav = load_audio(audio, cfg.audio_channels, max_audio_seconds)
+        cov.cut += [wav.cut] if wav.cut else []
         waveform = _span(wav.samples, start, end, audio)
         cov.media_seconds = max(cov.media_seconds or 0.0, wav.seconds)
         limit = OFFICIAL_MAX_AUDIO_SECONDS * SAMPLE_RATE
@@ -73,6 +83,32 @@ def load_clip(
         cov.audio_present = True
     cov.frames = 0 if frames is None else frames.shape[0]
     return MediaClip(frames, image is not None, waveform, cov, times)
+
+
+def _check_context(cfg: MediaConfig, context: ContextBudget, video, audio, image, start, end, video_audio):
+    """InputError if the media's header durations already overflow the LLM context; else the longest audio
+    (seconds from the file start) worth decoding, None when the limits already bound it."""
+    official = cfg.limits == "official"
+    frames, seconds, path = (1, 0.0, image) if image is not None else (0, 0.0, None)
+    if video is not None:
+        max_video = OFFICIAL_MAX_VIDEO_SECONDS if official else None
+        frames, info = plan_frames(
+            video, cfg.frame_sampling, max_seconds=max_video, start=start, end=end, max_pixels=cfg.max_frame_pixels
+        )
+        seconds, path = min(info.duration, max_video or info.duration), video
+        if audio is None and video_audio and info.has_audio:
+            audio = video
+    audio_seconds = 0.0
+    if audio is not None:
+        stated = audio_header_seconds(audio) or 0.0
+        audio_seconds = max(0.0, min(stated, end if end is not None else stated) - (start or 0.0))
+        audio_seconds = min(audio_seconds, OFFICIAL_MAX_AUDIO_SECONDS) if official else audio_seconds
+        path = path if seconds >= audio_seconds else audio
+        seconds = max(seconds, audio_seconds)
+    context.check(path, frames, image is not None, audio_seconds, seconds)
+    if audio is None or official:
+        return None
+    return (start or 0.0) + context.max_audio_seconds(frames, image is not None)
 
 
 def _span(samples, start: float | None, end: float | None, path):

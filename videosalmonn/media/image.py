@@ -18,6 +18,7 @@ Where `.convert("RGB")` is ill-defined we decide instead:
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from videosalmonn.errors import MediaError
+from videosalmonn.media.budget import DEFAULT_MAX_FRAME_PIXELS, check_frame_pixels
 from videosalmonn.media.files import check_file
 from videosalmonn.media.timeline import IMAGE_MEAN, IMAGE_STD
 
@@ -36,23 +38,44 @@ HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I;16BS", "I;16LS", "I;16S"
 VIA_MODES = ("LA", "RGBA")  # intermediate modes for modes that cannot go straight to RGB
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """Read `path` fully and return it as an RGB PIL image; MediaError for anything that is not one."""
+def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS) -> Image.Image:
+    """Read `path` fully and return it as an RGB PIL image; MediaError for anything that is not one.
+
+    `max_pixels` (see `budget`): the size in the header is checked before any pixel is decoded. PIL's own
+    decompression-bomb guard (`Image.MAX_IMAGE_PIXELS`) is not ours: its warning is ignored, and its error (an
+    image over twice that limit, checked by `Image.open` before we see the size) is reported as such.
+    """
     p = check_file(path)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. "Palette images with Transparency ..."
+            warnings.simplefilter("ignore")  # e.g. "Palette images with Transparency ...", DecompressionBombWarning
             with Image.open(p) as img:
+                check_frame_pixels(p, img.width, img.height, max_pixels, "image")  # the header only: lazy open
                 img.load()  # decode now: truncation must fail here, not later
                 return to_rgb(img)
     except Image.DecompressionBombError as e:
-        raise MediaError(p, f"image too large to decode safely ({e})") from None
+        raise MediaError(p, _bomb_reason(str(e), max_pixels)) from None
     except UnidentifiedImageError:
         raise MediaError(p, "not an image file (or an image format PIL cannot read)") from None
     except PermissionError:
         raise MediaError(p, "cannot read file (permission denied)") from None
     except (OSError, SyntaxError, ValueError) as e:  # truncated / corrupt data ("image file is truncated")
         raise MediaError(p, f"cannot decode image: {e}") from None
+
+
+def _bomb_reason(message: str, max_pixels: int | None) -> str:
+    """Our budget's message for PIL's DecompressionBombError ("Image size (N pixels) exceeds limit of M ...")."""
+    sizes = [int(n) for n in re.findall(r"\d+", message)]
+    pixels = sizes[0] if sizes else None
+    if pixels is not None and max_pixels is not None and pixels > max_pixels:
+        return (
+            f"image too large: {pixels / 1e6:.1f} M pixels, over the decoded-pixel budget of {max_pixels / 1e6:.1f} M "
+            f"(media.max_frame_pixels); not decoded"
+        )
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    return (
+        f"image too large: over {limit / 1e6:.1f} M pixels, PIL's hard limit (2 x Image.MAX_IMAGE_PIXELS); not decoded"
+    )
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -58,6 +58,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from videosalmonn.errors import MediaError
+from videosalmonn.media.budget import DEFAULT_MAX_FRAME_PIXELS, check_frame_pixels
 from videosalmonn.media.files import check_file
 from videosalmonn.media.timeline import IMAGE_MEAN, IMAGE_STD, SECONDS_PER_SLOT, VIDEO_FPS, seconds_to_slots
 
@@ -71,6 +72,7 @@ DEFAULT_SIZE = 224  # EVA-ViT input side
 FALLBACK_FPS = 25  # only for streams whose frames carry no timestamp at all
 SEEK_MIN_PACKETS = 12  # seek only when it skips at least this many packets
 SCAN_MARGIN_SECONDS = 2  # index this far past the last needed time (for `filled`)
+TRUNCATION_TOLERANCE_SECONDS = SECONDS_PER_SLOT  # frames ending this much before the header says: a cut-off file
 TRANSFORM_CHUNK_ELEMENTS = 2**25  # float32 elements per F.interpolate call (128 MB)
 # Containers whose demuxer seeks through an index to an exact keyframe; others are decoded in order.
 SEEKABLE_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"})
@@ -128,15 +130,17 @@ class SampledVideo:
     decoded_frames: int = 0  # frames the decoder produced (skipped non-reference frames not counted)
     decoder: str = "index"  # "index" (packet index, skip + seek) or "sequential" (every frame decoded)
     span: tuple[float, float] = (0.0, 0.0)  # the part of the video sampled, seconds from the stream start
+    truncated: str | None = None  # the frames end clearly before the stream header says (a cut-off file)
 
 
 # ---------------------------------------------------------------------------------------- public API
 
 
-def probe_video(path: str | Path) -> VideoInfo:
-    """Header facts of `path`'s first video stream; MediaError if it is not a readable video."""
+def probe_video(path: str | Path, max_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS) -> VideoInfo:
+    """Header facts of `path`'s first video stream; MediaError if it is not a readable video or its frames are
+    over `max_pixels` (see `budget`)."""
     with _open(path) as container:
-        return _probe(path, container, _video_stream(path, container))
+        return _probe(path, container, _video_stream(path, container, max_pixels), max_pixels)
 
 
 def sample_frames(
@@ -146,15 +150,18 @@ def sample_frames(
     max_seconds: float | None = None,
     start: float | None = None,
     end: float | None = None,
+    max_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS,
 ) -> SampledVideo:
     """Decode the frames `policy` picks (see module docstring) as (T, H, W, 3) uint8 RGB.
 
     RGB is `frame.to_rgb().to_ndarray()`, bit-identical to what pytorchvideo gave the official model.
     `max_seconds`: frames after it are not sampled (official limit: `OFFICIAL_MAX_VIDEO_SECONDS`); the
     result's `cut` says so. `start`/`end` (seconds): sample only that span, as if the file were cut there.
+    `max_pixels`: frames larger than this are refused before decoding (MediaError, see `budget`).
     Memory: T full-size frames (a 4K frame is 25 MB); see `load_video`.
     """
-    return _sample(path, policy, max_seconds, _rgb, lambda arrays: torch.from_numpy(np.stack(arrays)), start, end)
+    stack = lambda arrays: torch.from_numpy(np.stack(arrays))  # noqa: E731
+    return _sample(path, policy, max_seconds, _rgb, stack, start, end, max_pixels)
 
 
 def load_video(
@@ -165,6 +172,7 @@ def load_video(
     size: int = DEFAULT_SIZE,
     start: float | None = None,
     end: float | None = None,
+    max_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS,
 ) -> SampledVideo:
     """`sample_frames` + `transform_frames`, transforming each frame as soon as it is decoded.
 
@@ -174,7 +182,29 @@ def load_video(
     def convert(frame: av.VideoFrame) -> Tensor:
         return transform_frames(torch.from_numpy(_rgb(frame))[None], size)[0]  # (3, S, S)
 
-    return _sample(path, policy, max_seconds, convert, torch.stack, start, end)
+    return _sample(path, policy, max_seconds, convert, torch.stack, start, end, max_pixels)
+
+
+def plan_frames(
+    path: str | Path,
+    policy: Policy,
+    *,
+    max_seconds: float | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    max_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS,
+) -> tuple[int, VideoInfo]:
+    """(T, info): how many frames `load_video` with these arguments returns, from the header alone (nothing
+    decoded, pixel budget checked), so that a caller can refuse a video before allocating its frames."""
+    if policy not in POLICIES:
+        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+    info = _window(path, probe_video(path, max_pixels), start, end)
+    if policy == "uniform":
+        return seconds_to_slots(float(_kept_span(info, max_seconds))), info
+    clips = max(1, math.ceil(info.duration_exact - Fraction(CLIP_EPS)))  # len(official_clip_times), no loop
+    if max_seconds is not None and info.duration_exact > Fraction(max_seconds):
+        clips = min(clips, max(1, math.floor(max_seconds / CLIP_SECONDS)))
+    return clips * FRAMES_PER_CLIP, info
 
 
 def transform_frames(frames: Tensor | np.ndarray, size: int = DEFAULT_SIZE) -> Tensor:
@@ -233,20 +263,33 @@ def _open(path: str | Path) -> av.container.InputContainer:
         raise MediaError(p, f"cannot read file ({e.strerror or e})") from None
 
 
-def _video_stream(path, container) -> av.video.stream.VideoStream:
+def _video_stream(path, container, max_pixels: int | None) -> av.video.stream.VideoStream:
+    """The first video stream, its header size checked against the pixel budget (nothing decoded yet)."""
     if container.format.name in NOT_VIDEO_FORMATS:
         raise MediaError(path, f"not a video file (FFmpeg reads it as {container.format.long_name!r})")
     if not container.streams.video:
         raise MediaError(path, "has no video stream")
-    return container.streams.video[0]
+    stream = container.streams.video[0]
+    check_frame_pixels(path, stream.codec_context.width, stream.codec_context.height, max_pixels, "video frame")
+    return stream
 
 
-def _probe(path, container, stream) -> VideoInfo:
+def _checked(path, max_pixels: int | None, convert: Callable) -> Callable:
+    """`convert`, after checking the decoded frame's own size (it may differ from the header) against the budget."""
+
+    def run(frame: av.VideoFrame):
+        check_frame_pixels(path, frame.width, frame.height, max_pixels, "decoded video frame")
+        return convert(frame)
+
+    return run
+
+
+def _probe(path, container, stream, max_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS) -> VideoInfo:
     tb = stream.time_base or Fraction(1, 1_000_000)
     start_pts = stream.start_time if stream.start_time is not None else 0  # official: None -> 0
     duration, source = _header_duration(container, stream, tb)
     if duration is None:
-        index = _scan_packets(container, stream, None) or _scan_decoded(path, stream.index, None)
+        index = _scan_packets(container, stream, None) or _scan_decoded(path, stream.index, None, max_pixels)
         duration, source = _frames_duration(index, tb, start_pts), "frames"
     rate = stream.average_rate or stream.guessed_rate
     return VideoInfo(
@@ -320,7 +363,7 @@ def _scan_packets(container, stream, stop_pts: int | None) -> _FrameIndex | None
     return _FrameIndex(pts=sorted(pts), last_duration=last_duration, packets=packets)
 
 
-def _scan_decoded(path, stream_index: int, stop_pts: int | None) -> _FrameIndex:
+def _scan_decoded(path, stream_index: int, stop_pts: int | None, max_pixels: int | None) -> _FrameIndex:
     """Decode every frame (no RGB) to learn its pts; frames without pts get constant-rate timestamps."""
     ordinals: dict[int, int] = {}
     missing_pts, n, last_duration, notes = False, 0, 0, []
@@ -328,6 +371,7 @@ def _scan_decoded(path, stream_index: int, stop_pts: int | None) -> _FrameIndex:
         stream = container.streams[stream_index]
         step, start, rate = _frame_step(stream), stream.start_time or 0, _rate(stream)
         for n, frame in _decode_in_order(container, stream, notes):
+            check_frame_pixels(path, frame.width, frame.height, max_pixels, "decoded video frame")
             if frame.pts is None:
                 missing_pts = True
             if not missing_pts:
@@ -494,15 +538,17 @@ def _sample(
     stack: Callable,
     start: float | None = None,
     end: float | None = None,
+    max_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS,
 ) -> SampledVideo:
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
     if max_seconds is not None and max_seconds <= 0:
         raise ValueError(f"max_seconds must be positive, got {max_seconds}")
     with _open(path) as container:
-        stream = _video_stream(path, container)
+        stream = _video_stream(path, container, max_pixels)
         stream_index = stream.index
-        whole = _probe(path, container, stream)
+        whole = _probe(path, container, stream, max_pixels)
+    convert = _checked(path, max_pixels, convert)
     info = _window(path, whole, start, end)
     stop_pts = info.start_pts + math.ceil(
         (_needed_seconds(info, policy, max_seconds) + SCAN_MARGIN_SECONDS) / info.time_base
@@ -516,7 +562,7 @@ def _sample(
             return _result(stack, got, sel, whole, index, policy, n_decoded, "index", info)
         except (_IndexMismatch, av.error.FFmpegError):
             pass  # decode every frame instead
-    index = _scan_decoded(path, stream_index, stop_pts)
+    index = _scan_decoded(path, stream_index, stop_pts, max_pixels)
     if not index.pts:
         raise MediaError(path, "video stream has no decodable frame")
     sel = SELECTORS[policy](index, info, max_seconds)
@@ -543,7 +589,15 @@ def _result(
         float((window.start_pts - info.start_pts) * tb),
         float((window.start_pts - info.start_pts) * tb + window.duration_exact),
     )
+    frames_end = (index.pts[-1] + index.last_duration - info.start_pts) * tb
+    truncated = None
+    if info.duration_source == "stream" and span[0] + sel.seconds_kept - frames_end > TRUNCATION_TOLERANCE_SECONDS:
+        truncated = (
+            f"video frames end at {float(frames_end):.2f} s of the {info.duration:.2f} s the header states "
+            f"(truncated file?)"
+        )
     return SampledVideo(
+        truncated=truncated,
         frames=stack([got[p] for p in sel.pts]),
         times=tuple(float((p - info.start_pts) * tb) for p in sel.pts),
         policy=policy,
