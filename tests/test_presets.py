@@ -60,6 +60,7 @@ VIDEO_SALMONN_13B = {
     "media.limits": "none",
     "media.beats_fp16_waveform": True,
     "media.image_size": 224,
+    "media.max_frame_pixels": 8192 * 8192,  # decoded-pixel budget (not a model property; media/budget.py)
     "encoders.eva.patch_size": 14,
     "encoders.eva.width": 1408,
     "encoders.eva.depth": 39,
