@@ -130,3 +130,29 @@ def test_activation_checkpointing_keeps_the_gradients(lm):
     assert grads[0].keys() == grads[1].keys() and grads[0]
     for name in grads[0]:
         torch.testing.assert_close(grads[1][name], grads[0][name], msg=name)
+
+
+def test_should_stop_aborts_a_beam_search_within_a_step():
+    """`should_stop` is asked every step, beam search included (it cannot take a streamer)."""
+    import time
+
+    from conftest import ROOT
+
+    from videosalmonn.config import GenerationConfig
+    from videosalmonn.llm.language_model import GenerationAborted
+    from videosalmonn.pipeline import Pipeline, Request
+
+    pipe = Pipeline.from_pretrained("tiny", device="cpu")
+    request = Request("Describe", video=str(ROOT / "tests" / "assets" / "clip2s.mp4"))
+    clip = pipe.load(request)
+    calls = []
+
+    def stop_after_three() -> bool:
+        calls.append(time.monotonic())
+        return len(calls) > 3
+
+    with pytest.raises(GenerationAborted):
+        pipe.answer_batch(
+            [request], GenerationConfig(max_new_tokens=512, num_beams=4), [clip], should_stop=stop_after_three
+        )
+    assert len(calls) == 4  # stopped at the first step that asked after the budget: no more decoding

@@ -83,3 +83,36 @@ def test_a_client_leaving_mid_body_is_one_log_line(pipeline, caplog):
         ours[0].getMessage()
     ] and "while sending its request body" in ours[0].getMessage()
     assert not any(r.exc_info for r in ours), [r.getMessage() for r in ours]
+
+
+BEAM_REQUEST = body(video(VIDEO_URL), max_tokens=512, videosalmonn={"num_beams": 4})  # ~9 s on the tiny model
+
+
+def _aborted_soon(base: str, within_s: float = 5.0) -> float:
+    """Seconds until /health counts an aborted generation (fails after `within_s`)."""
+    start = time.monotonic()
+    while time.monotonic() - start < within_s:
+        if httpx.get(base + "/health", timeout=10).json()["aborted"] == 1:
+            return time.monotonic() - start
+        time.sleep(0.1)
+    raise AssertionError(f"the generation was not stopped within {within_s} s")
+
+
+def test_a_timed_out_beam_search_is_stopped(pipeline):
+    """Issue 11 row 6: the 504 cancels the job, and the worker stops the beam search within a step."""
+    settings = ServeSettings(model_name="tiny", request_timeout_s=2)
+    with live(create_app(pipeline, settings)) as base:
+        reply = httpx.post(base + PATH, json=BEAM_REQUEST, timeout=60)
+        assert reply.status_code == 504, reply.text
+        _aborted_soon(base)
+        start = time.monotonic()
+        assert _small_request(base).status_code == 200
+        assert time.monotonic() - start < 5  # the worker is free again (a full run would hold it ~9 s)
+
+
+def test_a_client_leaving_stops_its_beam_search(pipeline):
+    settings = ServeSettings(model_name="tiny", request_timeout_s=60)
+    with live(create_app(pipeline, settings)) as base:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(base + PATH, json=BEAM_REQUEST, timeout=httpx.Timeout(60, read=1.5))
+        _aborted_soon(base)

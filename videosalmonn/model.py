@@ -98,10 +98,12 @@ class VideoSalmonn(nn.Module):
         return torch.stack(losses).sum()
 
     @torch.no_grad()
-    def generate(self, batch: Batch, gen: GenerationConfig, eos_id: int, pad_id: int, streamer=None) -> Tensor:
+    def generate(
+        self, batch: Batch, gen: GenerationConfig, eos_id: int, pad_id: int, streamer=None, should_stop=None
+    ) -> Tensor:
         """Left-padded prompts -> (B, new) generated ids."""
         embeds = self.embed(batch.prompt, self.encode(batch))
-        return self.llm.generate(embeds, batch.prompt.attention_mask, gen, eos_id, pad_id, streamer)
+        return self.llm.generate(embeds, batch.prompt.attention_mask, gen, eos_id, pad_id, streamer, should_stop)
 
 
 def splice(embeds: Tensor, media: ConnectorOutput, media_mask: Tensor) -> Tensor:

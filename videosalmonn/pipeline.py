@@ -104,10 +104,12 @@ class Pipeline:
         generation: GenerationConfig | None = None,
         clips: list[MediaClip] | None = None,
         streamer=None,
+        should_stop=None,
     ) -> list[Answer]:
         """Answer several requests in one batched generation (left padding; same answers as one by one).
 
         `streamer`: a transformers `BaseStreamer`; its `put` gets each step's new ids, (B,) (greedy/sampling only).
+        `should_stop`: () -> bool, asked after every decoding step; true raises `llm.GenerationAborted`.
         """
         gen = generation or self.cfg.generation
         clips = clips or [self.load(r) for r in requests]
@@ -123,7 +125,12 @@ class Pipeline:
             notes.append(f"answer limited to {room} tokens by the LLM context ({self.cfg.llm.max_positions})")
             gen = GenerationConfig(**{**asdict(gen), "max_new_tokens": room})
         ids = self.model.generate(
-            batch.to(self.device, DTYPES[self.cfg.dtype]), gen, self.tokenizer.eos_id, self.tokenizer.pad_id, streamer
+            batch.to(self.device, DTYPES[self.cfg.dtype]),
+            gen,
+            self.tokenizer.eos_id,
+            self.tokenizer.pad_id,
+            streamer,
+            should_stop,
         )
         answers = []
         for row, clip, n in zip(ids, clips, counts):

@@ -12,6 +12,7 @@ import contextlib
 import copy
 import logging
 import warnings
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -36,6 +37,24 @@ def _not_our_penalty_note(record: logging.LogRecord) -> bool:
 # describe what `generate` wants, the penalty on generated tokens only, applied by our own processor.
 logging.getLogger(HF_GENERATION_LOGGER).addFilter(_not_our_penalty_note)
 warnings.filterwarnings("ignore", message=HF_PENALTY_WARNING, category=UserWarning, module=r"transformers\.generation")
+
+
+class GenerationAborted(Exception):
+    """Raised out of `LanguageModel.generate` once its `should_stop()` is true (checked before every step)."""
+
+
+def _abort_when(should_stop: Callable[[], bool]):
+    """A transformers StoppingCriteria that raises GenerationAborted: beam search honours stopping criteria
+    (it cannot take a streamer), so this is how a cancelled beam search stops within one decoding step."""
+    from transformers import StoppingCriteria
+
+    class AbortWhen(StoppingCriteria):
+        def __call__(self, input_ids: Tensor, scores: Tensor, **kwargs) -> Tensor:
+            if should_stop():
+                raise GenerationAborted
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    return AbortWhen()
 
 
 class LanguageModel(nn.Module):
@@ -109,15 +128,25 @@ class LanguageModel(nn.Module):
 
     @torch.no_grad()
     def generate(
-        self, embeds: Tensor, attention_mask: Tensor, gen: GenerationConfig, eos_id: int, pad_id: int, streamer=None
+        self,
+        embeds: Tensor,
+        attention_mask: Tensor,
+        gen: GenerationConfig,
+        eos_id: int,
+        pad_id: int,
+        streamer=None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> Tensor:
         """Left-padded (B, L, E) prompt embeddings -> (B, new) generated ids (padded with `pad_id` after EOS).
+
+        `should_stop()` is asked after every decoding step; true raises GenerationAborted (greedy, sampling and
+        beam search alike).
 
         Greedy, beam search (repetition penalty on generated tokens only, as official) or sampling; decoding is
         done by Hugging Face `generate` with an explicit config (none of the checkpoint's defaults leak in).
         """
         from transformers import GenerationConfig as HFGenerationConfig
-        from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+        from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor, StoppingCriteriaList
 
         hf = HFGenerationConfig(
             max_new_tokens=gen.max_new_tokens,
@@ -148,6 +177,7 @@ class LanguageModel(nn.Module):
                 attention_mask=attention_mask,
                 generation_config=hf,
                 logits_processor=processors,
+                stopping_criteria=StoppingCriteriaList([_abort_when(should_stop)] if should_stop else []),
                 streamer=streamer,
             )
 

@@ -140,6 +140,7 @@ class Server:
             "batches": s.batches,
             "answered": s.answered,
             "failed": s.failed,
+            "aborted": s.aborted,
             "largest_batch": s.largest_batch,
             "batch_sizes": {str(k): v for k, v in sorted(s.sizes.items())},
         }
@@ -197,7 +198,7 @@ class Server:
             )
         try:
             while True:
-                kind, value = await _until(events.get(), deadline, self.settings.request_timeout_s)
+                kind, value = await _until(_next_event(events, http, job), deadline, self.settings.request_timeout_s)
                 if kind == "done":
                     return JSONResponse(reply.completion(value))
                 if kind == "error":
@@ -235,8 +236,7 @@ class Server:
                 408, f"the request body did not arrive within the request timeout ({timeout:g} s)", "body_timeout"
             ) from None
         except ClientDisconnect:
-            client = http.client.host if http.client else "?"
-            log.info("client %s disconnected while sending its request body", client)
+            log.info("client %s disconnected while sending its request body", _client(http))
             raise ApiError(
                 400, "the client disconnected while sending the request body", "client_disconnected"
             ) from None
@@ -454,6 +454,26 @@ def _encodable(text: str) -> bool:
 
 def _sse(body: dict) -> str:
     return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+
+DISCONNECT_POLL_S = 0.5  # how often a waiting (non-streaming) request checks that its client is still there
+
+
+async def _next_event(events: asyncio.Queue, http: HttpRequest, job: Job):
+    """The worker's next event for `job`; a client that has gone away meanwhile cancels the job, which stops its
+    generation (beam search included) within a decoding step."""
+    while True:
+        try:
+            return await asyncio.wait_for(events.get(), DISCONNECT_POLL_S)
+        except asyncio.TimeoutError:
+            if await http.is_disconnected():
+                job.cancelled.set()
+                log.info("client %s left before its answer; its generation is cancelled", _client(http))
+                raise ApiError(400, "the client disconnected before the answer", "client_disconnected") from None
+
+
+def _client(http: HttpRequest) -> str:
+    return http.client.host if http.client else "?"
 
 
 async def _until(awaitable, deadline: float, timeout: float):

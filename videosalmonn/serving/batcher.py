@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from videosalmonn.config import GenerationConfig
 from videosalmonn.errors import VideoSalmonnError
+from videosalmonn.llm.language_model import GenerationAborted
 from videosalmonn.pipeline import Pipeline, Request
 from videosalmonn.streaming import RowStreamer, StreamAborted, TextDeltas
 from videosalmonn.types import MediaClip
@@ -48,6 +49,7 @@ class BatchStats:
     batches: int = 0
     answered: int = 0
     failed: int = 0
+    aborted: int = 0  # generations stopped because every client of the batch had left or timed out
     largest_batch: int = 0
     sizes: dict[int, int] = field(default_factory=dict)  # batch size -> how many batches had it
 
@@ -135,6 +137,10 @@ class Batcher:
         if not jobs:
             return
         gen = jobs[0].generation
+
+        def abandoned() -> bool:
+            return all(j.cancelled.is_set() for j in jobs)
+
         streamer = None
         if gen.num_beams == 1:  # HF generate streams greedy/sampling only
             for job in jobs:
@@ -142,13 +148,15 @@ class Batcher:
             streamer = RowStreamer(
                 [j.deltas for j in jobs],
                 lambda row, text: _text(jobs[row], text),
-                lambda: all(j.cancelled.is_set() for j in jobs),
+                abandoned,
             )
         try:
             answers = self.pipeline.answer_batch(
-                [j.request for j in jobs], gen, clips=[j.clip for j in jobs], streamer=streamer
+                [j.request for j in jobs], gen, clips=[j.clip for j in jobs], streamer=streamer, should_stop=abandoned
             )
-        except StreamAborted:
+        except (StreamAborted, GenerationAborted):  # every client of the batch left or timed out: stop now
+            log.info("a generation of %d request(s) was stopped: every client left or timed out", len(jobs))
+            self.stats.aborted += 1
             return
         except Exception as e:
             if len(jobs) > 1:
