@@ -17,7 +17,8 @@ not already at 16 kHz:
   header states a longer length, WAV files whose `data` chunk is shorter than declared (FFmpeg itself decodes
   those silently). A lossy stream that decodes to clearly less than its stated length (a cut-off mp4) is
   kept and reported in `Waveform.cut`; one without a stated length cannot be told from a short one.
-* `max_seconds` bounds decoding: past it, decoding stops with a one-line InputError (no hours of audio in memory).
+* `max_seconds` (seconds or a `budget.DurationLimit`) bounds decoding: a longer stated length is refused before
+  decoding, and past it decoding stops with a one-line MediaTooLong, an InputError (no hours of audio in memory).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from videosalmonn.errors import InputError, MediaError
+from videosalmonn.errors import MediaError
+from videosalmonn.media.budget import DurationLimit, as_limit
 from videosalmonn.media.files import check_file
 from videosalmonn.media.timeline import SAMPLE_RATE
 
@@ -73,7 +75,9 @@ class Waveform:
     cut: str | None = None  # the stream ends before its stated length (a truncated lossy file)
 
 
-def load_audio(path: str | Path, channels: ChannelPolicy = "downmix", max_seconds: float | None = None) -> Waveform:
+def load_audio(
+    path: str | Path, channels: ChannelPolicy = "downmix", max_seconds: float | DurationLimit | None = None
+) -> Waveform:
     """Decode the first audio stream of `path` to 16 kHz mono float32.
 
     Raises `MediaError` (one line naming the file) when the file is missing, empty, not media, has no audio
@@ -82,7 +86,7 @@ def load_audio(path: str | Path, channels: ChannelPolicy = "downmix", max_second
     """
     if channels not in ("first", "downmix"):
         raise ValueError(f"channels must be 'first' or 'downmix', got {channels!r}")
-    path = Path(path)
+    path, limit = Path(path), as_limit(max_seconds)
     with _open(path) as container:
         if not container.streams.audio:
             raise MediaError(path, "has no audio track")
@@ -90,9 +94,10 @@ def load_audio(path: str | Path, channels: ChannelPolicy = "downmix", max_second
         rate = stream.codec_context.sample_rate or stream.rate
         if not rate:
             raise MediaError(path, "audio track has no sample rate")
-        max_samples = None if max_seconds is None else math.ceil(max_seconds * rate)
-        mono, n_channels = _decode_mono(path, container, stream, channels, max_samples)
         stated = _stated_seconds(stream)
+        if limit is not None and limit.header and stated is not None and stated > limit.seconds:
+            raise limit.error(path, "audio", stated)
+        mono, n_channels = _decode_mono(path, container, stream, channels, limit)
         codec = stream.codec_context.name
         is_wav = container.format.name == "wav"
     if mono.size == 0:
@@ -153,11 +158,13 @@ def _reason(e: Exception) -> str:
 
 
 def _decode_mono(
-    path: Path, container, stream, channels: ChannelPolicy, max_samples: int | None = None
+    path: Path, container, stream, channels: ChannelPolicy, limit: DurationLimit | None = None
 ) -> tuple[np.ndarray, int]:
     """All frames of `stream`, reduced to one channel, at the source rate: ((n,) float32, source channels).
-    InputError as soon as more than `max_samples` are decoded."""
+    MediaTooLong as soon as more than `limit` seconds are decoded."""
     stream.thread_type = "AUTO"
+    rate = stream.codec_context.sample_rate or stream.rate
+    max_samples = None if limit is None else math.ceil(limit.seconds * rate)
     pieces: list[np.ndarray] = []
     n_channels = stream.codec_context.channels
     total = 0
@@ -169,11 +176,7 @@ def _decode_mono(
             pieces.append(mono.astype(np.float32))
             total += mono.size
             if max_samples is not None and total > max_samples:
-                rate = stream.codec_context.sample_rate or stream.rate
-                raise InputError(
-                    f"{path}: audio lasts more than {max_samples / rate:.1f} s, the most the LLM context takes "
-                    f"(shorter media, a start/end span or --limits official); decoding stopped"
-                )
+                raise limit.error(path, "audio")
     except av.error.FFmpegError as e:
         raise MediaError(path, f"audio track cannot be decoded, file corrupt or truncated ({_reason(e)})") from None
     mono = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)

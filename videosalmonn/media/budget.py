@@ -6,6 +6,10 @@ per frame) is checked against the container/stream or image header first and, fo
 decoded frame before it is converted to RGB (a stream may change size mid-way).
 
 `ContextBudget` does the same for the LLM context: media too long for it is refused from its header duration.
+
+`DurationLimit` bounds how long media may be (the server's `max_media_seconds`, the LLM context) where the header
+does not say: decoding stops and refuses (`MediaTooLong`) as soon as the decoded time passes it (a 459-KB raw H.264
+stream can hold 30 minutes of frames and no duration at all).
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from videosalmonn.errors import InputError, MediaError
-from videosalmonn.media.timeline import WHISPER_CHUNK_SECONDS
+from videosalmonn.media.timeline import SECONDS_PER_SLOT, WHISPER_CHUNK_SECONDS
 
 DEFAULT_MAX_FRAME_PIXELS = 8192 * 8192  # 67 M pixels: an 8K frame fits, a decompression bomb does not
 
@@ -52,6 +57,14 @@ class ContextBudget:
                 f"(shorter media, a start/end span or --limits official); not decoded"
             )
 
+    def max_video_seconds(self) -> float:
+        """The longest video (2 frames a second, no audio) whose frames can still fit: a bound for decoding."""
+        low, high = 0, self.max_tokens + 1  # tokens(low) < max_tokens <= tokens(high): each frame costs >= 1 token
+        while high - low > 1:
+            mid = (low + high) // 2
+            low, high = (mid, high) if self.tokens(mid, False, 0) < self.max_tokens else (low, mid)
+        return low * SECONDS_PER_SLOT
+
     def max_audio_seconds(self, frames: int, is_image: bool) -> float:
         """The longest audio (whole 30-s chunks) that still fits next to `frames`."""
         chunks = 0
@@ -63,3 +76,53 @@ class ContextBudget:
 def audio_chunks(seconds: float) -> int:
     """30-s Whisper chunks of `seconds` of audio (`features.split_chunks`)."""
     return math.ceil(seconds / WHISPER_CHUNK_SECONDS - 1e-9) if seconds > 0 else 0
+
+
+CONTEXT_LIMIT = "the most the LLM context takes (shorter media, a start/end span or --limits official)"
+
+
+class MediaTooLong(MediaError, InputError):
+    """Media longer than a `DurationLimit`: a MediaError naming the file, and an InputError (the request asks
+    for too much)."""
+
+
+@dataclass(frozen=True)
+class DurationLimit:
+    """Media lasting more than `seconds` (from the file start) is refused; `name` says whose limit it is.
+
+    `header`: whether a longer header duration is refused before decoding too (False where the caller checks
+    header durations more precisely, e.g. the LLM context in tokens). Decoding always stops past `seconds`.
+    """
+
+    seconds: float
+    name: str = "max_seconds"
+    header: bool = True
+
+    def __post_init__(self):
+        if not self.seconds > 0:
+            raise ValueError(f"a duration limit must be positive, got {self.seconds}")
+
+    @property
+    def exact(self) -> Fraction:
+        return Fraction(self.seconds)
+
+    def error(self, path: str | Path, what: str, stated: float | None = None) -> MediaTooLong:
+        """The one-line refusal: from the header (`stated` seconds) or while decoding (None)."""
+        if stated is not None:
+            problem = f"{what} lasts {stated:.1f} s, more than {self.seconds:.1f} s, {self.name}; not decoded"
+            return MediaTooLong(path, problem)
+        return MediaTooLong(path, f"{what} lasts more than {self.seconds:.1f} s, {self.name}; decoding stopped")
+
+
+def as_limit(limit: float | DurationLimit | None) -> DurationLimit | None:
+    """A bare number of seconds as a DurationLimit named `max_seconds` that bounds decoding only (the header
+    duration is the caller's to check)."""
+    if limit is None or isinstance(limit, DurationLimit):
+        return limit
+    return DurationLimit(float(limit), "max_seconds", header=False)
+
+
+def tightest(*limits: DurationLimit | None) -> DurationLimit | None:
+    """The limit with the fewest seconds (None if there is none)."""
+    given = [limit for limit in limits if limit is not None]
+    return min(given, key=lambda limit: limit.seconds) if given else None

@@ -3,7 +3,9 @@
 A video's own audio track is used when no separate audio file is given. With `limits: official` the released
 model's input limits apply (audio after 30 s and video after 60 s dropped), and the MediaClip's coverage says
 what was cut; with `limits: none` nothing is dropped. Given a `ContextBudget` (the LLM context), media too long
-for it is refused from the headers before anything is decoded, and audio decoding stops past the limit. A file
+for it is refused from the headers before anything is decoded. Where a header states no duration (a raw .h264
+stream), decoding stops and refuses (MediaTooLong) once past the longest media the context could take, or past
+`max_media_seconds` (the server's limit, also checked against the headers). A file
 whose streams end before their headers say (a truncated file) is used as far as it goes, and the cut reported.
 """
 
@@ -14,7 +16,7 @@ from pathlib import Path
 from videosalmonn.config import MediaConfig
 from videosalmonn.errors import InputError, MediaError
 from videosalmonn.media.audio import audio_header_seconds, has_audio_stream, load_audio
-from videosalmonn.media.budget import ContextBudget
+from videosalmonn.media.budget import CONTEXT_LIMIT, ContextBudget, DurationLimit, tightest
 from videosalmonn.media.image import load_image, transform_image
 from videosalmonn.media.timeline import OFFICIAL_MAX_AUDIO_SECONDS, OFFICIAL_MAX_VIDEO_SECONDS, SAMPLE_RATE
 from videosalmonn.media.video import load_video, plan_frames
@@ -31,10 +33,12 @@ def load_clip(
     end: float | None = None,
     video_audio: bool = True,
     context: ContextBudget | None = None,
+    max_media_seconds: float | None = None,
 ) -> MediaClip:
     """The sample's media; `start`/`end` (seconds) keep only that span of the video and the audio;
     `video_audio=False` ignores a video's own sound track (video-only input); `context`: refuse media the LLM
-    cannot take (InputError) before decoding it."""
+    cannot take (InputError) before decoding it; `max_media_seconds`: refuse (MediaTooLong) files that last
+    longer, from their headers or while decoding."""
     if video is None and audio is None and image is None:
         raise InputError("no media: give a video, an image or an audio file")
     if video is not None and image is not None:
@@ -42,9 +46,18 @@ def load_clip(
     if (start is not None or end is not None) and image is not None:
         raise InputError("a time span (start/end) applies to video and audio, not to an image")
     official = cfg.limits == "official"
-    max_audio_seconds = None
+    media_limit = None
+    if max_media_seconds is not None:
+        name = f"the most this server takes (max_media_seconds={max_media_seconds:g})"
+        media_limit = DurationLimit(max_media_seconds, name)
+    video_limit, audio_limit = media_limit, media_limit
     if context is not None:
-        max_audio_seconds = _check_context(cfg, context, video, audio, image, start, end, video_audio)
+        if not official and end is None:  # else the frames are bounded already (60 s, or the span)
+            longest = (start or 0.0) + context.max_video_seconds()
+            video_limit = tightest(media_limit, DurationLimit(longest, CONTEXT_LIMIT, header=False))
+        max_audio_seconds = _check_context(cfg, context, video, audio, image, start, end, video_audio, video_limit)
+        if max_audio_seconds is not None:
+            audio_limit = tightest(media_limit, DurationLimit(max_audio_seconds, CONTEXT_LIMIT, header=False))
     cov = Coverage()
     frames, times = None, []
     if video is not None:
@@ -56,6 +69,7 @@ def load_clip(
             end=end,
             max_seconds=OFFICIAL_MAX_VIDEO_SECONDS if official else None,
             max_pixels=cfg.max_frame_pixels,
+            max_duration=video_limit,
         )
         frames, times = sampled.frames, list(sampled.times)
         cov.video_seconds = sampled.seconds_kept
@@ -69,7 +83,7 @@ def load_clip(
 
     waveform = None
     if audio is not None:
-        wav = load_audio(audio, cfg.audio_channels, max_audio_seconds)
+        wav = load_audio(audio, cfg.audio_channels, audio_limit)
         cov.cut += [wav.cut] if wav.cut else []
         waveform = _span(wav.samples, start, end, audio)
         cov.media_seconds = max(cov.media_seconds or 0.0, wav.seconds)
@@ -85,15 +99,24 @@ def load_clip(
     return MediaClip(frames, image is not None, waveform, cov, times)
 
 
-def _check_context(cfg: MediaConfig, context: ContextBudget, video, audio, image, start, end, video_audio):
+def _check_context(
+    cfg: MediaConfig, context: ContextBudget, video, audio, image, start, end, video_audio, video_limit=None
+):
     """InputError if the media's header durations already overflow the LLM context; else the longest audio
-    (seconds from the file start) worth decoding, None when the limits already bound it."""
+    (seconds from the file start) worth decoding, None when the limits already bound it. A video whose header
+    states no duration is indexed only up to `video_limit`."""
     official = cfg.limits == "official"
     frames, seconds, path = (1, 0.0, image) if image is not None else (0, 0.0, None)
     if video is not None:
         max_video = OFFICIAL_MAX_VIDEO_SECONDS if official else None
         frames, info = plan_frames(
-            video, cfg.frame_sampling, max_seconds=max_video, start=start, end=end, max_pixels=cfg.max_frame_pixels
+            video,
+            cfg.frame_sampling,
+            max_seconds=max_video,
+            start=start,
+            end=end,
+            max_pixels=cfg.max_frame_pixels,
+            max_duration=video_limit,
         )
         seconds, path = min(info.duration, max_video or info.duration), video
         if audio is None and video_audio and info.has_audio:

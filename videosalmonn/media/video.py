@@ -28,6 +28,8 @@ Decisions that differ from the official code, all reported in `SampledVideo`:
 * an official clip without a decodable frame is *not* skipped (skipping shifts every later frame by 1 s);
   both of its slots get the frame displayed at the clip start, recorded in `filled` and `notes`;
 * `max_seconds` cuts are reported in `cut` (official: `collate` keeps the first 60 clips silently);
+  `max_duration` (a `budget.DurationLimit`) refuses a longer video instead: from the header duration, or, when
+  the header states none (a raw .h264 stream), as soon as an indexed frame starts past it (nothing kept);
 * the duration is the header duration of the video stream; pytorchvideo also subtracts `start_pts` from it,
   which only matters for streams that do not start at 0 (e.g. MPEG-TS) and shortens their timeline.
   Without a stream duration we use the container's, then the end of the last frame (`duration_source`).
@@ -58,7 +60,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from videosalmonn.errors import MediaError
-from videosalmonn.media.budget import DEFAULT_MAX_FRAME_PIXELS, check_frame_pixels
+from videosalmonn.media.budget import DEFAULT_MAX_FRAME_PIXELS, DurationLimit, as_limit, check_frame_pixels
 from videosalmonn.media.files import check_file
 from videosalmonn.media.timeline import IMAGE_MEAN, IMAGE_STD, SECONDS_PER_SLOT, VIDEO_FPS, seconds_to_slots
 
@@ -136,11 +138,16 @@ class SampledVideo:
 # ---------------------------------------------------------------------------------------- public API
 
 
-def probe_video(path: str | Path, max_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS) -> VideoInfo:
+def probe_video(
+    path: str | Path,
+    max_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS,
+    max_duration: float | DurationLimit | None = None,
+) -> VideoInfo:
     """Header facts of `path`'s first video stream; MediaError if it is not a readable video or its frames are
-    over `max_pixels` (see `budget`)."""
+    over `max_pixels` (see `budget`); MediaTooLong if it lasts more than `max_duration` (see module docstring)."""
     with _open(path) as container:
-        return _probe(path, container, _video_stream(path, container, max_pixels), max_pixels)
+        stream = _video_stream(path, container, max_pixels)
+        return _probe(path, container, stream, max_pixels, as_limit(max_duration))
 
 
 def sample_frames(
@@ -151,6 +158,7 @@ def sample_frames(
     start: float | None = None,
     end: float | None = None,
     max_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS,
+    max_duration: float | DurationLimit | None = None,
 ) -> SampledVideo:
     """Decode the frames `policy` picks (see module docstring) as (T, H, W, 3) uint8 RGB.
 
@@ -158,10 +166,11 @@ def sample_frames(
     `max_seconds`: frames after it are not sampled (official limit: `OFFICIAL_MAX_VIDEO_SECONDS`); the
     result's `cut` says so. `start`/`end` (seconds): sample only that span, as if the file were cut there.
     `max_pixels`: frames larger than this are refused before decoding (MediaError, see `budget`).
+    `max_duration`: a longer video is refused (MediaTooLong), from its header or while indexing its frames.
     Memory: T full-size frames (a 4K frame is 25 MB); see `load_video`.
     """
     stack = lambda arrays: torch.from_numpy(np.stack(arrays))  # noqa: E731
-    return _sample(path, policy, max_seconds, _rgb, stack, start, end, max_pixels)
+    return _sample(path, policy, max_seconds, _rgb, stack, start, end, max_pixels, as_limit(max_duration))
 
 
 def load_video(
@@ -173,6 +182,7 @@ def load_video(
     start: float | None = None,
     end: float | None = None,
     max_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS,
+    max_duration: float | DurationLimit | None = None,
 ) -> SampledVideo:
     """`sample_frames` + `transform_frames`, transforming each frame as soon as it is decoded.
 
@@ -182,7 +192,7 @@ def load_video(
     def convert(frame: av.VideoFrame) -> Tensor:
         return transform_frames(torch.from_numpy(_rgb(frame))[None], size)[0]  # (3, S, S)
 
-    return _sample(path, policy, max_seconds, convert, torch.stack, start, end, max_pixels)
+    return _sample(path, policy, max_seconds, convert, torch.stack, start, end, max_pixels, as_limit(max_duration))
 
 
 def plan_frames(
@@ -193,12 +203,14 @@ def plan_frames(
     start: float | None = None,
     end: float | None = None,
     max_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS,
+    max_duration: float | DurationLimit | None = None,
 ) -> tuple[int, VideoInfo]:
     """(T, info): how many frames `load_video` with these arguments returns, from the header alone (nothing
-    decoded, pixel budget checked), so that a caller can refuse a video before allocating its frames."""
+    decoded but the frame index of a video whose header states no duration; pixel budget and `max_duration`
+    checked), so that a caller can refuse a video before allocating its frames."""
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
-    info = _window(path, probe_video(path, max_pixels), start, end)
+    info = _window(path, probe_video(path, max_pixels, max_duration), start, end)
     if policy == "uniform":
         return seconds_to_slots(float(_kept_span(info, max_seconds))), info
     clips = max(1, math.ceil(info.duration_exact - Fraction(CLIP_EPS)))  # len(official_clip_times), no loop
@@ -284,12 +296,19 @@ def _checked(path, max_pixels: int | None, convert: Callable) -> Callable:
     return run
 
 
-def _probe(path, container, stream, max_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS) -> VideoInfo:
+def _probe(
+    path, container, stream, max_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS, limit: DurationLimit | None = None
+) -> VideoInfo:
     tb = stream.time_base or Fraction(1, 1_000_000)
     start_pts = stream.start_time if stream.start_time is not None else 0  # official: None -> 0
     duration, source = _header_duration(container, stream, tb)
-    if duration is None:
-        index = _scan_packets(container, stream, None) or _scan_decoded(path, stream.index, None, max_pixels)
+    if duration is not None and limit is not None and limit.header and duration > limit.exact:
+        raise limit.error(path, "video", float(duration))
+    if duration is None:  # index the frames to find the end, refusing as soon as one starts past the limit
+        guard = None if limit is None else _Guard(path, limit, start_pts, tb)
+        index = _scan_packets(container, stream, None, guard) or _scan_decoded(
+            path, stream.index, None, max_pixels, guard
+        )
         duration, source = _frames_duration(index, tb, start_pts), "frames"
     rate = stream.average_rate or stream.guessed_rate
     return VideoInfo(
@@ -338,7 +357,21 @@ class _FrameIndex:
     notes: list[str] = field(default_factory=list)
 
 
-def _scan_packets(container, stream, stop_pts: int | None) -> _FrameIndex | None:
+@dataclass(frozen=True)
+class _Guard:
+    """Refuses (MediaTooLong) a frame that starts at or past `limit` seconds from `start_pts`."""
+
+    path: str | Path
+    limit: DurationLimit
+    start_pts: int
+    time_base: Fraction
+
+    def check(self, pts: int) -> None:
+        if (pts - self.start_pts) * self.time_base >= self.limit.exact:
+            raise self.limit.error(self.path, "video")
+
+
+def _scan_packets(container, stream, stop_pts: int | None, guard: _Guard | None = None) -> _FrameIndex | None:
     """Demux the video packets without decoding. None if they cannot index the frames exactly
     (a packet without pts, two frames with one pts, a read error)."""
     packets, pts, last_pts, last_duration = [], [], 0, 0
@@ -348,6 +381,8 @@ def _scan_packets(container, stream, stop_pts: int | None) -> _FrameIndex | None
                 continue
             if packet.pts is None:
                 return None
+            if guard is not None:
+                guard.check(packet.pts)
             seek_ts = min(packet.pts, packet.dts) if packet.dts is not None else packet.pts
             packets.append((packet.pts, seek_ts, packet.is_keyframe))
             if not packet.is_discard:  # edit-list trimmed: decoded but never shown
@@ -363,8 +398,11 @@ def _scan_packets(container, stream, stop_pts: int | None) -> _FrameIndex | None
     return _FrameIndex(pts=sorted(pts), last_duration=last_duration, packets=packets)
 
 
-def _scan_decoded(path, stream_index: int, stop_pts: int | None, max_pixels: int | None) -> _FrameIndex:
-    """Decode every frame (no RGB) to learn its pts; frames without pts get constant-rate timestamps."""
+def _scan_decoded(
+    path, stream_index: int, stop_pts: int | None, max_pixels: int | None, guard: _Guard | None = None
+) -> _FrameIndex:
+    """Decode every frame (no RGB) to learn its pts; frames without pts get constant-rate timestamps.
+    `guard`: refuse as soon as a frame starts past its limit (by its pts, or by its constant-rate time)."""
     ordinals: dict[int, int] = {}
     missing_pts, n, last_duration, notes = False, 0, 0, []
     with _open(path) as container:
@@ -374,11 +412,15 @@ def _scan_decoded(path, stream_index: int, stop_pts: int | None, max_pixels: int
             check_frame_pixels(path, frame.width, frame.height, max_pixels, "decoded video frame")
             if frame.pts is None:
                 missing_pts = True
+            if guard is not None:
+                guard.check(start + n * step if missing_pts else frame.pts)
             if not missing_pts:
                 ordinals[frame.pts] = n  # official dedup: a dict keyed by pts keeps the last frame
                 last_duration = frame.duration or step
                 if stop_pts is not None and frame.pts > stop_pts:
                     break
+            elif stop_pts is not None and start + n * step > stop_pts:
+                break
     if missing_pts:  # e.g. a raw .h264 stream: no timestamps at all
         ordinals = {start + k * step: k for k in range(n + 1)}
         last_duration = step
@@ -539,6 +581,7 @@ def _sample(
     start: float | None = None,
     end: float | None = None,
     max_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS,
+    limit: DurationLimit | None = None,
 ) -> SampledVideo:
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
@@ -547,7 +590,7 @@ def _sample(
     with _open(path) as container:
         stream = _video_stream(path, container, max_pixels)
         stream_index = stream.index
-        whole = _probe(path, container, stream, max_pixels)
+        whole = _probe(path, container, stream, max_pixels, limit)
     convert = _checked(path, max_pixels, convert)
     info = _window(path, whole, start, end)
     stop_pts = info.start_pts + math.ceil(
