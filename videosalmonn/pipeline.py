@@ -140,7 +140,9 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------------ batching
 
-    def load(self, request: Request) -> MediaClip:
+    def load(self, request: Request, max_media_seconds: float | None = None) -> MediaClip:
+        """The request's media, refused (InputError, MediaTooLong) when the LLM context or `max_media_seconds`
+        cannot take it, while decoding where the headers do not say."""
         return load_clip(
             self.cfg.media,
             video=request.video,
@@ -150,6 +152,7 @@ class Pipeline:
             end=request.end,
             video_audio=request.video_audio,
             context=ContextBudget(self.cfg.llm.max_positions, partial(media_token_count, self.cfg.connector)),
+            max_media_seconds=max_media_seconds,
         )
 
     def prepare(self, requests: list[Request], clips: list[MediaClip], side: str = "left") -> tuple[Batch, list[int]]:

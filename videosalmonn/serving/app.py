@@ -34,6 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from videosalmonn.errors import MediaError, VideoSalmonnError
+from videosalmonn.media.budget import MediaTooLong
 from videosalmonn.pipeline import Answer, Pipeline, Request
 from videosalmonn.prompting.conversation import encode_conversation
 from videosalmonn.serving.batcher import Batcher, Job
@@ -279,8 +280,10 @@ class Server:
                         )
                 # The paths die with `files`; the Pipeline gets the decoded clip along with the request.
                 request = conv.to_request(paths)
-                try:
-                    clip = self.pipeline.load(request)
+                try:  # the duration limit holds while decoding too: a header need not state the duration
+                    clip = self.pipeline.load(request, s.max_media_seconds)
+                except MediaTooLong as e:
+                    raise ApiError(400, files.describe(e), "media_too_long") from None
                 except MediaError as e:
                     raise ApiError(400, files.describe(e), "invalid_media") from None
         except MediaRefused as e:
@@ -292,13 +295,6 @@ class Server:
         except Exception as e:  # a decoder choking on hostile input is still bad input
             log.warning("media decoding failed", exc_info=True)
             raise ApiError(400, f"the media could not be decoded ({type(e).__name__})", "invalid_media") from None
-        seconds = clip.coverage.media_seconds
-        if seconds is not None and seconds > s.max_media_seconds:
-            raise ApiError(
-                400,
-                f"the media lasts {seconds:.1f} s; this server takes at most {s.max_media_seconds:g} s",
-                "media_too_long",
-            )
         try:
             return request, clip, self._text_tokens(request)
         except VideoSalmonnError as e:
