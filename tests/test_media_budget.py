@@ -1,9 +1,11 @@
 """Hostile media (issue 11, media rows): a pixel budget before decoding (row 1), the LLM context checked from the
-media's duration before decoding (row 3), and a truncated file reported in `Coverage.cut` (row 10)."""
+media's duration before decoding (row 3), and a truncated file reported in `Coverage.cut` (row 10); duration limits
+(the server's, the LLM context) enforced while decoding media whose header states no duration (row 2)."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -222,3 +224,174 @@ def test_whole_mp4_has_no_truncation_cut(tmp_path):
     path = shutil.copy(SHARED_MP4, tmp_path / "whole.mp4")
     assert load_clip(MediaConfig(), video=path).coverage.cut == []
     assert os.path.getsize(path) > 0
+
+
+# -------------------------------------------- row 2: duration limits while decoding, when the header says nothing
+
+
+def write_headerless_video(path: Path, seconds: int, fps: int = 25, side: int = 64) -> Path:
+    """`seconds` of side x side frames with no duration in any header: a raw H.264 stream (.h264: no timestamps
+    either, FFmpeg assumes 25 fps) or a live Matroska file (.mkv: timestamps, no duration). 5 min: ~0.3 MB."""
+    if path.suffix == ".h264":
+        fmt, options = "h264", {}
+    else:
+        fmt, options = "matroska", {"live": "1"}
+    with av.open(str(path), "w", format=fmt, options=options) as c:
+        s = c.add_stream("libx264", rate=fps)
+        s.width = s.height = side
+        s.pix_fmt = "yuv420p"
+        s.options = {"preset": "ultrafast", "g": "250"}
+        image = np.zeros((side, side, 3), np.uint8)
+        for i in range(seconds * fps):
+            image[:] = i % 256
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            for packet in s.encode(frame):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    return path
+
+
+def write_headerless_audio(path: Path, seconds: int, rate: int = 8000) -> Path:
+    """`seconds` of silent FLAC in a live Matroska file (.mka): no duration in any header."""
+    with av.open(str(path), "w", format="matroska", options={"live": "1"}) as c:
+        s = c.add_stream("flac", rate=rate, layout="mono")
+        block = 1 << 14
+        for start in range(0, seconds * rate, block):
+            frame = av.AudioFrame.from_ndarray(
+                np.zeros((1, min(block, seconds * rate - start)), np.int16), format="s16p", layout="mono"
+            )
+            frame.sample_rate, frame.pts = rate, start
+            for packet in s.encode(frame):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="module")
+def headerless(tmp_path_factory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("headerless")
+    files = {
+        "raw.h264": write_headerless_video(base / "raw.h264", 5 * 60),
+        "live.mkv": write_headerless_video(base / "live.mkv", 5 * 60),
+        "live.mka": write_headerless_audio(base / "live.mka", 10 * 60),
+    }
+    with av.open(str(files["raw.h264"])) as c:  # the premise: nothing states a duration
+        assert c.duration is None and c.streams.video[0].duration is None
+    return files
+
+
+def no_rgb(monkeypatch):
+    monkeypatch.setattr(av.VideoFrame, "to_rgb", lambda *a, **k: pytest.fail("a frame was converted to RGB"))
+
+
+@pytest.mark.parametrize("name", ["raw.h264", "live.mkv"])
+@pytest.mark.parametrize("policy", ["uniform", "official"])
+def test_headerless_video_refused_while_decoding(headerless, name, policy, monkeypatch):
+    """The server's limit stops the decoder once a frame starts past it: no frame kept, nothing else decoded."""
+    from videosalmonn.media import video as video_mod
+    from videosalmonn.media.budget import MediaTooLong
+
+    no_rgb(monkeypatch)
+    seen = []
+    real = video_mod.check_frame_pixels
+    monkeypatch.setattr(video_mod, "check_frame_pixels", lambda *a, **k: seen.append(1) or real(*a, **k))
+    expected = re.escape(name) + r": video lasts more than 5\.0 s, the most this server takes "
+    expected += r"\(max_media_seconds=5\); decoding stopped$"
+    with pytest.raises(MediaTooLong, match=expected):
+        load_clip(MediaConfig(frame_sampling=policy), video=headerless[name], max_media_seconds=5)
+    assert len(seen) <= 2 + 5 * 25 + 1  # header checks + the frames up to the limit (raw: decoded to time them)
+    with pytest.raises(InputError):  # a MediaTooLong is an InputError (and a MediaError naming the file)
+        video_mod.load_video(headerless[name], policy, max_duration=5)
+
+
+@pytest.mark.parametrize("name", ["raw.h264", "live.mkv"])
+def test_headerless_video_refused_at_the_context_limit(headerless, name, monkeypatch):
+    """The LLM context bounds decoding too: 20 tokens at 1 token a frame is 19 frames, 9.5 s of video."""
+    from videosalmonn.media.budget import ContextBudget
+
+    context = ContextBudget(20, lambda frames, is_image, chunks: frames + 100 * chunks)
+    no_rgb(monkeypatch)
+    with pytest.raises(InputError, match=r"video lasts more than 9\.5 s, the most the LLM context takes .*stopped$"):
+        load_clip(MediaConfig(), video=headerless[name], context=context)
+    # a span that fits is still served (the limit counts from its start)
+    monkeypatch.undo()
+    assert load_clip(MediaConfig(), video=headerless[name], start=0, end=3, context=context).frames.shape[0] == 6
+
+
+def test_server_limit_checks_a_stated_duration_before_decoding(tmp_path, monkeypatch):
+    from videosalmonn.media.budget import MediaTooLong
+
+    path = write_sparse_mp4(tmp_path / "sparse.mp4", 10)
+    no_rgb(monkeypatch)
+    with pytest.raises(MediaTooLong, match=r"sparse\.mp4: video lasts 11\.0 s, more than 5\.0 s, .*; not decoded$"):
+        load_clip(MediaConfig(), video=path, max_media_seconds=5)
+    flac = write_silent_flac(tmp_path / "long.flac", 8)
+    with pytest.raises(MediaTooLong, match=r"long\.flac: audio lasts 8\.0 s, more than 5\.0 s, .*; not decoded$"):
+        load_clip(MediaConfig(), audio=flac, max_media_seconds=5)
+    monkeypatch.undo()
+    assert load_clip(MediaConfig(), video=path, max_media_seconds=12).frames.shape[0] == 22
+
+
+def test_headerless_audio_refused_while_decoding(headerless, monkeypatch):
+    from videosalmonn.media import audio as audio_mod
+
+    decoded = []
+    real = audio_mod._to_planar_float64
+    monkeypatch.setattr(audio_mod, "_to_planar_float64", lambda f: decoded.append(f.samples) or real(f))
+    with pytest.raises(InputError, match=r"live\.mka: audio lasts more than 5\.0 s, the most this server takes"):
+        load_clip(MediaConfig(), audio=headerless["live.mka"], max_media_seconds=5)
+    assert sum(decoded) < 7 * 8000
+
+
+def serve_load(path: Path, mime: str, kind: str = "video") -> str:
+    """Python code that runs the server's decode step (`Server._load`) on `path` as a data: URL with
+    max_media_seconds=5, and prints the HTTP status, the error code and message, the seconds and the peak RSS
+    growth (MB)."""
+    return textwrap.dedent(f"""
+        import base64, resource, time
+        from videosalmonn.config import ModelConfig
+        from videosalmonn.pipeline import Pipeline
+        from videosalmonn.serving import ServeSettings
+        from videosalmonn.serving.app import Server
+        from videosalmonn.serving.media import MediaRef
+        from videosalmonn.serving.schema import ApiError, Conversation
+        pipe = Pipeline.__new__(Pipeline)
+        pipe.cfg = ModelConfig.from_name("tiny")
+        server = Server.__new__(Server)
+        server.pipeline, server.settings = pipe, ServeSettings(max_media_seconds=5)
+        data = base64.b64encode(open({str(path)!r}, "rb").read()).decode()
+        ref = MediaRef({kind!r}, "data:{mime};base64," + data, "messages.0.content.1")
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t = time.monotonic()
+        try:
+            server._load(Conversation((), (ref,), None, None, True))
+            print("served")
+        except ApiError as e:
+            print("refused", e.status, e.code, "|", e.message, "|")
+        print("elapsed_s", round(time.monotonic() - t, 2))
+        print("rss_growth_mb", (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+    """)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "mime", "kind"), [("raw.h264", "video/h264", "video"), ("live.mka", "audio/x-matroska", "audio")]
+)
+def test_server_refuses_headerless_media_while_decoding(headerless, name, mime, kind):
+    """Issue 11 row 2: 30 min of raw H.264 was refused only after 40 s and 4.4 GB; now at the limit, at once."""
+    run = subprocess.run(
+        [sys.executable, "-c", serve_load(headerless[name], mime, kind)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    out = run.stdout
+    assert "refused 400 media_too_long" in out, out + run.stderr
+    assert f"messages.0.content.1: {kind} lasts more than 5.0 s, the most this server takes" in out, out
+    assert "decoding stopped |" in out, out
+    assert float(out.split("elapsed_s")[1].split()[0]) < 2.0, out
+    assert int(out.split("rss_growth_mb")[1]) < 100, out
