@@ -335,6 +335,18 @@ def test_server_limit_checks_a_stated_duration_before_decoding(tmp_path, monkeyp
     assert load_clip(MediaConfig(), video=path, max_media_seconds=12).frames.shape[0] == 22
 
 
+def test_a_zero_limit_refuses_at_the_first_frame(headerless):
+    """The context may leave no room at all (no audio chunk next to the frames): refused, not a ValueError."""
+    from videosalmonn.media.audio import load_audio
+    from videosalmonn.media.budget import CONTEXT_LIMIT, DurationLimit, MediaTooLong
+    from videosalmonn.media.video import load_video
+
+    with pytest.raises(MediaTooLong, match=r"live\.mka: audio lasts more than 0\.0 s, the most the LLM context"):
+        load_audio(headerless["live.mka"], max_seconds=DurationLimit(0.0, CONTEXT_LIMIT, header=False))
+    with pytest.raises(MediaTooLong, match=r"raw\.h264: video lasts more than 0\.0 s"):
+        load_video(headerless["raw.h264"], "uniform", max_duration=DurationLimit(0.0, CONTEXT_LIMIT))
+
+
 def test_headerless_audio_refused_while_decoding(headerless, monkeypatch):
     from videosalmonn.media import audio as audio_mod
 

@@ -99,8 +99,8 @@ class DurationLimit:
     header: bool = True
 
     def __post_init__(self):
-        if not self.seconds > 0:
-            raise ValueError(f"a duration limit must be positive, got {self.seconds}")
+        if not self.seconds >= 0:  # 0: nothing fits (e.g. no audio chunk next to the frames)
+            raise ValueError(f"a duration limit must not be negative, got {self.seconds}")
 
     @property
     def exact(self) -> Fraction:
