@@ -16,6 +16,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from conftest import DEMO_VIDEO
 from PIL import Image
 
 from videosalmonn.config import MediaConfig, ModelConfig
@@ -23,7 +24,7 @@ from videosalmonn.connector.multires import media_token_count
 from videosalmonn.errors import InputError, MediaError
 from videosalmonn.media.clip import load_clip
 
-SHARED_MP4 = Path(__file__).resolve().parents[2] / "shared" / "media" / "4405327307.mp4"
+SHARED_MP4 = DEMO_VIDEO  # the 23.7-s demo clip (../shared or $VIDEOSALMONN_SHARED)
 BIG = 9000  # 81 M pixels per frame: over the default budget of 8192 x 8192 = 67 M
 
 

@@ -27,7 +27,7 @@ class ServeSettings:
     max_media_bytes: int = 64 * MIB
     """Largest single media item (decoded bytes of a data: URL, or a local file); more gets 413."""
     max_media_seconds: float = 120.0
-    """Longest media (seconds, from the file header, checked again after decoding); longer gets 400."""
+    """Longest media (seconds): refused from the file header, or while decoding when no header states it; 400."""
     max_prompt_chars: int = 20_000
     """Characters of text over all messages; more gets 400."""
     max_tokens: int = 1024
