@@ -36,6 +36,24 @@ def _partial_body(base: str, declared: int = 100_000, sent: int = 1000) -> socke
     return sock
 
 
+def _http_reply(sock: socket.socket) -> str:
+    """One whole HTTP response from a raw socket: the headers, then Content-Length bytes (they may come apart)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data.decode(errors="replace")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = next((int(x.split(b":")[1]) for x in head.split(b"\r\n") if x.lower().startswith(b"content-length")), 0)
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        rest += chunk
+    return (head + b"\r\n\r\n" + rest).decode(errors="replace")
+
+
 def _small_request(base: str) -> httpx.Response:
     return httpx.post(base + PATH, json=body(video(VIDEO_URL), max_tokens=2), timeout=60)
 
@@ -61,7 +79,7 @@ def test_a_body_that_never_arrives_gets_408(pipeline):
         sock = _partial_body(base)
         try:
             start = time.monotonic()
-            reply = sock.recv(65536).decode(errors="replace")
+            reply = _http_reply(sock)
             assert reply.startswith("HTTP/1.1 408"), reply[:200]
             assert "body_timeout" in reply and time.monotonic() - start < 15
         finally:
