@@ -12,11 +12,14 @@ from collections.abc import Callable, Sequence
 
 from transformers.generation.streamers import BaseStreamer
 
+from videosalmonn.llm.language_model import GenerationAborted
+
 REPLACEMENT_CHAR = "\ufffd"  # what a tokenizer decodes half a UTF-8 character to
 
 
-class StreamAborted(Exception):
-    """Raised from `put` to stop a generation nobody waits for any more."""
+# One exception for a stopped generation, whichever hook stopped it: `Pipeline.answer_batch(should_stop=...)` (every
+# decoding kind, beam search included) or a streamer's own `should_stop`.
+StreamAborted = GenerationAborted
 
 
 class TextDeltas:

@@ -25,7 +25,7 @@ from videosalmonn.config import GenerationConfig
 from videosalmonn.errors import VideoSalmonnError
 from videosalmonn.llm.language_model import GenerationAborted
 from videosalmonn.pipeline import Pipeline, Request
-from videosalmonn.streaming import RowStreamer, StreamAborted, TextDeltas
+from videosalmonn.streaming import RowStreamer, TextDeltas
 from videosalmonn.types import MediaClip
 
 log = logging.getLogger(__name__)
@@ -145,16 +145,12 @@ class Batcher:
         if gen.num_beams == 1:  # HF generate streams greedy/sampling only
             for job in jobs:
                 job.deltas.restart()
-            streamer = RowStreamer(
-                [j.deltas for j in jobs],
-                lambda row, text: _text(jobs[row], text),
-                abandoned,
-            )
+            streamer = RowStreamer([j.deltas for j in jobs], lambda row, text: _text(jobs[row], text))
         try:
             answers = self.pipeline.answer_batch(
                 [j.request for j in jobs], gen, clips=[j.clip for j in jobs], streamer=streamer, should_stop=abandoned
             )
-        except (StreamAborted, GenerationAborted):  # every client of the batch left or timed out: stop now
+        except GenerationAborted:  # every client of the batch left or timed out (`abandoned`): stop now
             log.info("a generation of %d request(s) was stopped: every client left or timed out", len(jobs))
             self.stats.aborted += 1
             return
