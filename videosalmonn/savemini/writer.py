@@ -1,0 +1,122 @@
+"""Frames and samples -> files, each written to a temporary name in its directory and renamed (atomic).
+
+    write_video(path, frames, audio)  .mp4: H.264 yuv420p at FPS (x264 `veryfast`, CRF VIDEO_CRF, one thread)
+                                      + AAC mono at SAMPLE_RATE (omitted when audio is None)
+    write_audio(path, audio)          .flac (or .wav: PCM16) mono at SAMPLE_RATE
+    write_image(path, frame)          .jpg (quality JPEG_QUALITY) or .png, by suffix
+
+One x264 thread: the world runs one writer per core. Frame i has pts i in a 1/FPS time base, so it is shown
+at i / FPS; the AAC encoder's priming delay is in the MP4 edit list, so decoders start the audio at 0.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+from videosalmonn.savemini.scene import FPS, SAMPLE_RATE
+
+VIDEO_CRF = 23
+VIDEO_PRESET = "veryfast"
+AUDIO_BITRATE = 48_000  # bit/s: AAC mono at 16 kHz
+AAC_FRAME = 1024  # samples per AAC frame
+JPEG_QUALITY = 90
+
+
+def write_video(path: str | Path, frames: np.ndarray, audio: np.ndarray | None) -> None:
+    """frames (N, H, W, 3) uint8 RGB (H, W even) and audio (n,) float32 in [-1, 1] at SAMPLE_RATE -> MP4."""
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+        raise ValueError(f"frames must be (N, H, W, 3) uint8 with N >= 1, got {frames.shape} {frames.dtype}")
+    _atomic(path, lambda tmp: _encode_mp4(tmp, frames, audio))
+
+
+def write_audio(path: str | Path, audio: np.ndarray) -> None:
+    """(n,) float32 in [-1, 1] at SAMPLE_RATE -> .flac (16-bit) or .wav (PCM16), mono."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".flac", ".wav"):
+        raise ValueError(f"{path}: write_audio writes .flac or .wav")
+    codec, fmt = ("flac", "flac") if suffix == ".flac" else ("pcm_s16le", "wav")
+    _atomic(path, lambda tmp: _encode_audio(tmp, fmt, codec, audio))
+
+
+def write_image(path: str | Path, frame: np.ndarray) -> None:
+    """(H, W, 3) uint8 RGB -> .jpg / .jpeg (quality JPEG_QUALITY) or .png."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".jpg", ".jpeg"):
+        save = lambda tmp: Image.fromarray(frame).save(tmp, format="JPEG", quality=JPEG_QUALITY)  # noqa: E731
+    elif suffix == ".png":
+        save = lambda tmp: Image.fromarray(frame).save(tmp, format="PNG")  # noqa: E731
+    else:
+        raise ValueError(f"{path}: write_image writes .jpg or .png")
+    _atomic(path, save)
+
+
+# ---------------------------------------------------------------------------------------------- pieces
+
+
+def _atomic(path: str | Path, write: Callable[[str], None]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _encode_mp4(tmp: str, frames: np.ndarray, audio: np.ndarray | None) -> None:
+    n, h, w, _ = frames.shape
+    with av.open(tmp, "w", format="mp4") as out:
+        video = out.add_stream("libx264", rate=FPS)
+        video.width, video.height, video.pix_fmt = w, h, "yuv420p"
+        video.codec_context.time_base = Fraction(1, FPS)
+        video.options = {"preset": VIDEO_PRESET, "crf": str(VIDEO_CRF), "threads": "1"}
+        sound = None
+        if audio is not None:
+            sound = out.add_stream("aac", rate=SAMPLE_RATE, layout="mono")
+            sound.bit_rate = AUDIO_BITRATE
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(frames[i], format="rgb24")
+            frame.pts = i
+            frame.time_base = Fraction(1, FPS)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        if sound is not None:
+            _encode_samples(out, sound, audio, AAC_FRAME)
+
+
+def _encode_audio(tmp: str, fmt: str, codec: str, audio: np.ndarray) -> None:
+    with av.open(tmp, "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=SAMPLE_RATE, layout="mono")
+        if codec == "flac":
+            stream.format = "s16"
+        _encode_samples(out, stream, audio, 4096)
+
+
+def _encode_samples(out, stream, audio: np.ndarray, block: int) -> None:
+    """Feed (n,) float32 to `stream` in `block`-sample frames, converted to the encoder's sample format."""
+    samples = np.clip(np.asarray(audio, np.float32), -1.0, 1.0)
+    if samples.ndim != 1:
+        raise ValueError(f"audio must be (n,) float32, got {samples.shape}")
+    resampler = av.AudioResampler(format=stream.codec_context.format or stream.format, layout="mono", rate=SAMPLE_RATE)
+    for start in range(0, samples.size, block):
+        piece = np.ascontiguousarray(samples[None, start : start + block])  # (1, b)
+        frame = av.AudioFrame.from_ndarray(piece, format="flt", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = start
+        frame.time_base = Fraction(1, SAMPLE_RATE)
+        for converted in resampler.resample(frame):
+            out.mux(stream.encode(converted))
+    for converted in resampler.resample(None):
+        out.mux(stream.encode(converted))
+    out.mux(stream.encode(None))
