@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from videosalmonn.savemini.scene import SAMPLE_RATE, Scene, SoundEvent, Utterance
+from videosalmonn.savemini.speech import synthesize
 
 ATTACK = 0.010  # s: a note's rise
 RELEASE = 0.030  # s: a note's fall (inside its duration)
@@ -74,16 +75,16 @@ def render_event(event: SoundEvent, rng: np.random.Generator) -> np.ndarray:
 
 def background_noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
     """(n,) float64 noise of unit RMS: white (flat), pink (power 1/f) or brown (power 1/f^2), no DC."""
-    white = rng.standard_normal(n)
     if kind == "white":
-        noise = white
+        noise = rng.standard_normal(n)
     elif kind in ("pink", "brown"):
-        spectrum = np.fft.rfft(white)
+        m = 1 << max(0, n - 1).bit_length()  # shaped at a power-of-two length (an FFT of a prime length is slow)
+        spectrum = np.fft.rfft(rng.standard_normal(m))
         f = np.arange(spectrum.size, dtype=np.float64)
         f[0] = 1.0
         spectrum /= f ** (0.5 if kind == "pink" else 1.0)
         spectrum[0] = 0.0
-        noise = np.fft.irfft(spectrum, n)
+        noise = np.fft.irfft(spectrum, m)[:n]
     else:
         raise ValueError(f"unknown noise kind {kind!r}")
     rms = math.sqrt(float(np.mean(noise**2)))
@@ -240,6 +241,4 @@ def _clicks(count: int, n: int) -> np.ndarray:
 def _speech_samples(utt: Utterance, speech_audio: dict[Utterance, np.ndarray] | None) -> np.ndarray:
     if speech_audio is not None and utt in speech_audio:
         return np.asarray(speech_audio[utt], np.float64)
-    from videosalmonn.savemini.speech import synthesize  # espeak-ng only when the caller has no samples
-
     return synthesize(utt).astype(np.float64)

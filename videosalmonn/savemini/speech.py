@@ -38,8 +38,10 @@ _PROBE = "the quick brown fox jumps over the lazy dog"  # tells variants that so
 
 def synthesize(utt: Utterance) -> np.ndarray:
     """(n,) float32 at SAMPLE_RATE: `utt.text` spoken by `utt.voice` (read-only; the same samples every time)."""
-    if utt.voice not in voices():
-        raise InputError(f"espeak-ng voice {utt.voice!r} is not one of savemini.speech.voices()")
+    base, _, variant = utt.voice.partition("+")
+    bases, variants = _voice_tables()
+    if base not in bases or (variant and variant not in variants):
+        raise InputError(f"{utt.voice!r} is not an English espeak-ng voice here (see savemini.speech.voices())")
     if not RATES[0] <= utt.rate <= RATES[1] or not PITCHES[0] <= utt.pitch <= PITCHES[1]:
         raise InputError(f"utterance {utt.text!r}: rate {utt.rate} must be in {RATES}, pitch {utt.pitch} in {PITCHES}")
     if not utt.text.strip():
@@ -52,20 +54,26 @@ def voices() -> tuple[str, ...]:
     """Sorted "voice" and "voice+variant" names: every English espeak-ng voice (mbrola `mb-*` voices excluded:
     they need the mbrola package), alone and with every variant that is voiced and sounds unlike the others
     (variants whose probe sentence comes out byte-identical are one voice; the first name is kept)."""
-    bases = sorted(_voice_table("en", lambda file: file.startswith("gmw/")))
-    names = [""] + [
-        v for v in _voice_table("variant", lambda file: file.startswith("!v/")) if v not in UNVOICED_VARIANTS
-    ]
+    bases, variants = _voice_tables()
+    names = [""] + sorted(variants)
     probe = lambda name: hashlib.sha1(_espeak_wav(_PROBE, f"en-us+{name}" if name else "en-us", 175, 50)).digest()  # noqa: E731
     with ThreadPoolExecutor(4) as pool:  # ~100 short espeak-ng runs, each mostly process start-up
         digests = list(pool.map(probe, names))
     seen: set[bytes] = set()
-    variants = []
+    distinct = []
     for name, digest in zip(names, digests):
         if digest not in seen:
             seen.add(digest)
-            variants.append(name)
-    return tuple(sorted(f"{b}+{v}" if v else b for b in bases for v in variants))
+            distinct.append(name)
+    return tuple(sorted(f"{b}+{v}" if v else b for b in bases for v in distinct))
+
+
+@lru_cache(maxsize=1)
+def _voice_tables() -> tuple[frozenset[str], frozenset[str]]:
+    """(English gmw voices, voiced variant names) that this espeak-ng lists (it falls back silently on others)."""
+    bases = _voice_table("en", lambda file: file.startswith("gmw/"))
+    variants = _voice_table("variant", lambda file: file.startswith("!v/"))
+    return frozenset(bases), frozenset(variants) - UNVOICED_VARIANTS
 
 
 # ------------------------------------------------------------------------------------------------ espeak
@@ -99,14 +107,16 @@ def _espeak_wav(text: str, voice: str, rate: int, pitch: int) -> bytes:
 
 
 def _voice_table(selector: str, keep) -> list[str]:
-    """Names from `espeak-ng --voices=<selector>` whose File column passes `keep` (Language column, or the
-    variant's file name for variants)."""
+    """The file names (after the directory) in `espeak-ng --voices=<selector>` whose File column passes `keep`;
+    voices lower-cased ("gmw/en-US" -> "en-us"). Not the Language column: espeak-ng 1.51 ignores a +variant on
+    the language "en-gb" (its file is "gmw/en"), but not on "en"."""
     done = subprocess.run([_espeak_exe(), f"--voices={selector}"], capture_output=True, timeout=TIMEOUT, check=True)
     names = []
     for line in done.stdout.decode().splitlines()[1:]:
         cols = line.split()
         if len(cols) > 4 and keep(cols[4]):  # Pty Language Age/Gender VoiceName File [Other Languages]
-            names.append(cols[4].split("/", 1)[1] if selector == "variant" else cols[1])
+            name = cols[4].split("/", 1)[1]
+            names.append(name if selector == "variant" else name.lower())
     return sorted(set(names))
 
 
