@@ -126,7 +126,8 @@ class Utterance:
 @dataclass(frozen=True)
 class Scene:
     """One clip. `kind`: "video" (frames and a sound track), "audio" (sound only) or "image" (one still frame,
-    rendered at t = 0). `duration` is the clip length in seconds (0 for an image). `noise_snr_db`: background
+    rendered at t = 0, and a sound track when it has speech or sounds: AVM's spoken descriptions). `duration` is
+    the clip length in seconds (the sound track's; 0 for an image without sound). `noise_snr_db`: background
     noise of colour `noise` at this SNR relative to the speech (or to the sounds when nothing is said); None:
     no background noise."""
 
