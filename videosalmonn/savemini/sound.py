@@ -126,9 +126,9 @@ def audio_track(scene: Scene, speech_audio: dict[Utterance, np.ndarray] | None =
     onset; ValueError if one runs past the clip. Background noise is at `noise_snr_db` below the speech, or
     below the sounds when nothing is said. A mix louder than TRACK_PEAK is scaled down to it.
     """
-    if scene.kind == "image":
-        raise ValueError(f"scene {scene.id} is an image: it has no sound track")
     n = round(scene.duration * SAMPLE_RATE)
+    if n <= 0:  # a still image has none, unless it has a spoken description (its duration is the speech's)
+        raise ValueError(f"scene {scene.id} lasts {scene.duration} s: it has no sound track")
     speech = np.zeros(n, np.float64)
     for utt in scene.speech:
         samples = _speech_samples(utt, speech_audio)
