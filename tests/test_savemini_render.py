@@ -147,6 +147,7 @@ def test_every_shape_has_its_colour_and_its_size(shape):
         assert tuple(frame[112, 112]) == BACKGROUNDS["grey"]  # the hole
 
 
+@needs_font
 def test_objects_move_grow_flash_appear_and_disappear():
     scene = av_scene()
     frames = F.render_frames(scene)
@@ -437,3 +438,21 @@ def test_written_audio_and_images_round_trip(tmp_path):
     with pytest.raises(Exception):  # noqa: B017  odd sizes cannot be yuv420p: the encoder fails mid-write
         write_video(tmp_path / "odd.mp4", np.zeros((2, 15, 15, 3), np.uint8), audio)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.flac", "a.wav", "f.jpg", "f.png"]
+
+
+def test_missing_font_or_espeak_says_what_to_install(monkeypatch, tmp_path):
+    from videosalmonn.savemini import speech
+
+    monkeypatch.setattr(F, "FONT_PATH", tmp_path / "none.ttf")
+    F._font.cache_clear()
+    F._font_px.cache_clear()
+    word = OnScreenText("unlikely", "red", 0.0, 1.0, (0.5, 0.5), 0.137)
+    with pytest.raises(InputError, match="apt-get install fonts-dejavu-core"):
+        F.render_frame(Scene("w", "image", 0.0, texts=(word,)), 0.0)
+    F._font.cache_clear()
+    F._font_px.cache_clear()
+    monkeypatch.setattr(speech.shutil, "which", lambda name: None)
+    speech._voice_tables.cache_clear()
+    with pytest.raises(InputError, match="espeak-ng not found: apt-get install espeak-ng"):
+        speech.synthesize(Utterance("hello", "en-us", 160, 50, 0.0))
+    speech._voice_tables.cache_clear()
