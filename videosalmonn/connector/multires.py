@@ -8,7 +8,10 @@
 
 Every level emits the same number of tokens (eq. 3), so LLM token j of coarse window g pairs fine window
 10g + j//3 (query j%3) with coarse window g (query j): `Linear(cat[H_fine, H_coarse])` = W1 H1 + W2 H2 + b
-(eq. 4 with one shared bias). All windows of all samples of a level go through the Q-Former in one call.
+(eq. 4 with one shared bias). All windows of all samples of every level that shares a Q-Former go through it in
+one `forward_levels` call: the causal block projects LN(X) once for all those levels (see `qformer`), and its
+projected position rows are kept between calls while the weights do not change and no gradient is wanted.
+`level(i, ...)` runs one level alone, exactly as the official code writes it (the reference for parity checks).
 """
 
 from __future__ import annotations
@@ -17,7 +20,13 @@ import torch
 from torch import Tensor, nn
 
 from videosalmonn.config import ConnectorConfig, check_connector_input
-from videosalmonn.connector.qformer import CausalQFormer, additive_mask, block_causal_allowed
+from videosalmonn.connector.qformer import (
+    CausalQFormer,
+    LevelWindows,
+    additive_mask,
+    block_causal_allowed,
+    through_weights_is_cheaper,
+)
 from videosalmonn.connector.sync import Synchroniser, slot_counts
 from videosalmonn.media.timeline import SLOTS_PER_CHUNK
 from videosalmonn.types import AVFeatures, ConnectorOutput
@@ -50,15 +59,27 @@ class MultiResolutionConnector(nn.Module):
             for _ in range(n_qformers)
         )
         self.qformer_of_level = tuple(0 if cfg.share_qformer else i for i in range(len(cfg.levels)))
+        masked = []  # per level: does its causal block need a mask (a 1-frame window attends every pair)?
         for i, lv in enumerate(cfg.levels):  # (K, K) True = may attend, K = frames x Q; None: no causal block
             allowed = None if cfg.causal == "none" else block_causal_allowed(lv.frames, tokens_per_frame, cfg.causal)
             self.register_buffer(f"causal_allowed_{i}", allowed, persistent=False)
+            masked.append(allowed is not None and not bool(allowed.all()))
+        self.causal_masked = tuple(masked)
+        self.cross_through_weights = tuple(  # per level: the cheaper way to compute its cross-attention
+            through_weights_is_cheaper(lv.queries, lv.frames * tokens_per_frame, cfg.width, input_width, cfg.num_heads)
+            for lv in cfg.levels
+        )
+        # qformer index -> the levels it runs, in level order
+        self.levels_of_qformer = tuple(
+            tuple(i for i, j in enumerate(self.qformer_of_level) if j == q) for q in range(n_qformers)
+        )
         self.proj = nn.Linear(cfg.width * len(cfg.levels), llm_width)
+        self._positions_memo: dict[int, tuple[tuple, list]] = {}  # qformer -> (weights key, projected positions)
 
     def forward(self, features: AVFeatures) -> ConnectorOutput:
         x, slot_mask, padded = self.sync(features)  # (B, T, Q, Din), (B, T), (B,)
         x = self.norm(x)
-        levels = tuple(self.level(i, x, slot_mask) for i in range(len(self.cfg.levels)))
+        levels = self.all_levels(x, slot_mask)
         b, t = slot_mask.shape
         tokens = torch.cat([h.reshape(b, -1, h.shape[-1]) for h in levels], dim=-1)  # (B, N, D*levels)
         lengths = padded // self.cfg.levels[0].frames * self.cfg.levels[0].queries
@@ -68,8 +89,63 @@ class MultiResolutionConnector(nn.Module):
         )
         return ConnectorOutput(self.proj(tokens), lengths, levels, window_mask)
 
+    def all_levels(self, x: Tensor, slot_mask: Tensor) -> tuple[Tensor, ...]:
+        """Normalised x (B, T, Q, Din), slot_mask (B, T) -> per level (B, W, Qi, D), W = T / frames windows."""
+        b, t, q, d = x.shape
+        tokens = x.reshape(-1, d)  # (B*T*Q, Din)
+        token_mask = slot_mask.repeat_interleave(q, dim=1)  # (B, T*Q)
+        out: list[Tensor | None] = [None] * len(self.cfg.levels)
+        for j, level_ids in enumerate(self.levels_of_qformer):
+            windows = []
+            for i in level_ids:
+                k, n = self.cfg.levels[i].frames * q, b * t // self.cfg.levels[i].frames  # tokens per window, windows
+                allowed = getattr(self, f"causal_allowed_{i}") if self.causal_masked[i] else None
+                queries = self.queries[i].expand(n, -1, -1)  # (B*W, Qi, D)
+                through = self.cross_through_weights[i]
+                windows.append(
+                    LevelWindows(queries, self.position.weight[:k], token_mask.reshape(n, k), allowed, through)
+                )
+            kmax = max(w.positions.shape[0] for w in windows)
+            for i, h in zip(level_ids, self.qformers[j].forward_levels(tokens, windows, self._positions(j, kmax))):
+                out[i] = h.view(b, t // self.cfg.levels[i].frames, self.cfg.levels[i].queries, -1)
+        return tuple(out)
+
+    def _positions(self, j: int, k: int) -> list[tuple[Tensor, ...]] | None:
+        """Q-Former j's causal-block projections of position rows 0..k-1, per layer (None: no causal block).
+
+        Recomputed when gradients may flow to them; otherwise kept until a weight they depend on is replaced or
+        changed in place (its storage, dtype, device or version counter differ) or the module is converted."""
+        qformer = self.qformers[j]
+        if qformer.layers[0].causal is None:
+            return None
+        weights = [self.position.weight] + [
+            t
+            for layer in qformer.layers
+            for lin in (layer.causal.q, layer.causal.k, layer.causal.v)
+            for t in (lin.weight, lin.bias)
+        ]
+        if torch.is_grad_enabled() and any(w.requires_grad for w in weights):
+            return qformer.project_positions(self.position.weight[:k])
+        key = (
+            k,
+            torch.is_inference_mode_enabled(),
+            tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights),
+        )
+        kept = self._positions_memo.get(j)
+        if kept is None or kept[0] != key:
+            with torch.no_grad():
+                kept = (key, qformer.project_positions(self.position.weight[:k]))
+            self._positions_memo[j] = kept
+        return kept[1]
+
+    def _apply(self, fn, *args, **kwargs):
+        self._positions_memo.clear()  # .to()/.half()/...: storages may be reused at the same address
+        return super()._apply(fn, *args, **kwargs)
+
     def level(self, i: int, x: Tensor, slot_mask: Tensor) -> Tensor:
-        """Q-Former outputs of level i: (B, W, Qi, D) for W = T / frames windows."""
+        """Q-Former outputs of level i alone, as the official code computes them: (B, W, Qi, D), W = T / frames.
+
+        The reference `all_levels` must equal (to rounding); `forward` does not use it."""
         lv = self.cfg.levels[i]
         b, t, q, d = x.shape
         k = lv.frames * q  # tokens per window

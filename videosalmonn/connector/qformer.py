@@ -8,13 +8,21 @@ A BERT-style Q-Former without text: the query tokens go through a LayerNorm, the
 
 The causal block (paper §3.2.1, Fig. 3) is a self-attention over the frame tokens (width = input width, 2304 in
 the released model) with a block-triangular mask over frames; it is not given the padding mask (as official).
-Attention is computed eagerly (scores / sqrt(d) + additive mask, softmax in the compute dtype) because a window
-made only of padding must give uniform attention, as in the official code, not NaN.
+Query attention is computed eagerly (scores / sqrt(d) + additive mask, softmax in the compute dtype) because a
+window made only of padding must give uniform attention, as in the official code, not NaN.
+
+`forward` runs one set of windows exactly as the official code writes it. `forward_levels` runs the windows of
+several resolution levels over the same normalised tokens at once, with less work and the same numbers (to
+rounding): the causal block's q/k/v projections are linear, W (LN x + p) + b = W LN x + (W p + b), so W LN x is
+computed once per layer for all levels and each level adds its projected position rows; the causal block (never
+a fully masked row: a frame always sees itself) uses the fused attention kernel.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -48,6 +56,39 @@ class Attention(nn.Module):
             scores = scores + mask
         probs = self.dropout(scores.softmax(dim=-1))
         ctx = (probs @ v).transpose(1, 2).reshape(n, lq, d)  # (N, Lq, D)
+        return self.norm(self.dropout(self.out(ctx)) + x)
+
+    def attend_projected(self, x: Tensor, q: Tensor, k: Tensor, v: Tensor, allowed: Tensor | None) -> Tensor:
+        """Self-attention of x (N, L, D) from its projections q, k, v (N, L, D), biases included -> (N, L, D).
+
+        `allowed` (L, L) bool, True = may attend, every row with at least one True (or None: all). Fused kernel;
+        equals `forward(x, x, additive_mask(allowed))` to rounding."""
+        n, length, d = x.shape
+        p = self.dropout.p if self.training else 0.0
+        ctx = F.scaled_dot_product_attention(
+            self._heads(q), self._heads(k), self._heads(v), attn_mask=allowed, dropout_p=p
+        )  # (N, H, L, Dh)
+        ctx = ctx.transpose(1, 2).reshape(n, length, d)
+        return self.norm(self.dropout(self.out(ctx)) + x)
+
+    def attend_through_weights(self, x: Tensor, context: Tensor, mask: Tensor) -> Tensor:
+        """`forward(x, context, mask)` without projecting the context (equal to rounding): cheaper when there are
+        few queries per window (`through_weights_is_cheaper`).
+
+        The keys enter through the queries, q . (Wk c + bk) = (Wk^T q) . c + q . bk, and the values after the
+        attention, p (Wv c + bv) = (p c) Wv^T + (sum p) bv, per head: (N, H*Lq, Dc) products with the context."""
+        n, lq, d = x.shape
+        h, dh = self.num_heads, d // self.num_heads
+        q = self._heads(self.q(x))  # (N, H, Lq, Dh)
+        wk, wv = self.k.weight.view(h, dh, -1), self.v.weight.view(h, dh, -1)  # (H, Dh, Dc)
+        qk = torch.einsum("nhqd,hde->nhqe", q, wk).reshape(n, h * lq, -1)  # (N, H*Lq, Dc)
+        q_bias = (q * self.k.bias.view(h, 1, dh)).sum(-1).reshape(n, h * lq, 1)  # (N, H*Lq, 1)
+        scores = (qk @ context.transpose(1, 2) + q_bias) / math.sqrt(dh)  # (N, H*Lq, Lk)
+        scores = scores.view(n, h, lq, -1) + mask  # (N, H, Lq, Lk)
+        probs = self.dropout(scores.softmax(dim=-1))
+        read = (probs.view(n, h * lq, -1) @ context).view(n, h, lq, -1)  # (N, H, Lq, Dc)
+        ctx = torch.einsum("nhqe,hde->nhqd", read, wv) + probs.sum(-1, keepdim=True) * self.v.bias.view(h, 1, dh)
+        ctx = ctx.transpose(1, 2).reshape(n, lq, d)  # (N, Lq, D)
         return self.norm(self.dropout(self.out(ctx)) + x)
 
     def _heads(self, t: Tensor) -> Tensor:
@@ -86,6 +127,25 @@ class QFormerLayer(nn.Module):
         queries = self.cross_attn(queries, context, frames_mask)
         return self.ffn(queries)
 
+    def read(self, queries: Tensor, context: Tensor, frames_mask: Tensor, through_weights: bool) -> Tensor:
+        """The query side: self-attention, cross-attention to context (N, K, Din), feed-forward -> (N, Q, D);
+        `through_weights`: `Attention.attend_through_weights` (same numbers, fewer operations for few queries)."""
+        queries = self.self_attn(queries, queries)
+        cross = self.cross_attn.attend_through_weights if through_weights else self.cross_attn
+        queries = cross(queries, context, frames_mask)
+        return self.ffn(queries)
+
+
+@dataclass(frozen=True)
+class LevelWindows:
+    """One resolution level for `CausalQFormer.forward_levels`: its queries and how it cuts the shared tokens."""
+
+    queries: Tensor  # (N, Qi, D) query tokens, one row per window
+    positions: Tensor  # (K, Din) position rows added to every window's tokens
+    frames_mask: Tensor  # (N, K) 1 = attend, 0 = padding
+    allowed: Tensor | None  # (K, K) bool causal-block mask, True = may attend; None: every pair
+    through_weights: bool = False  # cross-attention by `Attention.attend_through_weights`
+
 
 class CausalQFormer(nn.Module):
     """Queries (N, Q, D) x window of frame tokens (N, K, Din) -> (N, Q, D)."""
@@ -116,6 +176,57 @@ class CausalQFormer(nn.Module):
         for layer in self.layers:
             q = layer(q, frames, pad, causal)
         return q
+
+    def forward_levels(
+        self, tokens: Tensor, levels: Sequence[LevelWindows], projected_positions: Sequence[tuple[Tensor, ...]] | None
+    ) -> list[Tensor]:
+        """tokens (M, Din): the normalised frame tokens every level reads, M = N_i * K_i for each level i ->
+        per level (N_i, Q_i, D). Level i's windows are tokens.view(N_i, K_i, Din) + positions_i, as `forward`
+        would take them. projected_positions: per layer (Wq p + bq, Wk p + bk, Wv p + bv) of the causal block,
+        each (Kmax, Din) with K_i <= Kmax (`project_positions`); None without a causal block."""
+        din = tokens.shape[-1]
+        frames = [tokens.view(-1, lv.positions.shape[0], din) + lv.positions for lv in levels]  # (N_i, K_i, Din)
+        pads = [additive_mask(lv.frames_mask, tokens.dtype)[:, None, None, :] for lv in levels]  # (N_i, 1, 1, K_i)
+        qs = [self.dropout(self.query_norm(lv.queries)) for lv in levels]
+        for layer, positions in zip(self.layers, projected_positions or [None] * len(self.layers)):
+            contexts = (
+                frames if layer.causal is None else _causal_contexts(layer.causal, tokens, frames, positions, levels)
+            )
+            qs = [layer.read(q, c, pad, lv.through_weights) for q, c, pad, lv in zip(qs, contexts, pads, levels)]
+        return qs
+
+    def project_positions(self, positions: Tensor) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """positions (K, Din) -> per layer the causal block's (q, k, v) projections of them, biases included."""
+        return [
+            tuple(lin(positions) for lin in (layer.causal.q, layer.causal.k, layer.causal.v)) for layer in self.layers
+        ]
+
+
+def _causal_contexts(
+    block: Attention,
+    tokens: Tensor,
+    frames: list[Tensor],
+    positions: tuple[Tensor, ...],
+    levels: Sequence[LevelWindows],
+) -> list[Tensor]:
+    """The causal block of one layer for every level, its q/k/v projections of the tokens computed once."""
+    shared = [F.linear(tokens, lin.weight) for lin in (block.q, block.k, block.v)]  # W LN x: (M, Din) x 3
+    contexts = []
+    for n, (f, lv) in enumerate(zip(frames, levels)):
+        last = n == len(levels) - 1  # the last level may add its positions in place
+        q, key, value = (
+            s.view_as(f).add_(p[: f.shape[1]]) if last else s.view_as(f) + p[: f.shape[1]]
+            for s, p in zip(shared, positions)
+        )  # (N_i, K_i, Din) each: W LN x + (W p + b)
+        contexts.append(block.attend_projected(f, q, key, value, lv.allowed))
+    return contexts
+
+
+def through_weights_is_cheaper(queries: int, tokens: int, width: int, context_width: int, num_heads: int) -> bool:
+    """Multiply-adds of one window's cross-attention, `attend_through_weights` vs projecting the context."""
+    projecting = 2 * tokens * context_width * width + 2 * queries * tokens * width
+    through = 2 * queries * width * context_width + 2 * num_heads * queries * tokens * context_width
+    return through < projecting
 
 
 def additive_mask(keep: Tensor, dtype: torch.dtype) -> Tensor:
