@@ -76,6 +76,7 @@ SEEK_MIN_PACKETS = 12  # seek only when it skips at least this many packets
 SCAN_MARGIN_SECONDS = 2  # index this far past the last needed time (for `filled`)
 TRUNCATION_TOLERANCE_SECONDS = SECONDS_PER_SLOT  # frames ending this much before the header says: a cut-off file
 TRANSFORM_CHUNK_ELEMENTS = 2**25  # float32 elements per F.interpolate call (128 MB)
+TRANSFORM_GROUP_FRAMES = 32  # load_video: decoded frames transformed together (one call instead of one each)
 # Containers whose demuxer seeks through an index to an exact keyframe; others are decoded in order.
 SEEKABLE_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"})
 # FFmpeg demuxers that turn non-video files into pictures (`tty` renders any .txt file as text frames).
@@ -184,15 +185,13 @@ def load_video(
     max_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS,
     max_duration: float | DurationLimit | None = None,
 ) -> SampledVideo:
-    """`sample_frames` + `transform_frames`, transforming each frame as soon as it is decoded.
+    """`sample_frames` + `transform_frames` (bit-identical), transforming the frames in groups as they are decoded.
 
-    Returns frames (T, 3, size, size) float32; never holds more than one full-size RGB frame.
+    Returns frames (T, 3, size, size) float32; holds at most one group of full-size RGB frames
+    (`_TransformGroups`: TRANSFORM_GROUP_FRAMES frames, TRANSFORM_CHUNK_ELEMENTS bytes).
     """
-
-    def convert(frame: av.VideoFrame) -> Tensor:
-        return transform_frames(torch.from_numpy(_rgb(frame))[None], size)[0]  # (3, S, S)
-
-    return _sample(path, policy, max_seconds, convert, torch.stack, start, end, max_pixels, as_limit(max_duration))
+    groups = _TransformGroups(size)
+    return _sample(path, policy, max_seconds, groups.add, groups.stack, start, end, max_pixels, as_limit(max_duration))
 
 
 def plan_frames(
@@ -235,10 +234,41 @@ def transform_frames(frames: Tensor | np.ndarray, size: int = DEFAULT_SIZE) -> T
     out = torch.empty(n, 3, size, size)
     chunk = max(1, TRANSFORM_CHUNK_ELEMENTS // (h * w * 3))
     for i in range(0, n, chunk):
-        x = frames[i : i + chunk].permute(0, 3, 1, 2).float() / 255.0  # (t, 3, H, W)
+        x = frames[i : i + chunk].permute(0, 3, 1, 2).float().div_(255.0)  # (t, 3, H, W)
         x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)  # (t, 3, S, S)
-        out[i : i + chunk] = (x - mean) / std
+        out[i : i + chunk] = x.sub_(mean).div_(std)  # in place: the same values, no temporaries
     return out
+
+
+class _TransformGroups:
+    """`load_video`'s frame conversion: decoded frames wait as RGB uint8 and go through `transform_frames` in
+    groups (up to TRANSFORM_GROUP_FRAMES frames of one size and TRANSFORM_CHUNK_ELEMENTS bytes): one call per
+    group, not per frame. `add` returns a handle; `stack` transforms what is left and gathers the handles."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.pending: list[np.ndarray] = []  # (H, W, 3) uint8, all of one shape
+        self.done: list[Tensor] = []  # (3, S, S) float32 per handle transformed so far
+
+    def add(self, frame: av.VideoFrame) -> int:
+        rgb = _rgb(frame)
+        if self.pending and (
+            rgb.shape != self.pending[0].shape
+            or len(self.pending) >= TRANSFORM_GROUP_FRAMES
+            or (len(self.pending) + 1) * rgb.size > TRANSFORM_CHUNK_ELEMENTS
+        ):
+            self._flush()
+        self.pending.append(rgb)
+        return len(self.done) + len(self.pending) - 1
+
+    def stack(self, handles: list[int]) -> Tensor:
+        self._flush()
+        return torch.stack([self.done[h] for h in handles])  # (T, 3, S, S)
+
+    def _flush(self) -> None:
+        if self.pending:
+            self.done.extend(transform_frames(np.stack(self.pending), self.size).unbind(0))
+            self.pending = []
 
 
 def official_clip_times(duration: Fraction | float) -> list[tuple[Fraction, Fraction]]:
