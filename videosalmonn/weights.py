@@ -1,6 +1,7 @@
 """The one home of weight files: reading, resolving and checking state dicts.
 
-    resolve(source)            a local path, or the local snapshot of a hub id (configs and tokenizers only)
+    resolve(source)            a local path, the local snapshot of a hub id (configs and tokenizers only), or the
+                               cache directory of a converted part (`parts:NAME`, see `videosalmonn/parts`)
     resolve_model(source)      an HF model directory with every weight file its index names (downloads them)
     load_pickle(path)          `torch.load(..., weights_only=True)`, one-line errors naming the file
     read_pickled_tensors(...)  the tensors of a pickled state dict (optionally wrapped, e.g. LAVIS {'model': sd})
@@ -26,6 +27,7 @@ from safetensors import safe_open
 from torch import Tensor, nn
 
 from videosalmonn.errors import CheckpointError
+from videosalmonn.parts import is_part, resolve_part
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 WEIGHT_FILES = (
@@ -83,7 +85,9 @@ def read_tensors(path: str | Path, keys: Iterable[str] | None = None, prefix: st
 
 
 def resolve(source: str | Path) -> Path:
-    """A local path, or the local snapshot of a hub id (download unless HF_HUB_OFFLINE=1)."""
+    """A local path, the local snapshot of a hub id (download unless HF_HUB_OFFLINE=1), or a `parts:` directory."""
+    if is_part(source):
+        return resolve_part(source)
     path = Path(os.path.expanduser(str(source)))
     if path.exists():
         return path
@@ -102,7 +106,7 @@ def resolve_model(source: str | Path) -> Path:
     root = resolve(source)
     if root.is_file():
         raise CheckpointError(f"{source}: expected an HF model directory or hub id, got a file")
-    hub = not Path(os.path.expanduser(str(source))).exists()
+    hub = not is_part(source) and not Path(os.path.expanduser(str(source))).exists()
     index, needed = _needed_weight_files(root)
     if hub and needed and not all((root / f).is_file() for f in needed):
         root = _snapshot(str(source), needed)
@@ -196,7 +200,7 @@ def _read_hf_dir(root: Path, source: str, prefix: str) -> dict[str, Tensor]:
 
 def _hub_file(source: str, filename: str) -> Path | None:
     """Fetch one file of a hub repo into the cache (None if the source is local or the file does not exist)."""
-    if Path(os.path.expanduser(source)).exists():
+    if is_part(source) or Path(os.path.expanduser(source)).exists():
         return None
     try:
         from huggingface_hub import hf_hub_download

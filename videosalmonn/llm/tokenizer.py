@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from videosalmonn.errors import CheckpointError
+from videosalmonn.parts import expand
 
 TINY_TOKENIZER = "tiny"
 
@@ -55,7 +56,7 @@ class TextTokenizer:
 
 
 def load_tokenizer(source: str | Path | None) -> TextTokenizer:
-    """From an HF dir or hub id; `None`/"tiny" gives the packaged tiny SentencePiece tokenizer."""
+    """From an HF dir, hub id or converted part (`parts:NAME`); `None`/"tiny": the packaged tiny SentencePiece one."""
     from transformers import AutoTokenizer
 
     if source is None or str(source) == TINY_TOKENIZER:
@@ -64,7 +65,7 @@ def load_tokenizer(source: str | Path | None) -> TextTokenizer:
         path = resources.files("videosalmonn.presets") / "tiny" / "llm"
         return TextTokenizer(LlamaTokenizer.from_pretrained(str(path)))
     try:
-        return TextTokenizer(AutoTokenizer.from_pretrained(str(source)))
+        return TextTokenizer(AutoTokenizer.from_pretrained(str(expand(source))))
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{source}: cannot load the LLM tokenizer ({first})") from None

@@ -6,6 +6,9 @@ official (spec §6.2), one turn, then later turns:
     <s> "USER: <Img>" [media] "</Img> {q1}\\nASSISTANT:" "{a1}" </s> "USER: {q2}\\nASSISTANT:" "{a2}" </s> ...
 llama2 (Llama-2 chat):
     <s> "[INST] <Img>" [media] "</Img> {q1} [/INST]" "{a1}" </s> <s> "[INST] {q2} [/INST]" "{a2}" </s> ...
+chatml (SmolLM2's chat template, its default system prompt; eos = <|im_end|>):
+    "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n<Img>" [media] "</Img> {q1}<|im_end|>\n
+    <|im_start|>assistant\n" "{a1}" <|im_end|> "\n<|im_start|>user\n{q2}<|im_end|>\n<|im_start|>assistant\n" ...
 
 Answers (and their </s>) are the only pieces with a loss.
 """
@@ -85,7 +88,24 @@ class Llama2Style(PromptStyle):
         return [Piece(special="bos"), Piece(text="[INST] " + text + " [/INST]")]
 
 
-STYLES: dict[str, type[PromptStyle]] = {"official": OfficialStyle, "llama2": Llama2Style}
+class ChatMLStyle(PromptStyle):
+    """ChatML as SmolLM2-Instruct's chat template writes it (with its default system prompt), media at the start of
+    the first user message. The `<|im_start|>`/`<|im_end|>` markers in the text are the tokenizer's special tokens."""
+
+    SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+
+    def first_user(self, text: str) -> list[Piece]:
+        return [
+            Piece(text=f"<|im_start|>system\n{self.SYSTEM}<|im_end|>\n<|im_start|>user\n<Img>"),
+            Piece(media=True),
+            Piece(text="</Img> " + text + "<|im_end|>\n<|im_start|>assistant\n"),
+        ]
+
+    def later_user(self, text: str) -> list[Piece]:
+        return [Piece(text="\n<|im_start|>user\n" + text + "<|im_end|>\n<|im_start|>assistant\n")]
+
+
+STYLES: dict[str, type[PromptStyle]] = {"official": OfficialStyle, "llama2": Llama2Style, "chatml": ChatMLStyle}
 
 
 def prompt_style(name: str) -> PromptStyle:
