@@ -121,6 +121,8 @@ VIDEO_SALMONN_13B = {
     "llm.lora.alpha": 32.0,
     "llm.lora.dropout": 0.1,
     "llm.lora.targets": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "llm.quantization": "none",
+    "llm.attention": "eager",
     "loss.diversity_weight": 0.0,
     "loss.diversity_levels": [-1],
     "generation.max_new_tokens": 512,

@@ -10,6 +10,7 @@ Every load checks coverage: a missing or unexpected key is an error naming the f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -17,15 +18,18 @@ import tempfile
 from pathlib import Path
 
 import torch
+from accelerate import init_empty_weights
 from safetensors.torch import save_file
 from torch import Tensor
 
 from videosalmonn.config import ModelConfig, to_dict
+from videosalmonn.encoders.audio_visual import AVEncoder
 from videosalmonn.errors import CheckpointError
 from videosalmonn.llm.language_model import LanguageModel
-from videosalmonn.model import DTYPES, VideoSalmonn, trainable_names
+from videosalmonn.model import DTYPES, VideoSalmonn, build_connector, trainable_names
 from videosalmonn.official.delta import convert_official_delta, ours_to_official
-from videosalmonn.weights import PICKLE_SUFFIXES, load_checked, read_tensors
+from videosalmonn.rng import seeded
+from videosalmonn.weights import PICKLE_SUFFIXES, few, load_checked, read_tensors
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +37,40 @@ log = logging.getLogger(__name__)
 def load_model(cfg: ModelConfig, device: torch.device | str | None = None, for_inference: bool = False) -> VideoSalmonn:
     """The model of `cfg` with every weight the config names; parts without weights are seeded random.
 
-    `for_inference`: refuse a config whose `weights.delta_required` is set but `weights.delta` is not.
+    Parts with weights are built empty (meta) and filled straight on `device` in the config's dtype, the LLM
+    shard by shard: nothing about to be loaded is randomly initialised first, and host memory holds at most one
+    checkpoint file (plus the model, on a CPU target). `for_inference`: refuse a config whose
+    `weights.delta_required` is set but `weights.delta` is not.
     """
     check_weights(cfg, for_inference)
-    llm = LanguageModel.build(cfg.llm, cfg.weights.llm, DTYPES[cfg.dtype]) if cfg.weights.llm else None
-    model = VideoSalmonn.from_config(cfg, llm=llm)
-    load_encoder_weights(model, cfg)
+    if not cfg.weights.llm:  # a random model (check_weights: every pretrained part or none)
+        model = VideoSalmonn.from_config(cfg)
+        if cfg.weights.delta:
+            load_delta(model, cfg.weights.delta)
+        return model.cast(device).eval()
+    place = {"device": torch.device(device or "cpu"), "dtype": DTYPES[cfg.dtype]}
+    # towers listed in weights.random_towers keep their seeded random init: the encoder is then built for real
+    empty = contextlib.nullcontext() if cfg.weights.random_towers else init_empty_weights()
+    with empty, seeded(cfg.seed):  # seeded: the global RNG is left as it was
+        encoder = AVEncoder(cfg.encoders, cfg.media.image_size)
+    load_encoder_weights(encoder, cfg, **place)
+    llm = LanguageModel.build(cfg.llm, cfg.weights.llm, **place)
+    connector = None
+    if cfg.weights.delta:  # to be loaded: built empty; else trained from its seeded random init
+        with init_empty_weights(), seeded(cfg.seed + 2):
+            connector = build_connector(cfg, llm.width)
+    model = VideoSalmonn.from_config(cfg, llm=llm, encoder=encoder, connector=connector)
     if cfg.weights.delta:
-        load_delta(model, cfg.weights.delta)
+        load_delta(model, cfg.weights.delta, **place)
+    check_loaded(model)
     return model.cast(device).eval()
+
+
+def check_loaded(model: VideoSalmonn) -> None:
+    """Every tensor of a model built empty was loaded (a loader that forgot a key fails here, not in forward)."""
+    empty = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if empty:
+        raise CheckpointError(f"{len(empty)} tensor(s) were built empty and never loaded: {few(empty)}")
 
 
 def check_weights(cfg: ModelConfig, for_inference: bool = False) -> None:
@@ -68,23 +97,27 @@ def check_weights(cfg: ModelConfig, for_inference: bool = False) -> None:
         raise CheckpointError(f"{missing} not set: give every pretrained part or none (random tiny model)")
 
 
-def load_encoder_weights(model: VideoSalmonn, cfg: ModelConfig) -> None:
-    """Frozen towers from their own files: EVA + InstructBLIP (LAVIS or HF), Whisper (HF), BEATs (official .pt)."""
+def load_encoder_weights(encoder: AVEncoder, cfg: ModelConfig, **place) -> None:
+    """Frozen towers from their own files: EVA + InstructBLIP (LAVIS or HF), Whisper (HF), BEATs (official .pt).
+
+    `place`: `device=`, `dtype=` for an encoder built empty (see `weights.load_checked`)."""
     from videosalmonn.encoders.beats import load_beats_weights
     from videosalmonn.encoders.vision import load_vision_weights
     from videosalmonn.encoders.whisper import load_whisper_weights
 
     w = cfg.weights
     if w.instructblip:
-        load_vision_weights(model.encoder.vision, instructblip=w.instructblip, eva_vit=w.eva_vit)
+        load_vision_weights(encoder.vision, instructblip=w.instructblip, eva_vit=w.eva_vit, **place)
     if w.whisper:
-        load_whisper_weights(model.encoder.whisper, w.whisper)
+        load_whisper_weights(encoder.whisper, w.whisper, **place)
     if w.beats:
-        load_beats_weights(model.encoder.beats, w.beats)
+        load_beats_weights(encoder.beats, w.beats, **place)
 
 
-def load_delta(model: VideoSalmonn, path: str | Path) -> list[str]:
-    """Load the trained connector + LoRA from the official delta (.pt) or our safetensors; returns unused keys."""
+def load_delta(model: VideoSalmonn, path: str | Path, **place) -> list[str]:
+    """Load the trained connector + LoRA from the official delta (.pt) or our safetensors; returns unused keys.
+
+    `place`: `device=`, `dtype=` for a connector built empty."""
     path = Path(path)
     if path.suffix in PICKLE_SUFFIXES:
         state, unused = convert_official_delta(read_tensors(path), model.cfg)
@@ -97,7 +130,7 @@ def load_delta(model: VideoSalmonn, path: str | Path) -> list[str]:
             )
     else:
         state, unused = read_tensors(path), []
-    load_checked(model, state, source=str(path), expected=trainable_names(model))
+    load_checked(model, state, source=str(path), expected=trainable_names(model), **place)
     return unused
 
 

@@ -249,6 +249,13 @@ class LLMConfig:
     max_text_tokens: int = 512
     """Longest text (prompt or answer) in tokens; longer input is an error, never silently cut."""
     lora: LoRAConfig | None = field(default_factory=LoRAConfig)
+    quantization: Literal["none", "int8", "nf4"] = "none"
+    """Weights of the decoder layers' linear maps: `int8` (bitsandbytes LLM.int8 on CUDA where it imports, else
+    per-channel weight-only int8 that also runs on CPU) or `nf4` (bitsandbytes on CUDA only). Embeddings, LM head,
+    norms and LoRA stay in `dtype`."""
+    attention: Literal["eager", "sdpa"] = "eager"
+    """`eager`: the official numerics (spec §6.1); `sdpa`: torch's fused attention (no L x L score matrix on CUDA),
+    equal to eager within 1e-4 in fp32."""
 
 
 # ------------------------------------------------------------------------------------------ loss, decoding

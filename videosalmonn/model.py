@@ -35,29 +35,37 @@ class VideoSalmonn(nn.Module):
         self.llm = llm
 
     @classmethod
-    def from_config(cls, cfg: ModelConfig, llm: LanguageModel | None = None) -> VideoSalmonn:
-        """All parts built from the config with seeded random weights (an LLM may be given ready-made)."""
-        with seeded(cfg.seed):
-            encoder = AVEncoder(cfg.encoders, cfg.media.image_size)
-        with seeded(cfg.seed + 1):
-            llm = llm or LanguageModel.build(cfg.llm)
-        with seeded(cfg.seed + 2):
-            connector = MultiResolutionConnector(
-                cfg.connector,
-                visual_width=cfg.encoders.image_qformer.width,
-                tokens_per_frame=cfg.encoders.image_qformer.num_queries,
-                whisper_width=cfg.encoders.whisper.width,
-                beats_width=cfg.encoders.beats.width,
-                llm_width=llm.width,
-            )
+    def from_config(
+        cls,
+        cfg: ModelConfig,
+        llm: LanguageModel | None = None,
+        encoder: AVEncoder | None = None,
+        connector: MultiResolutionConnector | None = None,
+    ) -> VideoSalmonn:
+        """All parts built from the config with seeded random weights, except those given ready-made (e.g. built
+        empty, to be loaded: `checkpoint.load_model`). Each part has its own seed, so giving one changes no other."""
+        if encoder is None:
+            with seeded(cfg.seed):
+                encoder = AVEncoder(cfg.encoders, cfg.media.image_size)
+        if llm is None:
+            with seeded(cfg.seed + 1):
+                llm = LanguageModel.build(cfg.llm)
+        if connector is None:
+            with seeded(cfg.seed + 2):
+                connector = build_connector(cfg, llm.width)
         model = cls(cfg, encoder, connector, llm)
         set_trainable(model)
         return model
 
     def cast(self, device: torch.device | str | None = None) -> VideoSalmonn:
-        """Move to `device` in the config's dtype, keeping what must stay fp32 (RoPE frequencies)."""
-        self.to(device=device, dtype=DTYPES[self.cfg.dtype])
-        self.llm.restore_rope_precision()
+        """Move to `device` in the config's dtype, keeping what must stay fp32 (RoPE frequencies) and what is
+        quantised (int8 weights; a bitsandbytes LLM stays where it was loaded)."""
+        dtype = DTYPES[self.cfg.dtype]
+        for name, part in self.named_children():
+            if name == "llm":
+                self.llm.cast(device, dtype)
+            else:
+                part.to(device=device, dtype=dtype)
         return self
 
     def split_encoder(self) -> AVEncoder:
@@ -104,6 +112,18 @@ class VideoSalmonn(nn.Module):
         """Left-padded prompts -> (B, new) generated ids."""
         embeds = self.embed(batch.prompt, self.encode(batch))
         return self.llm.generate(embeds, batch.prompt.attention_mask, gen, eos_id, pad_id, streamer, should_stop)
+
+
+def build_connector(cfg: ModelConfig, llm_width: int) -> MultiResolutionConnector:
+    """The MRC connector of `cfg` for an LLM of width `llm_width`."""
+    return MultiResolutionConnector(
+        cfg.connector,
+        visual_width=cfg.encoders.image_qformer.width,
+        tokens_per_frame=cfg.encoders.image_qformer.num_queries,
+        whisper_width=cfg.encoders.whisper.width,
+        beats_width=cfg.encoders.beats.width,
+        llm_width=llm_width,
+    )
 
 
 def splice(embeds: Tensor, media: ConnectorOutput, media_mask: Tensor) -> Tensor:

@@ -211,12 +211,19 @@ def _hub_file(source: str, filename: str) -> Path | None:
 
 
 def load_checked(
-    module: nn.Module, state_dict: dict[str, Tensor], *, source: str, expected: Iterable[str] | None = None
+    module: nn.Module,
+    state_dict: dict[str, Tensor],
+    *,
+    source: str,
+    expected: Iterable[str] | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
 ) -> None:
     """`load_state_dict` that fails loudly on missing or unexpected keys and on shape mismatches.
 
     `expected`: the keys the state dict must hold, no more, no fewer (default: all of `module.state_dict()`;
-    e.g. only the trainable parameters for a trainable-only checkpoint).
+    e.g. only the trainable parameters for a trainable-only checkpoint). Values are copied into real tensors; a
+    module built empty (meta tensors) takes them as they are, moved to `device` (floating ones in `dtype`).
     """
     own = module.state_dict()
     wanted = set(own) if expected is None else set(expected)
@@ -236,9 +243,15 @@ def load_checked(
     ]
     if problems:
         raise CheckpointError(f"{source}: does not match the model: " + "; ".join(problems))
+    assign = {}
     with torch.no_grad():
         for k, v in state_dict.items():
-            own[k].copy_(v.to(own[k].dtype))
+            if own[k].is_meta:
+                assign[k] = v.to(device=device, dtype=(dtype or own[k].dtype) if v.is_floating_point() else None)
+            else:
+                own[k].copy_(v.to(own[k].dtype))
+    if assign:
+        module.load_state_dict(assign, strict=False, assign=True)
 
 
 def check_loading_info(info: dict, source: str, ignore: tuple[str, ...] = ()) -> None:

@@ -241,14 +241,16 @@ class BEATs(nn.Module):
         valid_patches = torch.div(lengths, BEATS_PATCH, rounding_mode="floor")  # (B,)
         return time_patch[None, :] >= valid_patches[:, None]
 
-    def load_official_state_dict(self, state_dict: dict[str, Tensor], source: str = "BEATs state dict") -> list[str]:
+    def load_official_state_dict(
+        self, state_dict: dict[str, Tensor], source: str = "BEATs state dict", **place
+    ) -> list[str]:
         """Load an official BEATs `model` state dict (weight-norm pos_conv, shared relative bias, predictor).
 
         Returns the ignored keys (`predictor.*`, the finetuned AudioSet head that feature extraction never uses);
         any other missing, unexpected or mis-shaped key raises CheckpointError.
         """
         converted, ignored = convert_official_state_dict(state_dict, source)
-        load_checked(self, converted, source=source)
+        load_checked(self, converted, source=source, **place)
         return ignored
 
 
@@ -391,15 +393,16 @@ def read_official_checkpoint(path: str | Path) -> tuple[BEATsConfig, dict[str, T
     return cfg, ckpt["model"]
 
 
-def load_beats_weights(model: BEATs, path: str | Path) -> list[str]:
+def load_beats_weights(model: BEATs, path: str | Path, **place) -> list[str]:
     """Load an official checkpoint into an existing BEATs built from config; returns the ignored keys.
 
     The checkpoint's cfg must describe the same architecture as `model.cfg` (CheckpointError otherwise).
+    `place`: `device=`, `dtype=` for a BEATs built empty (see `weights.load_checked`).
     """
     cfg, state_dict = read_official_checkpoint(path)
     if cfg != model.cfg:
         raise CheckpointError(f"{path}: BEATs cfg {cfg} does not match the model's {model.cfg}")
-    return _load_logged(model, state_dict, path)
+    return _load_logged(model, state_dict, path, **place)
 
 
 def load_beats(path: str | Path) -> tuple[BEATs, BEATsConfig]:
@@ -410,8 +413,8 @@ def load_beats(path: str | Path) -> tuple[BEATs, BEATsConfig]:
     return model.eval(), cfg
 
 
-def _load_logged(model: BEATs, state_dict: dict[str, Tensor], path: str | Path) -> list[str]:
-    ignored = model.load_official_state_dict(state_dict, source=str(path))
+def _load_logged(model: BEATs, state_dict: dict[str, Tensor], path: str | Path, **place) -> list[str]:
+    ignored = model.load_official_state_dict(state_dict, source=str(path), **place)
     if ignored:
         logger.info("%s: ignored %d unused key(s): %s", path, len(ignored), ", ".join(ignored))
     return ignored

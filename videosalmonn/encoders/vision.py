@@ -160,9 +160,15 @@ class VisualEncoder(nn.Module):
 
 
 def load_vision_weights(
-    encoder: VisualEncoder, instructblip: str | Path, eva_vit: str | Path | None = None
+    encoder: VisualEncoder,
+    instructblip: str | Path,
+    eva_vit: str | Path | None = None,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
 ) -> list[str]:
-    """Load an HF InstructBLIP id/dir/safetensors file, or the two LAVIS `.pth` files.
+    """Load an HF InstructBLIP id/dir/safetensors file, or the two LAVIS `.pth` files (into an encoder built empty:
+    straight onto `device` in `dtype`).
 
     Returns the checkpoint keys known to be unused (`"<file>: <key>"` for LAVIS files).
     """
@@ -173,29 +179,29 @@ def load_vision_weights(
                 f"{instructblip}: a LAVIS InstructBLIP file holds no EVA-ViT weights; "
                 "give weights.eva_vit (eva_vit_g.pth) too"
             )
-        return load_lavis(encoder, eva_vit, instructblip)
+        return load_lavis(encoder, eva_vit, instructblip, device=device, dtype=dtype)
     if eva_vit is not None:
         raise CheckpointError(
             f"{instructblip}: a Hugging Face InstructBLIP model holds EVA-ViT already; "
             f"do not also give weights.eva_vit ({eva_vit})"
         )
-    return load_hf_instructblip(encoder, instructblip)
+    return load_hf_instructblip(encoder, instructblip, device=device, dtype=dtype)
 
 
-def load_lavis(encoder: VisualEncoder, eva_vit: str | Path, instructblip: str | Path) -> list[str]:
+def load_lavis(encoder: VisualEncoder, eva_vit: str | Path, instructblip: str | Path, **place) -> list[str]:
     """LAVIS `eva_vit_g.pth` (flat state dict) + `instruct_blip_vicuna13b_trimmed.pth` (`{'model': sd}`)."""
     eva_sd, eva_unused = lavis_eva_to_hf(read_pickled_tensors(eva_vit), encoder.eva_config.depth, eva_vit)
     ib_sd, ib_unused = lavis_instructblip_to_hf(read_pickled_tensors(instructblip, wrapped_in="model"), instructblip)
     sd = {**eva_sd, **ib_sd}
     source = f"{eva_vit} + {instructblip}"
     check_dims(sd, encoder, source)
-    load_checked(encoder, sd, source=source)
+    load_checked(encoder, sd, source=source, **place)
     unused = [f"{eva_vit}: {k}" for k in eva_unused] + [f"{instructblip}: {k}" for k in ib_unused]
     log.info("visual encoder: loaded %s; %d known-unused key(s): %s", source, len(unused), ", ".join(unused))
     return unused
 
 
-def load_hf_instructblip(encoder: VisualEncoder, source: str | Path) -> list[str]:
+def load_hf_instructblip(encoder: VisualEncoder, source: str | Path, **place) -> list[str]:
     """`vision_model.*`, `qformer.*`, `query_tokens` of an HF InstructBLIP model; the LLM is never read."""
     sd = {f"vision_model.{k}": v for k, v in read_state_dict(source, "vision_model.").items()}
     sd.update({f"qformer.{k}": v for k, v in read_state_dict(source, "qformer.").items()})
@@ -204,7 +210,7 @@ def load_hf_instructblip(encoder: VisualEncoder, source: str | Path) -> list[str
     for k in unused:
         _check_arange(sd.pop(k), source, k)
     check_dims(sd, encoder, str(source), read_hf_config(source))
-    load_checked(encoder, sd, source=str(source))
+    load_checked(encoder, sd, source=str(source), **place)
     log.info("visual encoder: loaded %s; known-unused: %s", source, ", ".join(unused) or "none")
     return unused
 

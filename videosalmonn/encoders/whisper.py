@@ -74,9 +74,11 @@ class WhisperAudioEncoder(nn.Module):
 # ----------------------------------------------------------------------------------------------- loading
 
 
-def load_whisper_weights(encoder: WhisperAudioEncoder, source: str | Path) -> list[str]:
+def load_whisper_weights(encoder: WhisperAudioEncoder, source: str | Path, **place) -> list[str]:
     """Load `encoder.*` (WhisperModel) or `model.encoder.*` (WhisperForConditionalGeneration) from an HF dir,
-    file or hub id; the decoder is never loaded into the model. Returns known-unused keys (none)."""
+    file or hub id; the decoder is never loaded into the model. Returns known-unused keys (none).
+
+    `place`: `device=`, `dtype=` for an encoder built empty (see `weights.load_checked`)."""
     hf_config = read_hf_config(source)  # also fails first, with one line, on a missing path
     errors = []
     for prefix in ENCODER_PREFIXES:
@@ -88,7 +90,7 @@ def load_whisper_weights(encoder: WhisperAudioEncoder, source: str | Path) -> li
     else:
         raise CheckpointError(f"{source}: no Whisper encoder weights ({'; '.join(errors)})")
     check_dims(sd, encoder.config, str(source), hf_config)
-    load_checked(encoder.encoder, sd, source=str(source))
+    load_checked(encoder.encoder, sd, source=str(source), **place)
     log.info("Whisper encoder: loaded %s (%s*)", source, prefix)
     return []
 

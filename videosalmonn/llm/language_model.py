@@ -1,9 +1,11 @@
 """The causal LM seen through three methods: `embed(ids)`, `forward(embeds, mask)`, `generate(embeds, mask)`.
 
 This is the only place that knows how Hugging Face and peft nest the model (`base_model.model.model...`).
-Numerics follow the official path (spec §6.1, Appendix A.7): eager attention, RoPE frequencies kept in fp32 even
-when the model runs in fp16, unmerged LoRA. Positions follow the attention mask, so left-padded batches give
-every sample the positions it would have alone (the official batch > 1 bugs, spec §10.7, cannot happen).
+Numerics follow the official path (spec §6.1, Appendix A.7): eager attention (`llm.attention=sdpa` on request),
+RoPE frequencies kept in fp32 even when the model runs in fp16, unmerged LoRA. A checkpoint is loaded into an empty
+model, shard by shard, straight onto its device (`llm/loading.py`); `llm.quantization` is in `llm/quantization.py`.
+Positions follow the attention mask, so left-padded batches give every sample the positions it would have alone
+(the official batch > 1 bugs, spec §10.7, cannot happen).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import torch
 from torch import Tensor, nn
 
 from videosalmonn.config import GenerationConfig, LLMConfig
-from videosalmonn.errors import CheckpointError
+from videosalmonn.errors import CheckpointError, ConfigError
+from videosalmonn.llm import quantization
+from videosalmonn.llm.loading import empty_causal_lm, load_into, weight_files
 from videosalmonn.llm.lora import apply_lora, is_lora_parameter
 from videosalmonn.rng import seeded
 from videosalmonn.weights import check_loading_info, resolve_model
@@ -58,9 +62,10 @@ def _abort_when(should_stop: Callable[[], bool]):
 
 
 class LanguageModel(nn.Module):
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, quantized: str = "none"):
         super().__init__()
         self.model = model  # HF causal LM, possibly wrapped by peft
+        self.quantized = quantized  # none | int8 (Int8Linear) | bnb-int8 | bnb-nf4 (placed by bitsandbytes)
         from transformers import GenerationConfig as HFGenerationConfig
 
         # decoding settings come only from our GenerationConfig: drop the checkpoint's (temperature, max_length)
@@ -70,43 +75,43 @@ class LanguageModel(nn.Module):
         }
 
     @classmethod
-    def build(cls, cfg: LLMConfig, source: str | None = None, dtype: torch.dtype = torch.float32) -> LanguageModel:
-        """Load an HF causal LM from `source` (dir or hub id), or a random LLaMA of the config's dims."""
+    def build(
+        cls,
+        cfg: LLMConfig,
+        source: str | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> LanguageModel:
+        """Load an HF causal LM from `source` (dir or hub id) straight onto `device` in `dtype` (nothing is built
+        first), or a random LLaMA of the config's dims; quantised as `cfg.quantization` says, then LoRA."""
+        how = quantization.backend(cfg.quantization, device)
         if source is None:
-            from transformers import LlamaConfig, LlamaForCausalLM
-
-            hf_cfg = LlamaConfig(
-                vocab_size=cfg.vocab_size,
-                hidden_size=cfg.width,
-                intermediate_size=cfg.mlp_width,
-                num_hidden_layers=cfg.depth,
-                num_attention_heads=cfg.num_heads,
-                num_key_value_heads=cfg.num_kv_heads,
-                max_position_embeddings=cfg.max_positions,
-                rms_norm_eps=cfg.rms_eps,
-                rope_theta=cfg.rope_theta,
-                bos_token_id=1,
-                eos_token_id=2,
-                pad_token_id=0,
-                tie_word_embeddings=False,
-                # std 1/sqrt(width) (not HF's 0.02): a random tiny LM whose logits can become peaked, so it
-                # can learn through LoRA + connector alone (a trained LM head has this scale)
-                initializer_range=cfg.width**-0.5,
-            )
-            hf_cfg._attn_implementation = "eager"
-            base = LlamaForCausalLM(hf_cfg).to(dtype)
-            with torch.no_grad():  # LM head ~ N(0, 1): logits can be as peaked as a trained model's
-                base.lm_head.weight.normal_(0.0, 1.0)
+            base = _random_llama(cfg, dtype)
+            if how.startswith("bnb-"):
+                raise ConfigError(
+                    f"llm.quantization={cfg.quantization} with bitsandbytes loads a checkpoint: set weights.llm "
+                    "(a random LLM can use llm.quantization=int8 without bitsandbytes)"
+                )
+            if how == "int8":
+                quantization.to_int8(base)
+        elif how.startswith("bnb-"):
+            base = _load_bitsandbytes(source, cfg, dtype, device, how.removeprefix("bnb-"))
         else:
-            base = _load_pretrained(source, dtype)
-            _check_dims(base.config, cfg, source)
+            base = _load_pretrained(source, cfg, dtype, torch.device(device or "cpu"), int8=how == "int8")
         if cfg.lora is not None:
             base = apply_lora(base, cfg.lora)
-        return cls(base)
+        return cls(base, quantized=how)
 
     @property
     def width(self) -> int:
         return self.model.get_input_embeddings().embedding_dim
+
+    def cast(self, device: torch.device | str | None, dtype: torch.dtype) -> LanguageModel:
+        """Move to `device` in `dtype` (int8 weights stay int8); a bitsandbytes model stays where it was loaded."""
+        if not self.quantized.startswith("bnb-"):
+            self.to(device=device, dtype=dtype)
+        self.restore_rope_precision()
+        return self
 
     def restore_rope_precision(self) -> None:
         """Put the fp32 RoPE frequencies back after a dtype cast (`.half()` would round them, spec §6.1)."""
@@ -190,6 +195,10 @@ class LanguageModel(nn.Module):
         `save_pretrained`. Merges a copy unless `inplace` (saves memory; this LM's adapters are then merged away)."""
         if not any(is_lora_parameter(name) for name, _ in self.model.named_parameters()):
             raise CheckpointError("the LLM has no LoRA adapters to merge")
+        if self.quantized != "none":
+            raise CheckpointError(
+                f"the LLM is quantised ({self.quantized}): merge LoRA into a model loaded with llm.quantization=none"
+            )
         model = self.model if inplace else copy.deepcopy(self.model)
         return model.merge_and_unload()
 
@@ -197,20 +206,75 @@ class LanguageModel(nn.Module):
 KNOWN_IGNORED = ("rotary_emb.inv_freq",)  # RoPE frequencies: recomputed, stored by older checkpoints (Vicuna v1.5)
 
 
-def _load_pretrained(source: str, dtype: torch.dtype) -> nn.Module:
-    """An HF causal LM whose every weight came from `source`: missing or unexpected keys are an error."""
+def _random_llama(cfg: LLMConfig, dtype: torch.dtype) -> nn.Module:
+    """A random LLaMA of the config's dims (seeded by the caller) in `dtype` on the CPU."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    hf_cfg = LlamaConfig(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.width,
+        intermediate_size=cfg.mlp_width,
+        num_hidden_layers=cfg.depth,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads,
+        max_position_embeddings=cfg.max_positions,
+        rms_norm_eps=cfg.rms_eps,
+        rope_theta=cfg.rope_theta,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        tie_word_embeddings=False,
+        # std 1/sqrt(width) (not HF's 0.02): a random tiny LM whose logits can become peaked, so it
+        # can learn through LoRA + connector alone (a trained LM head has this scale)
+        initializer_range=cfg.width**-0.5,
+    )
+    hf_cfg._attn_implementation = cfg.attention
+    base = LlamaForCausalLM(hf_cfg).to(dtype)
+    with torch.no_grad():  # LM head ~ N(0, 1): logits can be as peaked as a trained model's
+        base.lm_head.weight.normal_(0.0, 1.0)
+    return base
+
+
+def _load_pretrained(source: str, cfg: LLMConfig, dtype: torch.dtype, device: torch.device, int8: bool) -> nn.Module:
+    """An HF causal LM whose every weight came from `source`, built empty and filled shard by shard on `device`
+    (`int8`: the decoder projections quantised as they arrive); missing or unexpected keys are an error."""
+    from transformers import AutoConfig
+
+    path = resolve_model(source)
+    try:
+        hf_cfg = AutoConfig.from_pretrained(str(path))
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{source}: cannot read the LLM config ({_first_line(e)})") from None
+    _check_dims(hf_cfg, cfg, source)
+    model = empty_causal_lm(hf_cfg, cfg.attention, int8=int8)
+    load_into(model, weight_files(path), source=f"{source} (LLM)", device=device, dtype=dtype, ignore=KNOWN_IGNORED)
+    return model.eval()
+
+
+def _load_bitsandbytes(source: str, cfg: LLMConfig, dtype: torch.dtype, device, how: str) -> nn.Module:
+    """transformers' big-model loading with a bitsandbytes config, onto `device` (CUDA)."""
     from transformers import AutoModelForCausalLM
 
     path = resolve_model(source)
     try:
         model, info = AutoModelForCausalLM.from_pretrained(
-            str(path), dtype=dtype, attn_implementation="eager", output_loading_info=True
+            str(path),
+            dtype=dtype,
+            attn_implementation=cfg.attention,
+            quantization_config=quantization.bnb_config(how, dtype),
+            device_map={"": str(device)},
+            output_loading_info=True,
         )
-    except (OSError, ValueError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{source}: cannot load the LLM ({first})") from None
+    except (OSError, ValueError, RuntimeError, ImportError) as e:
+        raise CheckpointError(f"{source}: cannot load the LLM with bitsandbytes {how} ({_first_line(e)})") from None
     check_loading_info(info, f"{source} (LLM)", ignore=KNOWN_IGNORED)
+    _check_dims(model.config, cfg, source)
     return model
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _check_dims(hf_cfg, cfg: LLMConfig, source: str) -> None:

@@ -1,0 +1,152 @@
+"""Loading an HF causal LM without building it first: empty (meta) modules, then every tensor of every shard
+assigned straight on the target device in the target dtype, one shard at a time.
+
+    config.json ─► empty model (parameters on meta, buffers real) ─► [int8: Int8Linear in place of the projections]
+    shard 1 ─► tensor by tensor: .to(device, dtype) (int8: quantised on the device) ─► assigned ─► shard freed
+    shard 2 ─► ...
+    coverage: missing / unexpected / mis-shaped keys are one CheckpointError (RoPE `inv_freq` known-ignored)
+
+Host memory holds at most one shard (`.bin`: memory-mapped; `.safetensors`: one tensor at a time) plus, on a CPU
+target, the model itself. Nothing is randomly initialised.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from torch import Tensor, nn
+
+from videosalmonn.errors import CheckpointError
+from videosalmonn.llm.quantization import Int8Linear, to_int8
+from videosalmonn.weights import check_loading_info
+
+INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+SINGLE_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def weight_files(root: Path) -> list[Path]:
+    """The weight files of an HF model directory, safetensors first (as transformers picks them)."""
+    for name in INDEX_FILES:
+        if (root / name).is_file():
+            try:
+                shards = sorted(set(json.loads((root / name).read_text())["weight_map"].values()))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+                raise CheckpointError(f"{root / name}: not a readable weight index ({type(e).__name__})") from None
+            return [root / s for s in shards]
+    for name in SINGLE_FILES:
+        if (root / name).is_file():
+            return [root / name]
+    raise CheckpointError(f"{root}: no weights found (looked for {', '.join(INDEX_FILES + SINGLE_FILES)})")
+
+
+def iter_tensors(path: Path, device: torch.device) -> Iterator[tuple[str, Tensor]]:
+    """(name, tensor) of one weight file: safetensors lazily (one tensor at a time, read onto `device`), a pickle
+    memory-mapped (weights_only); the file's memory is released when the iteration ends."""
+    if path.suffix == ".safetensors":
+        target = str(device) if device.type in ("cpu", "cuda") else "cpu"
+        try:
+            with safe_open(str(path), framework="pt", device=target) as f:
+                for name in f.keys():
+                    yield name, f.get_tensor(name)
+        except (OSError, RuntimeError, ValueError) as e:  # safetensors_rust.SafetensorError is a ValueError
+            raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(e)})") from None
+        return
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as e:
+        if "mmap" not in str(e):  # legacy (non-zip) pickles cannot be mapped: read them whole
+            raise CheckpointError(
+                f"{path}: cannot be read as a weights-only torch checkpoint ({_first_line(e)})"
+            ) from None
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{path}: cannot be read as a weights-only torch checkpoint ({_first_line(e)})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a state dict, found {type(state).__name__}")
+    try:
+        for name in list(state):
+            value = state.pop(name)
+            if isinstance(value, Tensor):
+                yield name, value
+    finally:
+        del state
+
+
+def empty_causal_lm(hf_config, attention: str, int8: bool = False) -> nn.Module:
+    """An HF causal LM of `hf_config` with every parameter on the meta device (buffers such as RoPE frequencies
+    real); `int8`: the decoder projections are empty Int8Linear."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    with init_empty_weights():
+        model = AutoModelForCausalLM.from_config(hf_config, attn_implementation=attention)
+    return to_int8(model) if int8 else model
+
+
+def load_into(
+    model: nn.Module,
+    files: list[Path],
+    *,
+    source: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    ignore: tuple[str, ...] = (),
+) -> None:
+    """Assign every tensor of `files` into the empty `model` on `device` in `dtype` (integer tensors keep theirs),
+    shard by shard; then tie the embeddings if the config ties them and check coverage (one CheckpointError)."""
+    own = model.state_dict(keep_vars=True)
+    derived = {f"{n}.weight_scale" for n, m in model.named_modules() if isinstance(m, Int8Linear)}
+    expected = set(own) - derived
+    tied = _tied_keys(model)
+    seen, unexpected, bad_shape = set(), [], []
+    for path in files:
+        for key, value in iter_tensors(path, device):
+            if key not in expected:
+                unexpected.append(key)
+            elif tuple(value.shape) != tuple(own[key].shape):
+                bad_shape.append((key, f"{tuple(value.shape)} vs model {tuple(own[key].shape)}"))
+            else:
+                _assign(model, key, value, device, dtype)
+                seen.add(key)
+            del value
+    missing = sorted(expected - seen - tied)
+    info = {"missing_keys": missing, "unexpected_keys": unexpected, "mismatched_keys": bad_shape}
+    check_loading_info(info, source, ignore=ignore)
+    if tied and not tied & seen:
+        model.tie_weights()
+    empty = [n for n, p in model.named_parameters() if p.is_meta]
+    if empty:
+        raise CheckpointError(f"{source}: {len(empty)} weight(s) were not loaded ({', '.join(empty[:4])})")
+
+
+def _assign(model: nn.Module, key: str, value: Tensor, device: torch.device, dtype: torch.dtype) -> None:
+    """Put `value` at `key` (a parameter or buffer path) on `device`; floating tensors in `dtype`."""
+    module_name, _, name = key.rpartition(".")
+    module = model.get_submodule(module_name)
+    if isinstance(module, Int8Linear) and name == "weight":
+        module.set_weight(value.to(device=device, dtype=dtype))  # quantised on the target device
+        return
+    value = value.to(device=device, dtype=dtype if value.is_floating_point() else None)
+    if name in module._parameters:
+        old = module._parameters[name]
+        module._parameters[name] = nn.Parameter(value, requires_grad=old.requires_grad and value.is_floating_point())
+    else:
+        module._buffers[name] = value
+
+
+def _tied_keys(model: nn.Module) -> set[str]:
+    """Keys a checkpoint may omit because the config ties them to another (the LM head to the embeddings)."""
+    text_config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    if not getattr(text_config, "tie_word_embeddings", False):
+        return set()
+    tied = getattr(model, "_tied_weights_keys", None) or {}
+    return set(tied) if isinstance(tied, (dict, list, tuple, set)) else set()
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
