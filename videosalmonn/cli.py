@@ -20,14 +20,24 @@ from videosalmonn.errors import InputError, VideoSalmonnError
 
 EXIT_USER_ERROR = 2
 EXIT_SAMPLES_FAILED = 1
-COMMAND_GROUPS = ("videosalmonn.training.cli", "videosalmonn.evaluation.cli", "videosalmonn.serving.cli")
+MODEL_HELP = "preset name (tiny, video-salmonn-13b), a model YAML file, or an export directory holding model.yaml"
+DEVICE_HELP = "cpu, cuda, cuda:1, mps (default: cuda if available, else cpu)"
+COMMAND_GROUPS = (
+    "videosalmonn.training.cli",
+    "videosalmonn.evaluation.cli",
+    "videosalmonn.serving.cli",
+)
 
 
 def cmd_check_official(args: argparse.Namespace) -> int:
     from videosalmonn.official.parity import check_official
     from videosalmonn.official.tolerance import POWER_TOLERANCE, TOLERANCE
 
-    report = check_official(args.directory)
+    def progress(line: str) -> None:
+        print(f"check-official: {line}", file=sys.stderr, flush=True)
+
+    progress(f"{args.directory}: building the golden model, then every case (a few minutes on 2 CPU cores)")
+    report = check_official(args.directory, progress=progress)
     print(json.dumps(report.values, indent=1))
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -45,7 +55,8 @@ def cmd_check_official(args: argparse.Namespace) -> int:
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    from videosalmonn.pipeline import Pipeline
+    from videosalmonn.config import ModelConfig
+    from videosalmonn.pipeline import Pipeline, resolve_device
 
     if args.manifest:
         if args.video or args.image or args.audio or args.prompt:
@@ -57,7 +68,10 @@ def cmd_infer(args: argparse.Namespace) -> int:
         raise InputError("give --video, --image or --audio (or --manifest)")
     if not args.prompt:
         raise InputError("give --prompt")
-    pipe = Pipeline.from_pretrained(args.model, _overrides(args), device=args.device)
+    cfg = ModelConfig.from_name(args.model, _overrides(args))  # a config mistake first, then the files
+    device = resolve_device(args.device)
+    check_media_args(args.video, args.audio, args.image)  # before the model is built (a 13B load takes minutes)
+    pipe = Pipeline.from_pretrained(cfg, device=device)
     answer = pipe.answer(args.prompt, video=args.video, audio=args.audio, image=args.image)
     if args.json:
         print(json.dumps(answer.to_json(), ensure_ascii=False))
@@ -65,7 +79,32 @@ def cmd_infer(args: argparse.Namespace) -> int:
         print(answer.text)
         for line in answer.coverage.cut + answer.notes:
             print(f"note: {line}", file=sys.stderr)
+    print_notice(answer.notice)
     return 0
+
+
+def print_notice(notice: str | None) -> None:
+    """The pipeline's one-line notice (random weights) on stderr, after the answer (an error stays one line)."""
+    if notice:
+        print(f"notice: {notice}", file=sys.stderr, flush=True)
+
+
+def check_media_args(video: str | None, audio: str | None, image: str | None) -> None:
+    """Each given file exists and is a regular non-empty file, and an image is not given as --video (or the
+    reverse): one line naming the file, before anything is loaded."""
+    from videosalmonn.media.files import check_file, kind_of
+
+    for flag, path in (("--video", video), ("--audio", audio), ("--image", image)):
+        if path is None:
+            continue
+        check_file(path)
+        kind = kind_of(path)
+        if flag == "--video" and kind in ("image", "audio"):
+            raise InputError(f"{path}: an {kind} file (by its suffix), given as --video; give it as --{kind}")
+        if flag == "--image" and kind in ("video", "audio"):
+            raise InputError(f"{path}: a {kind} file (by its suffix), given as --image; give it as --{kind}")
+        if flag == "--audio" and kind == "image":
+            raise InputError(f"{path}: an image file (by its suffix), given as --audio; give it as --image")
 
 
 def _infer_manifest(args: argparse.Namespace) -> int:
@@ -80,6 +119,7 @@ def _infer_manifest(args: argparse.Namespace) -> int:
         raise InputError(f"{len(missing)} media file(s) not found: {'; '.join(missing[:5])}{more}")
     pipe = Pipeline.from_pretrained(args.model, _overrides(args), device=args.device)
     summary = run_manifest(pipe, samples, args.out, args.batch_size)
+    print_notice(pipe.notice)
     print(
         f"{summary.answered} answered, {summary.failed} failed, {summary.skipped} already in {args.out}",
         file=sys.stderr,
@@ -121,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("infer", help="answer a question about a video, an image and/or an audio file")
-    p.add_argument("--model", default="tiny", help="preset name (tiny, video-salmonn-13b) or a YAML config file")
+    p.add_argument("--model", default="tiny", help=MODEL_HELP)
     p.add_argument("--video", help="video file (its own audio track is used unless --audio is given)")
     p.add_argument("--image", help="image file")
     p.add_argument("--audio", help="audio file (alone, or with --video / --image)")
@@ -139,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="config override, e.g. --set weights.delta=ckpt.pt (repeatable)",
     )
-    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.set_defaults(func=cmd_infer)
 
     p = sub.add_parser("check-official", help="reproduce a golden directory of official numbers")

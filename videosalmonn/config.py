@@ -363,12 +363,34 @@ class ModelConfig:
 
     @staticmethod
     def from_name(name: str, overrides: list[str] | tuple[str, ...] = ()) -> ModelConfig:
-        """A named preset (`video-salmonn-13b`, `tiny`) or a YAML file path, with dotted overrides."""
-        return load_config(ModelConfig, name, overrides)
+        """A named preset (`video-salmonn-13b`, `tiny`), a YAML file path, or a directory holding `model.yaml`
+        (an export: `videosalmonn export --merged DIR`), with dotted overrides. A relative `weights.*` path in a
+        YAML file that exists next to the file is read from there (an export can move), else as written."""
+        path = Path(name)
+        if path.is_dir() and name not in preset_names():
+            if not (path / MODEL_FILE).is_file():
+                raise ConfigError(
+                    f"{path}: a directory given as a model must hold {MODEL_FILE} (what `videosalmonn export "
+                    f"--merged DIR` writes); else give a preset ({', '.join(preset_names())}) or a .yaml file"
+                )
+            path = path / MODEL_FILE
+        cfg = load_config(ModelConfig, path if path.suffix in (".yaml", ".yml") else name)
+        if path.suffix in (".yaml", ".yml"):
+            near = {k: str(path.parent / v) for k, v in to_dict(cfg.weights).items() if _next_to(path, v)}
+            cfg = dataclasses.replace(cfg, weights=dataclasses.replace(cfg.weights, **near))
+        return apply_overrides(cfg, overrides)
 
     def replace(self, *overrides: str) -> ModelConfig:
         """A copy with dotted overrides applied (`"connector.causal=past"`)."""
         return apply_overrides(self, overrides)
+
+
+MODEL_FILE = "model.yaml"  # the model config inside an export directory
+
+
+def _next_to(config_file: Path, value: object) -> bool:
+    """A relative path naming something in the config file's folder (hub ids and absolute paths are not)."""
+    return isinstance(value, str) and not Path(value).is_absolute() and (config_file.parent / value).exists()
 
 
 def preset_names() -> list[str]:

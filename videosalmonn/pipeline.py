@@ -2,6 +2,10 @@
 
     Pipeline.from_pretrained("tiny").answer("Describe the video", video="clip.mp4")
 
+A pipeline with random parts (the `tiny` preset, any config without `weights.delta` or another part's
+weights) answers with random text; `Pipeline.notice` says so in one line ("random weights: ..."), and every
+Answer carries it: the CLI prints it on stderr, `--json`, the server's response and the demo page show it.
+
 media files ─► load_clip ─► audio_features ─► collate_media ─┐
 question    ─► prompt style ─► tokens (+ media placeholders) ─┴► VideoSalmonn.generate ─► text + coverage
 """
@@ -9,7 +13,9 @@ question    ─► prompt style ─► tokens (+ media placeholders) ─┴► V
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+import re
+import warnings
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -19,7 +25,7 @@ from videosalmonn.checkpoint import check_weights, load_model
 from videosalmonn.collate import collate_media
 from videosalmonn.config import GenerationConfig, ModelConfig
 from videosalmonn.connector.multires import media_token_count
-from videosalmonn.errors import InputError
+from videosalmonn.errors import CheckpointError, InputError
 from videosalmonn.llm.tokenizer import TextTokenizer, load_tokenizer
 from videosalmonn.media.budget import ContextBudget
 from videosalmonn.media.clip import load_clip
@@ -33,30 +39,132 @@ from videosalmonn.types import Batch, Coverage, MediaClip, Request, Turn
 log = logging.getLogger(__name__)
 
 
+RANDOM_WEIGHTS = "random weights"  # how every random-weight notice starts (tests and clients can match it)
+
+
 @dataclass
 class Answer:
+    """One generated answer: the text, its token ids, what of the media was used, and any notes."""
+
     text: str
     token_ids: list[int]
     coverage: Coverage
     media_tokens: int
     notes: list[str] = field(default_factory=list)
+    notice: str | None = None
+    """One line when the answer cannot mean anything (`Pipeline.notice`: random weights), else None."""
 
     def to_json(self) -> dict:
+        """The answer and what was used, as one JSON object (`infer --json`; the server's extension + text);
+        a `notice` key only when there is a notice."""
         return {
             "answer": self.text,
+            **({"notice": self.notice} if self.notice else {}),
             "media_tokens": self.media_tokens,
             **asdict(self.coverage),
             "notes": self.coverage.notes + self.notes,
         }
 
 
+def random_parts(cfg: ModelConfig) -> list[str]:
+    """The parts `load_model` initialises with seeded random weights under `cfg` (no `weights.*` for them)."""
+    w = cfg.weights
+    trained = "connector" if cfg.llm.lora is None else "connector + LoRA"
+    parts = {trained: w.delta, "vision encoder": w.instructblip, "Whisper": w.whisper, "BEATs": w.beats, "LLM": w.llm}
+    return [name for name, source in parts.items() if not source]
+
+
+def random_weights_notice(cfg: ModelConfig) -> str | None:
+    """One line saying the answers are noise when any part of the model is random (None when none is)."""
+    parts = random_parts(cfg)
+    if not parts:
+        return None
+    return (
+        f"{RANDOM_WEIGHTS}: {cfg.name} loads no weights for its {', '.join(parts)}, so the answers are random "
+        "text (README: Using the real model)"
+    )
+
+
+TRAINABLE_FILE = "trainable.safetensors"  # the trained tensors inside a training checkpoint directory
+LATEST = "latest"  # a run's `checkpoints/latest`: a text file holding the newest checkpoint's name
+CHECKPOINT_NAME = re.compile(r"step-\d{6,}")  # what `latest` may hold: a checkpoint of that run, never a path
+
+
+def read_latest(marker: Path) -> Path:
+    """The checkpoint directory a run's `checkpoints/latest` names (it may be gone: the caller checks)."""
+    try:
+        name = marker.read_text().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{marker}: unreadable ({e})") from None
+    if not CHECKPOINT_NAME.fullmatch(name):
+        raise CheckpointError(
+            f"{marker}: holds {name!r}, but it must name a checkpoint of this run (step-XXXXXX in "
+            f"{marker.parent}); fix or delete it"
+        )
+    return marker.parent / name
+
+
+def trained_weights_file(path: str | Path) -> Path:
+    """`weights.delta` as a user may give it -> the file to read: a training checkpoint directory (`step-XXXXXX/`)
+    -> its trainable.safetensors; a run's `checkpoints/latest` -> that of the checkpoint it names; else `path`."""
+    path = Path(path)
+    if path.name == LATEST and path.is_file():
+        step = read_latest(path)
+        if not step.is_dir():
+            raise CheckpointError(f"{path} names {step.name}, which does not exist")
+        path = step
+    if path.is_dir():
+        if not (path / TRAINABLE_FILE).is_file():
+            raise CheckpointError(
+                f"{path}: a directory without {TRAINABLE_FILE}; give a training checkpoint (step-XXXXXX/ or the "
+                "run's checkpoints/latest), a trainable .safetensors or an official delta .pt"
+            )
+        return path / TRAINABLE_FILE
+    return path
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """`device` checked against this torch build (None: cuda if available, else cpu); InputError if unusable."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"device {str(device)!r}: not a device name (cpu, cuda, cuda:1, mps)") from None
+    if d.type == "cpu":
+        return d
+    backend = getattr(torch, d.type, None) if d.type in ("cuda", "mps", "xpu") else None
+    if backend is None:
+        raise InputError(f"device {str(device)!r}: not supported (cpu, cuda, cuda:N, mps, xpu)")
+    build = f"torch {torch.__version__}"
+    if not backend.is_available():
+        raise InputError(f"device {str(device)!r}: no {d.type} device is available to this build ({build}); use cpu")
+    count = backend.device_count() if hasattr(backend, "device_count") else 1
+    if d.index is not None and d.index >= count:
+        raise InputError(f"device {str(device)!r}: only {count} {d.type} device(s) visible")
+    return d
+
+
 class Pipeline:
-    def __init__(self, model: VideoSalmonn, tokenizer: TextTokenizer, instruction_tokenizer: InstructionTokenizer):
+    """A loaded model with its tokenizers and prompt layout: `answer` one request, `answer_batch` many.
+
+    `notice`: one line when the model's answers cannot mean anything (random weights), else None; set by
+    `from_pretrained` from the config it loaded, copied onto every Answer.
+    """
+
+    def __init__(
+        self,
+        model: VideoSalmonn,
+        tokenizer: TextTokenizer,
+        instruction_tokenizer: InstructionTokenizer,
+        notice: str | None = None,
+    ):
         self.model = model
         self.cfg: ModelConfig = model.cfg
         self.tokenizer = tokenizer
         self.instruction_tokenizer = instruction_tokenizer
         self.style = prompt_style(self.cfg.llm.prompt_style)
+        self.notice = notice
 
     @classmethod
     def from_pretrained(
@@ -65,24 +173,35 @@ class Pipeline:
         overrides: list[str] | tuple[str, ...] = (),
         device: str | torch.device | None = None,
     ) -> Pipeline:
-        """A preset name (`tiny`, `video-salmonn-13b`), a YAML config file, or a ModelConfig; dotted overrides."""
+        """Load a model: a preset name (`tiny`, `video-salmonn-13b`), a model YAML, an export directory holding
+        `model.yaml`, or a ModelConfig; `overrides`: dotted `key=value` strings; `device`: checked against this
+        torch build (default: cuda if available, else cpu). `weights.delta` may also be a training checkpoint
+        directory or a run's `checkpoints/latest`. Parts without weights are seeded random, and then `notice`
+        says so. Third-party deprecation warnings raised while loading are not shown."""
         cfg = (
             model.replace(*overrides)
             if isinstance(model, ModelConfig)
             else ModelConfig.from_name(str(model), overrides)
         )
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if DTYPES[cfg.dtype] == torch.float16 and torch.device(device).type == "cpu":
+        device = resolve_device(device)
+        if cfg.weights.delta:  # a training checkpoint directory or `latest` -> its trainable.safetensors
+            delta = str(trained_weights_file(cfg.weights.delta))
+            cfg = replace(cfg, weights=replace(cfg.weights, delta=delta))
+        if DTYPES[cfg.dtype] == torch.float16 and device.type == "cpu":
             log.warning("%s: running in float32 on CPU (the preset's float16 is for GPUs)", cfg.name)
             cfg = cfg.replace("dtype=float32")
         w = cfg.weights
         check_weights(cfg, for_inference=True)  # fail fast: before any tokenizer or weight is read
-        tokenizer, instruction_tokenizer = load_tokenizer(w.tokenizer or w.llm), instruction_tokenizer_for(cfg)
-        return cls(load_model(cfg, device, for_inference=True), tokenizer, instruction_tokenizer)
+        with warnings.catch_warnings():  # e.g. peft calling transformers' deprecated is_gradient_checkpointing
+            for category in (FutureWarning, DeprecationWarning):
+                warnings.filterwarnings("ignore", category=category, module=r"(transformers|peft)(\.|$)")
+            tokenizer, instruction_tokenizer = load_tokenizer(w.tokenizer or w.llm), instruction_tokenizer_for(cfg)
+            built = load_model(cfg, device, for_inference=True)
+        return cls(built, tokenizer, instruction_tokenizer, random_weights_notice(cfg))
 
     @property
     def device(self) -> torch.device:
+        """Where the model's weights are."""
         return next(self.model.parameters()).device
 
     # ------------------------------------------------------------------------------------------ inference
@@ -96,6 +215,9 @@ class Pipeline:
         image: str | None = None,
         generation: GenerationConfig | None = None,
     ) -> Answer:
+        """Answer one question (or a conversation of Turns) about a video, an image and/or an audio file; a
+        video's own sound track is used unless `audio` is given. `generation`: decoding settings (default: the
+        model config's). For a time span or a masked stream, use `answer_batch([Request(...)])`."""
         return self.answer_batch([Request(prompt, video, audio, image)], generation)[0]
 
     def answer_batch(
@@ -133,9 +255,11 @@ class Pipeline:
             should_stop,
         )
         answers = []
-        for row, clip, n in zip(ids, clips, counts):
+        for row, clip, n, request in zip(ids, clips, counts, requests):
             tokens = _until_eos(row.tolist(), self.tokenizer.eos_id)
-            answers.append(Answer(self.tokenizer.decode(tokens).strip(), tokens, clip.coverage, n, list(notes)))
+            coverage = masked_coverage(clip.coverage, request.modality_mask)
+            text = self.tokenizer.decode(tokens).strip()
+            answers.append(Answer(text, tokens, coverage, n, list(notes), self.notice))
         return answers
 
     # ------------------------------------------------------------------------------------------ batching
@@ -183,6 +307,22 @@ class Pipeline:
         media = collate_media([c.frames for c in clips], [c.is_image for c in clips], feats, ids, mask, masks)
         prompt = collate_prompts(prompts, self.tokenizer.pad_id, side)
         return Batch(media, prompt, [c.coverage for c in clips]), counts
+
+
+def masked_coverage(coverage: Coverage, mask: tuple[float, float] | None) -> Coverage:
+    """What the model was given once `Request.modality_mask` applied: a masked audio stream is not present
+    (`audio_present: false`), and each masked stream gets a note."""
+    if mask is None:
+        return coverage
+    visual, audio = mask
+    notes = []
+    if audio == 0 and coverage.audio_present:
+        notes.append("audio masked (modality_mask): the model was given zeros for the audio stream")
+    if visual == 0 and coverage.frames:
+        notes.append("visual stream masked (modality_mask): the model was given zeros for the frames")
+    if not notes:
+        return coverage
+    return replace(coverage, audio_present=coverage.audio_present and audio != 0, notes=coverage.notes + notes)
 
 
 def _until_eos(ids: list[int], eos_id: int) -> list[int]:

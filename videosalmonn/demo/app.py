@@ -1,6 +1,7 @@
 """`videosalmonn demo-ui`: upload a video / audio / image, ask, watch the answer stream in.
 
-The page shows what the model actually used: the frames it was given (the Pipeline's own 224x224 input frames,
+The page says which model runs (and, for random weights, that its answers are random text), and shows what
+the model actually used: the frames it was given (the Pipeline's own 224x224 input frames,
 un-normalised for display, with their times), the seconds of video and audio covered, whether there was audio
 (a video's own sound track counts), and anything cut. All decoding is `Pipeline.load`; all answering is
 `Pipeline.answer_batch` (greedy with the token streamer; beam search shows its answer at the end).
@@ -110,8 +111,21 @@ def describe(clip: MediaClip, request: Request, answer: Answer | None = None) ->
     return "\n\n".join(lines)
 
 
-def build_demo(pipeline: Pipeline):
-    """The Gradio Blocks page (call `.queue().launch(...)` on it). API name of the button: `/answer`."""
+def header(pipeline: Pipeline, model_name: str | None = None) -> str:
+    """The page's title and introduction: which model answers, and its notice (random weights) if any."""
+    name = model_name or pipeline.cfg.name
+    model = f"**Model:** `{name}`" + (f" (config `{pipeline.cfg.name}`)" if name != pipeline.cfg.name else "")
+    notice = f"\n\n**Notice:** {pipeline.notice}" if pipeline.notice else ""
+    return (
+        "# video-SALMONN\nUpload a video (its sound track is used), an image and/or an audio file, "
+        f"then ask a question. The frames below are exactly what the model was given.\n\n{model}, on "
+        f"{pipeline.device}.{notice}"
+    )
+
+
+def build_demo(pipeline: Pipeline, model_name: str | None = None):
+    """The Gradio Blocks page (call `.queue().launch(...)` on it). API name of the button: `/answer`.
+    `model_name`: what the page says it runs (default: the config's name)."""
     import gradio as gr
 
     def answer(video, audio, image, question, max_tokens, beams):
@@ -121,10 +135,7 @@ def build_demo(pipeline: Pipeline):
             raise gr.Error(str(e)) from None
 
     with gr.Blocks(title="video-SALMONN") as demo:
-        gr.Markdown(
-            "# video-SALMONN\nUpload a video (its sound track is used), an image and/or an audio file, "
-            "then ask a question. The frames below are exactly what the model was given."
-        )
+        gr.Markdown(header(pipeline, model_name), elem_id="header")
         with gr.Row():
             with gr.Column():
                 video = gr.Video(label="Video", sources=["upload"], elem_id="video")

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
-from videosalmonn.errors import InputError
+from videosalmonn.errors import InputError, VideoSalmonnError
 from videosalmonn.evaluation.chart import Series, bar_chart
 from videosalmonn.evaluation.rundir import find_runs, write_json_atomic, write_text_atomic
+from videosalmonn.evaluation.settings import EvalSettings, select_samples
 from videosalmonn.evaluation.tasks import TASKS
 
 TABLES = [
@@ -64,6 +66,8 @@ LEVELS_NOTE = (
 )
 FOOTNOTES = {
     "*": "partial: some selected samples have not been run yet (see the counts under 'Every metric')",
+    "§": "partial: `--limit` ran only the first samples of the manifest (counts under 'Every metric'); not "
+    "comparable with the paper's number",
     "†": "AVSSD scored by the offline string-match fallback, not the paper's LLM judge (pass --judge-url)",
     "‡": "unavailable (SPICE needs Java and the Stanford CoreNLP 3.6.0 jars); CIDEr-D shown instead",
 }
@@ -98,6 +102,32 @@ class RunResult:
 
     def main(self) -> dict | None:
         return self.results["metrics"][0] if self.results["metrics"] else None
+
+    @property
+    def limit(self) -> int | None:
+        """The run's `--limit` (None: the whole manifest)."""
+        return self.info.get("settings", {}).get("limit")
+
+    @cached_property
+    def manifest_samples(self) -> int | None:
+        """How many samples the task's manifest holds without `--limit` (None: no limit, or it cannot be read
+        any more)."""
+        if self.limit is None:
+            return None
+        try:
+            settings = replace(EvalSettings.from_json(self.info["settings"]), limit=None)
+            return len(select_samples(settings))
+        except (VideoSalmonnError, OSError, KeyError, TypeError):
+            return None
+
+    def limited(self) -> str | None:
+        """`limit 3 of 120` when `--limit` left samples of the manifest out, else None."""
+        if self.limit is None:
+            return None
+        total = self.manifest_samples
+        if total is not None and total <= self.limit:
+            return None
+        return f"limit {self.limit}" + (f" of {total}" if total is not None else "")
 
 
 def load_runs(paths: list[str | Path]) -> tuple[list[RunResult], list[str]]:
@@ -208,7 +238,13 @@ def _all_metrics(runs: list[RunResult]) -> list[str]:
     ]
     for r in runs:
         c = r.results["counts"]
-        counts = [f"{c['scored']} / {c['selected']}", str(c["failed"]), str(c["missing_media"]), str(c["pending"])]
+        limited = f" (partial: {r.limited()})" if r.limited() else ""
+        counts = [
+            f"{c['scored']} / {c['selected']}{limited}",
+            str(c["failed"]),
+            str(c["missing_media"]),
+            str(c["pending"]),
+        ]
         metrics = r.results["metrics"] or [
             {"name": "-", "value": None, "available": False, "note": "no sample answered", "details": {}}
         ]
@@ -225,7 +261,8 @@ def _cell(r: RunResult | None) -> str:
     m = r.main()
     if m is None:
         return "no answers"
-    mark = ("*" if not r.results["complete"] else "") + ("†" if "fallback" in m["name"] else "")
+    mark = "*" if not r.results["complete"] else ""
+    mark += ("§" if r.limited() else "") + ("†" if "fallback" in m["name"] else "")
     if not m["available"]:
         cider = next((x for x in r.results["metrics"] if x["name"] == "CIDEr-D"), None)
         shown = f" (CIDEr-D {format_value(cider['value'], 'CIDEr-D')} {format_ci(cider)})" if cider else ""
@@ -279,6 +316,9 @@ def summary(runs: list[RunResult], notes: list[str]) -> dict:
                 "system": r.system,
                 "diagnostics": r.results["diagnostics"],
                 "complete": r.results["complete"],
+                "limit": r.limit,
+                "manifest_samples": r.manifest_samples,
+                "partial": not r.results["complete"] or r.limited() is not None,
                 "counts": r.results["counts"],
                 "metrics": r.results["metrics"],
                 "paper_value": r.results["paper_value"],

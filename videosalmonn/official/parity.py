@@ -149,18 +149,21 @@ class Report:
         return not self.failed
 
 
-def check_official(root: str, cases: tuple[str, ...] | None = None) -> Report:
-    """Every recorded stage of every case (or of the named `cases`) of the golden directory `root`."""
+def check_official(root: str, cases: tuple[str, ...] | None = None, progress=None) -> Report:
+    """Every recorded stage of every case (or of the named `cases`) of the golden directory `root`.
+    `progress`: called with one line as each case starts (the CLI prints them on stderr)."""
     golden = GoldenDir(root)
     checker = _Checker(golden, golden_pipeline(golden))
     known = golden.cases()
     unknown = set(cases or ()) - {case.name for case in known}
     if unknown:
         raise ValueError(f"{root}: no golden case {sorted(unknown)} (has {[case.name for case in known]})")
-    for case in known:
-        if cases is None or case.name in cases:
-            with torch.no_grad():
-                checker.run(case)
+    chosen = [case for case in known if cases is None or case.name in cases]
+    for i, case in enumerate(chosen):
+        if progress is not None:
+            progress(f"case {i + 1}/{len(chosen)}: {case.name} ({len(checker.report.values)} stages checked so far)")
+        with torch.no_grad():
+            checker.run(case)
     return checker.report
 
 

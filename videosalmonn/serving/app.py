@@ -11,7 +11,8 @@ for bad input, 503 when full, 504 past the request timeout and 500 for a bug; no
 
 Extension of the response (and of the last stream chunk): `videosalmonn` = what the model used (Answer.to_json
 without the text: media_tokens, media_seconds, video_seconds, audio_seconds, frames, audio_present, cut, notes)
-and the decoding settings (`generation`).
+and the decoding settings (`generation`). A model with random weights (the `tiny` preset) says so: `notice` in
+that extension, the `X-Videosalmonn-Notice` header of every completion, and `notice` in /health.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from videosalmonn.types import MediaClip
 
 log = logging.getLogger(__name__)
 MIB = 1 << 20
+NOTICE_HEADER = "X-Videosalmonn-Notice"
 
 
 def create_app(pipeline: Pipeline, settings: ServeSettings) -> FastAPI:
@@ -135,6 +137,7 @@ class Server:
         return {
             "status": "ok",
             "model": self.settings.model_name,
+            **({"notice": self.pipeline.notice} if self.pipeline.notice else {}),
             "in_flight": self.in_flight,
             "queued": len(self.batcher),
             "max_batch_size": self.settings.max_batch_size,
@@ -145,6 +148,11 @@ class Server:
             "largest_batch": s.largest_batch,
             "batch_sizes": {str(k): v for k, v in sorted(s.sizes.items())},
         }
+
+    def notice_headers(self) -> dict[str, str]:
+        """`X-Videosalmonn-Notice: random weights: ...` when the pipeline has a notice (ASCII: a header value)."""
+        notice = self.pipeline.notice
+        return {NOTICE_HEADER: notice.encode("ascii", "replace").decode()} if notice else {}
 
     # ------------------------------------------------------------------------------------ one request
 
@@ -195,13 +203,13 @@ class Server:
                 reply.sse(job, events, deadline, self.settings.request_timeout_s, finish),
                 media_type="text/event-stream",
                 background=BackgroundTask(finish),
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **self.notice_headers()},
             )
         try:
             while True:
                 kind, value = await _until(_next_event(events, http, job), deadline, self.settings.request_timeout_s)
                 if kind == "done":
-                    return JSONResponse(reply.completion(value))
+                    return JSONResponse(reply.completion(value), headers=self.notice_headers())
                 if kind == "error":
                     raise _generation_error(value)
         except ApiError as e:

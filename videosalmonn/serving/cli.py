@@ -7,6 +7,7 @@ import logging
 import os
 from pathlib import Path
 
+from videosalmonn.cli import DEVICE_HELP, MODEL_HELP, print_notice
 from videosalmonn.serving.settings import MIB, ServeSettings
 
 DEFAULTS = ServeSettings()
@@ -33,6 +34,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         decode_workers=args.decode_workers,
     )
     pipeline = Pipeline.from_pretrained(args.model, list(args.set), device=args.device)
+    print_notice(pipeline.notice)
     logging.getLogger(__name__).warning(
         "serving %s on http://%s:%d (batching %s)",
         settings.model_name,
@@ -56,12 +58,15 @@ def cmd_demo_ui(args: argparse.Namespace) -> int:
     from videosalmonn.pipeline import Pipeline
 
     pipeline = Pipeline.from_pretrained(args.model, list(args.set), device=args.device)
-    build_demo(pipeline).queue().launch(server_name=args.host, server_port=args.port, share=False, show_error=True)
+    print_notice(pipeline.notice)
+    build_demo(pipeline, args.model).queue().launch(
+        server_name=args.host, server_port=args.port, share=False, show_error=True
+    )
     return 0
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="tiny", help="preset name (tiny, video-salmonn-13b) or a YAML config file")
+    p.add_argument("--model", default="tiny", help=MODEL_HELP)
     p.add_argument(
         "--set",
         action="append",
@@ -69,7 +74,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="config override, e.g. --set weights.delta=ckpt.pt (repeatable)",
     )
-    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
 
 

@@ -9,7 +9,9 @@
                                     sha256 of every other file of the checkpoint (checked on resume: verify.py)
             rng-<rank>.pt           Python / NumPy / torch (CPU, CUDA) RNG states of each process
             accelerate/             FSDP and DeepSpeed only: their sharded model + optimizer states
-        latest                      name of the newest complete checkpoint (a step-XXXXXX name, nothing else)
+        latest                      name of the newest complete checkpoint (a step-XXXXXX name, nothing else);
+                                    every command taking a checkpoint accepts it (`resolve_checkpoint`), and
+                                    `weights.delta` too (`pipeline.trained_weights_file`)
 
 A checkpoint is written into `.step-000040.tmp/` and renamed when complete (a rename is atomic), so a run killed
 at any moment leaves only complete checkpoints; `latest` is itself replaced atomically. The learning-rate schedule
@@ -23,7 +25,6 @@ import errno
 import hashlib
 import json
 import random
-import re
 import shutil
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -38,12 +39,12 @@ from videosalmonn.checkpoint import atomic_write, load_trainable, save_trainable
 from videosalmonn.config import to_dict
 from videosalmonn.errors import CheckpointError
 from videosalmonn.model import VideoSalmonn
+from videosalmonn.pipeline import CHECKPOINT_NAME, LATEST, TRAINABLE_FILE, read_latest
 from videosalmonn.weights import load_pickle
 
 CHECKPOINTS = "checkpoints"
-LATEST = "latest"
 STATE = "state.json"
-NAME = re.compile(r"step-\d{6,}")  # what `latest` may hold: a checkpoint of this run, never a path
+NAME = CHECKPOINT_NAME  # what `latest` may hold: a checkpoint of this run (step-XXXXXX), never a path
 SHARDED = (DistributedType.FSDP, DistributedType.DEEPSPEED)
 
 
@@ -69,17 +70,30 @@ def latest_checkpoint(output_dir: str | Path, must_exist: bool = True) -> Path |
     marker = checkpoint_dir(output_dir) / LATEST
     if not marker.is_file():
         return None
-    try:
-        name = marker.read_text().strip()
-    except (OSError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{marker}: unreadable ({e})") from None
-    if not NAME.fullmatch(name):
-        raise CheckpointError(
-            f"{marker}: holds {name!r}, but it must name a checkpoint of this run (step-XXXXXX in "
-            f"{marker.parent}); fix or delete it"
-        )
-    path = marker.parent / name
+    path = read_latest(marker)
     return path if path.is_dir() or not must_exist else None
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint as a user names it -> its `step-XXXXXX/` directory: the directory itself, its
+    trainable.safetensors, the run's `checkpoints/latest`, its `checkpoints/` or the run's output_dir (their
+    latest); a one-line CheckpointError otherwise."""
+    path = Path(path)
+    if path.name == TRAINABLE_FILE and path.is_file():
+        return path.parent
+    if path.is_dir() and not (path / STATE).is_file() and not (path / TRAINABLE_FILE).is_file():
+        marker = next((m for m in (path / LATEST, path / CHECKPOINTS / LATEST) if m.is_file()), None)
+        if marker is None:
+            raise CheckpointError(f"{path}: not a training checkpoint (step-XXXXXX/) and has no {LATEST} marker")
+        path = marker
+    if path.name == LATEST and path.is_file():
+        step = read_latest(path)
+        if not step.is_dir():
+            raise CheckpointError(f"{path} names {step.name}, which does not exist")
+        return step
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: checkpoint directory not found")
+    return path
 
 
 def file_sha256(path: Path) -> str:

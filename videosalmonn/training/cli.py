@@ -5,7 +5,9 @@ torchrun --standalone --nproc_per_node 2 -m videosalmonn train --config ...     
 accelerate launch --config_file configs/accelerate/fsdp.yaml -m videosalmonn train --config ...
 videosalmonn cache-features --manifest data.jsonl --out features/ [--model tiny] [--set k=v]
 videosalmonn cache-features --config configs/train/NAME.yaml [--out features/]
-videosalmonn export runs/NAME/checkpoints/step-000100 --official-delta delta.pt --merged merged/
+videosalmonn export runs/NAME/checkpoints/latest --official-delta runs/NAME/delta.pt --merged runs/NAME/merged
+
+A checkpoint may be named by its step-XXXXXX/ directory, the run's checkpoints/latest or the run's output_dir.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import os
 
 def cmd_train(args: argparse.Namespace) -> int:
     from videosalmonn.errors import VideoSalmonnError
+    from videosalmonn.training.checkpointing import resolve_checkpoint
     from videosalmonn.training.config import load_train_config
     from videosalmonn.training.loop import train
 
     try:
         cfg = load_train_config(args.config, args.overrides)
-        summary = train(cfg, resume=args.resume_from or args.resume)
+        resume = resolve_checkpoint(args.resume_from) if args.resume_from else args.resume
+        summary = train(cfg, resume=resume)
     except VideoSalmonnError:
         if int(os.environ.get("RANK", "0")) != 0:
             return 2  # the first process prints the one-line error
@@ -75,7 +79,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="dotted overrides of the training config, e.g. steps=50 optim.lr=1e-3 data.batch_size=2",
     )
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of output_dir")
-    p.add_argument("--resume-from", metavar="DIR", help="continue from this checkpoint directory")
+    p.add_argument(
+        "--resume-from", metavar="DIR", help="continue from this checkpoint (step-XXXXXX/ or checkpoints/latest)"
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("cache-features", help="store the frozen encoders' outputs for training")
@@ -93,7 +99,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_cache_features)
 
     p = sub.add_parser("export", help="a training checkpoint -> official delta .pt and/or merged HF model dir")
-    p.add_argument("checkpoint", help="a checkpoint directory (runs/NAME/checkpoints/step-XXXXXX)")
+    p.add_argument(
+        "checkpoint", help="a checkpoint: runs/NAME/checkpoints/step-XXXXXX, runs/NAME/checkpoints/latest or runs/NAME"
+    )
     p.add_argument("--official-delta", metavar="PATH", help="write the official delta format (.pt) here")
     p.add_argument("--merged", metavar="DIR", help="write the LoRA-merged LLM + connector + model.yaml here")
     p.set_defaults(func=cmd_export)

@@ -7,8 +7,10 @@
         merged/llm/                  the LLM with LoRA merged into its weights (peft `merge_and_unload`), saved with
                                      `save_pretrained` together with its tokenizer: a plain HF causal LM
         merged/connector.safetensors the connector (the model's only trained part once LoRA is merged)
-        merged/model.yaml            the model config for it: `llm.lora: null`, `weights.llm: merged/llm`,
-                                     `weights.delta: merged/connector.safetensors`, the encoders as trained
+        merged/model.yaml            the model config for it: `llm.lora: null`, `weights.llm: llm`,
+                                     `weights.delta: connector.safetensors` (relative to the export directory,
+                                     which can move), the encoders as trained (seeded-random towers listed
+                                     in `weights.random_towers`); `--model merged/` loads it
 
 Merging adds B·A·scale into W in the LLM's storage dtype: in fp16/bf16 this rounds differently from the unmerged
 forward (spec §6.1), so the merged model is close to, not bit-identical with, the trained one.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from pathlib import Path
 
 import yaml
@@ -25,19 +28,24 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from videosalmonn.checkpoint import atomic_write, export_official_delta, load_model, load_trainable
-from videosalmonn.config import ModelConfig, from_dict, to_dict
+from videosalmonn.config import MODEL_FILE, ModelConfig, WeightsConfig, from_dict, to_dict
 from videosalmonn.errors import CheckpointError
 from videosalmonn.llm.tokenizer import TextTokenizer
 from videosalmonn.model import VideoSalmonn
+from videosalmonn.pipeline import LATEST, TRAINABLE_FILE
+from videosalmonn.training.checkpointing import resolve_checkpoint
 
 CONNECTOR = "connector.safetensors"
+# the towers `weights.random_towers` may list (its Literal)
+RANDOM_TOWERS = typing.get_args(typing.get_args(typing.get_type_hints(WeightsConfig)["random_towers"])[0])
 
 
 def model_from_checkpoint(path: str | Path, device: str = "cpu") -> VideoSalmonn:
-    """The model of a training checkpoint (`step-XXXXXX/` or its `trainable.safetensors`) with the trained weights.
-    The model config travels in the file's metadata; the frozen parts come from its `weights.*` as in training."""
+    """The model of a training checkpoint (`step-XXXXXX/`, its `trainable.safetensors`, the run's
+    `checkpoints/latest` or output_dir: `resolve_checkpoint`) with the trained weights. The model config travels
+    in the file's metadata; the frozen parts come from its `weights.*` as in training."""
     path = Path(path)
-    file = path / "trainable.safetensors" if path.is_dir() else path
+    file = path if path.is_file() and path.name != LATEST else resolve_checkpoint(path) / TRAINABLE_FILE
     if not file.is_file():
         raise CheckpointError(f"{file}: trained weights not found")
     with safe_open(str(file), framework="pt") as f:
@@ -73,7 +81,12 @@ def export_merged(model: VideoSalmonn, tokenizer: TextTokenizer, out_dir: str | 
     atomic_write(out / CONNECTOR, lambda tmp: save_file(connector, tmp, metadata=meta))
     cfg = to_dict(model.cfg)
     cfg["llm"]["lora"] = None
-    cfg["weights"].update(llm=str(llm_dir), tokenizer=str(llm_dir), delta=str(out / CONNECTOR))
-    header = "# Written by `videosalmonn export --merged`: the LLM has its LoRA merged; the connector is separate.\n"
-    atomic_write(out / "model.yaml", lambda tmp: Path(tmp).write_text(header + yaml.safe_dump(cfg, sort_keys=False)))
+    cfg["weights"].update(llm=llm_dir.name, tokenizer=llm_dir.name, delta=CONNECTOR)
+    w = cfg["weights"]  # towers trained on their seeded random init stay so (check_weights allows those it lists)
+    w["random_towers"] = [t for t in RANDOM_TOWERS if t in w["random_towers"] or not w[t]]
+    header = (
+        "# Written by `videosalmonn export --merged`: the LLM has its LoRA merged; the connector is separate.\n"
+        "# Relative weights.* paths are read from this directory: `--model THIS_DIR` (or this file) loads it.\n"
+    )
+    atomic_write(out / MODEL_FILE, lambda tmp: Path(tmp).write_text(header + yaml.safe_dump(cfg, sort_keys=False)))
     return out

@@ -117,6 +117,7 @@ class Pools:
 
 
 PromptPool = dict[str, tuple[str, ...]]
+POOL_SETTING = "data.mixing.prompt_pool in the training YAML, or --prompt-pool FILE with cache-features --manifest"
 
 
 def load_prompt_pool(path: str | Path | None) -> PromptPool:
@@ -125,7 +126,7 @@ def load_prompt_pool(path: str | Path | None) -> PromptPool:
         return {}
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: prompt pool not found (data.mixing.prompt_pool)")
+        raise ConfigError(f"{path}: prompt pool not found ({POOL_SETTING})")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
@@ -150,11 +151,7 @@ def check_prompt_keys(items: list[Item], pool: PromptPool) -> None:
         for turn in item.turns:
             key = prompt_key(turn.text) if turn.role == "user" else None
             if key is not None and key not in pool:
-                known = (
-                    f"known keys: {', '.join(sorted(pool))}"
-                    if pool
-                    else "no prompt pool is set (data.mixing.prompt_pool)"
-                )
+                known = f"known keys: {', '.join(sorted(pool))}" if pool else f"no prompt pool is set: {POOL_SETTING}"
                 raise InputError(f"{item.source}: prompt <{key}> is not a key of the prompt pool ({known})")
 
 
