@@ -11,6 +11,7 @@ official   a reproduction of what the released code runs (spec §1.2-1.3): pytor
            then all clips at once: `F.interpolate(bicubic)` on (C, T, H, W) and the CLIP mean/std
 per-frame  our sampler transforming each frame as it is decoded (this package before the grouped transform)
 ours       `load_video(policy="official")`: the sampled frames decoded from a packet index, transformed in groups
+           of 32 on a worker thread while decoding goes on
 
 The three run alternately (A B C A B C ...), after one warm-up each; medians are reported, with the process
 CPU time and whether the frames are identical (torch.equal) to the official loader's.

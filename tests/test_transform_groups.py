@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 
 import av
 import numpy as np
@@ -78,6 +79,7 @@ def test_a_size_change_starts_a_new_group(monkeypatch):
     frames = [rgb_frame(24, 40, 0), rgb_frame(24, 40, 1), rgb_frame(30, 20, 2), rgb_frame(24, 40, 3)]
     handles = [groups.add(f) for f in frames]
     out = groups.stack([handles[3], handles[0], handles[2], handles[0]])  # any order, repeats (filled slots)
+    groups.close()
     assert calls == [2, 1, 1]
     expected = [V.transform_frames(f.to_ndarray()[None], 16)[0] for f in frames]
     for got, i in zip(out, [3, 0, 2, 0]):
@@ -90,3 +92,23 @@ def test_fixture_clip_grouped_equals_transform_of_samples(policy):
 
     loaded = V.load_video(CLIP2S, policy, size=64).frames
     assert torch.equal(loaded, V.transform_frames(V.sample_frames(CLIP2S, policy).frames, 64))
+
+
+def transform_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("transform_frames")]
+
+
+def test_the_worker_thread_ends_with_load_video(monkeypatch):
+    from test_video import CLIP2S
+
+    assert transform_threads() == []
+    V.load_video(CLIP2S, "official", size=32)
+    assert transform_threads() == []
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("after decoding")
+
+    monkeypatch.setattr(V, "_result", broken)
+    with pytest.raises(RuntimeError, match="after decoding"):
+        V.load_video(CLIP2S, "official", size=32)
+    assert transform_threads() == []

@@ -47,6 +47,7 @@ import bisect
 import dataclasses
 import math
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -187,11 +188,17 @@ def load_video(
 ) -> SampledVideo:
     """`sample_frames` + `transform_frames` (bit-identical), transforming the frames in groups as they are decoded.
 
-    Returns frames (T, 3, size, size) float32; holds at most one group of full-size RGB frames
-    (`_TransformGroups`: TRANSFORM_GROUP_FRAMES frames, TRANSFORM_CHUNK_ELEMENTS bytes).
+    Returns frames (T, 3, size, size) float32; holds at most two groups of full-size RGB frames
+    (`_TransformGroups`: TRANSFORM_GROUP_FRAMES frames, TRANSFORM_CHUNK_ELEMENTS bytes each), one of them being
+    transformed on a worker thread while the next frames decode.
     """
     groups = _TransformGroups(size)
-    return _sample(path, policy, max_seconds, groups.add, groups.stack, start, end, max_pixels, as_limit(max_duration))
+    try:
+        return _sample(
+            path, policy, max_seconds, groups.add, groups.stack, start, end, max_pixels, as_limit(max_duration)
+        )
+    finally:
+        groups.close()
 
 
 def plan_frames(
@@ -243,12 +250,17 @@ def transform_frames(frames: Tensor | np.ndarray, size: int = DEFAULT_SIZE) -> T
 class _TransformGroups:
     """`load_video`'s frame conversion: decoded frames wait as RGB uint8 and go through `transform_frames` in
     groups (up to TRANSFORM_GROUP_FRAMES frames of one size and TRANSFORM_CHUNK_ELEMENTS bytes): one call per
-    group, not per frame. `add` returns a handle; `stack` transforms what is left and gathers the handles."""
+    group, not per frame. A full group is transformed on a worker thread while decoding goes on (torch releases
+    the GIL); at most two groups are held (one transforming, one filling). `add` returns a handle; `stack`
+    waits, then gathers the handles; `close` stops the worker (also after an error)."""
 
     def __init__(self, size: int):
         self.size = size
         self.pending: list[np.ndarray] = []  # (H, W, 3) uint8, all of one shape
         self.done: list[Tensor] = []  # (3, S, S) float32 per handle transformed so far
+        self.added = 0  # handles given out
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transform_frames")
+        self.running: Future | None = None  # the group being transformed: (t, 3, S, S)
 
     def add(self, frame: av.VideoFrame) -> int:
         rgb = _rgb(frame)
@@ -257,18 +269,29 @@ class _TransformGroups:
             or len(self.pending) >= TRANSFORM_GROUP_FRAMES
             or (len(self.pending) + 1) * rgb.size > TRANSFORM_CHUNK_ELEMENTS
         ):
-            self._flush()
+            self._submit()
         self.pending.append(rgb)
-        return len(self.done) + len(self.pending) - 1
+        self.added += 1
+        return self.added - 1
 
     def stack(self, handles: list[int]) -> Tensor:
-        self._flush()
+        self._submit()
+        self._collect()
         return torch.stack([self.done[h] for h in handles])  # (T, 3, S, S)
 
-    def _flush(self) -> None:
+    def close(self) -> None:
+        self.worker.shutdown(wait=True, cancel_futures=True)
+
+    def _submit(self) -> None:
+        self._collect()  # the previous group first: handles stay in order, memory stays bounded
         if self.pending:
-            self.done.extend(transform_frames(np.stack(self.pending), self.size).unbind(0))
+            self.running = self.worker.submit(transform_frames, np.stack(self.pending), self.size)
             self.pending = []
+
+    def _collect(self) -> None:
+        if self.running is not None:
+            group, self.running = self.running, None
+            self.done.extend(group.result().unbind(0))
 
 
 def official_clip_times(duration: Fraction | float) -> list[tuple[Fraction, Fraction]]:
