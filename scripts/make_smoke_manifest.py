@@ -3,7 +3,9 @@
     .venv/bin/python scripts/make_smoke_manifest.py [--media ../shared/media] [--out configs/train]
 
 Writes two files next to each other. They name the media files only: `configs/train/tiny-smoke.yaml` finds them in
-`${VIDEOSALMONN_SHARED:-../shared}/media` (each source's `media_root`), so the manifests hold no machine's paths.
+`${VIDEOSALMONN_SHARED:-../shared}/media` (each source's `media_root`), so the manifests hold no machine's paths
+and the tracked copies are what this script writes on any machine (it rewrites a file only when it differs, so
+running it leaves a clone's `git status` clean; `--check` only compares).
   tiny-smoke.jsonl          our JSONL: video + audio file, a video with its own sound track, a multi-turn dialogue,
                             an image alone, an image + speech, speech alone (`<asr>` prompt pool key), audio alone
   tiny-smoke-official.json  the official format (spec §1.1): a video alone (video-only: the mixing rules pair it
@@ -118,17 +120,36 @@ def main(argv: list[str] | None = None) -> int:
         help="folder with the official demo media (checked; the manifests name the files only)",
     )
     parser.add_argument("--out", default=str(ROOT / "configs" / "train"), help="folder for the two manifests")
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a manifest differs")
     args = parser.parse_args(argv)
     media, out = Path(args.media).resolve(), Path(args.out).resolve()
     missing = [n for n in (VIDEO, WAV, IMAGE, FLAC) if not (media / n).is_file()]
     if missing:
         print(f"error: {media}: missing {', '.join(missing)}", file=sys.stderr)
         return 2
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "tiny-smoke.jsonl").write_text("".join(json.dumps(x) + "\n" for x in ours(str)))
-    (out / "tiny-smoke-official.json").write_text(json.dumps(official(str), indent=1) + "\n")
-    print(f"wrote {out / 'tiny-smoke.jsonl'} and {out / 'tiny-smoke-official.json'}")
-    return 0
+    differ = []
+    for path, text in manifests(out).items():
+        if path.is_file() and path.read_text() == text:
+            print(f"{path}: up to date")
+            continue
+        differ.append(path)
+        if args.check:
+            print(f"{path}: differs from what this script writes", file=sys.stderr)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        print(f"{path}: written")
+    return 1 if args.check and differ else 0
+
+
+def manifests(out: Path) -> dict[Path, str]:
+    """The two manifest files and their text (media named by file name only)."""
+    return {
+        out / "tiny-smoke.jsonl": "".join(json.dumps(x) + "\n" for x in ours(str)),
+        out / "tiny-smoke-official.json": json.dumps(official(str), indent=1) + "\n",
+    }
 
 
 if __name__ == "__main__":
