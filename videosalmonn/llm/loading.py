@@ -100,6 +100,9 @@ def load_into(
     shard by shard; then tie the embeddings if the config ties them and check coverage (one CheckpointError)."""
     own = model.state_dict(keep_vars=True)
     derived = {f"{n}.weight_scale" for n, m in model.named_modules() if isinstance(m, Int8Linear)}
+    # a weight kept as read shares the memory-mapped shard, keeping all of it mapped: fine when every weight is
+    # kept so (no copy at all), not when most are quantised away (int8): then the kept ones are copied
+    copy = bool(derived)
     expected = set(own) - derived
     tied = _tied_keys(model)
     seen, unexpected, bad_shape = set(), [], []
@@ -110,7 +113,7 @@ def load_into(
             elif tuple(value.shape) != tuple(own[key].shape):
                 bad_shape.append((key, f"{tuple(value.shape)} vs model {tuple(own[key].shape)}"))
             else:
-                _assign(model, key, value, device, dtype)
+                _assign(model, key, value, device, dtype, copy)
                 seen.add(key)
             del value
     missing = sorted(expected - seen - tied)
@@ -123,14 +126,17 @@ def load_into(
         raise CheckpointError(f"{source}: {len(empty)} weight(s) were not loaded ({', '.join(empty[:4])})")
 
 
-def _assign(model: nn.Module, key: str, value: Tensor, device: torch.device, dtype: torch.dtype) -> None:
-    """Put `value` at `key` (a parameter or buffer path) on `device`; floating tensors in `dtype`."""
+def _assign(
+    model: nn.Module, key: str, value: Tensor, device: torch.device, dtype: torch.dtype, copy: bool = False
+) -> None:
+    """Put `value` at `key` (a parameter or buffer path) on `device`; floating tensors in `dtype` (`copy`: never
+    the tensor read itself)."""
     module_name, _, name = key.rpartition(".")
     module = model.get_submodule(module_name)
     if isinstance(module, Int8Linear) and name == "weight":
         module.set_weight(value.to(device=device, dtype=dtype))  # quantised on the target device
         return
-    value = value.to(device=device, dtype=dtype if value.is_floating_point() else None)
+    value = value.to(device=device, dtype=dtype if value.is_floating_point() else None, copy=copy)
     if name in module._parameters:
         old = module._parameters[name]
         module._parameters[name] = nn.Parameter(value, requires_grad=old.requires_grad and value.is_floating_point())

@@ -84,10 +84,10 @@ class Int8Linear(nn.Linear):
 
 def quantize_int8(weight: Tensor) -> tuple[Tensor, Tensor]:
     """(out, in) float -> (int8 (out, in), float32 scale (out,)), symmetric per row; an all-zero row gets scale 1."""
-    w = weight.float()
-    amax = w.abs().amax(dim=1)
+    w = weight.float().clone() if weight.dtype == torch.float32 else weight.float()  # the one fp32 temporary
+    amax = weight.abs().amax(dim=1).float()
     scale = torch.where(amax > 0, amax / INT8_MAX, torch.ones_like(amax))
-    q = torch.round(w / scale[:, None]).clamp_(-INT8_MAX, INT8_MAX).to(torch.int8)
+    q = w.div_(scale[:, None]).round_().clamp_(-INT8_MAX, INT8_MAX).to(torch.int8)
     return q, scale
 
 
