@@ -32,11 +32,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from torch import nn
-
 from videosalmonn.config import ModelConfig
-from videosalmonn.connector.multires import media_token_count
-from videosalmonn.llm.quantization import QUANTISED
 from videosalmonn.media.timeline import (
     BEATS_N_MELS,
     OFFICIAL_MAX_AUDIO_SECONDS,
@@ -47,10 +43,11 @@ from videosalmonn.media.timeline import (
     WHISPER_MEL_FRAMES,
     WHISPER_N_MELS,
 )
-from videosalmonn.model import DTYPES, VideoSalmonn
 
+# torch and the model are imported where used: `videosalmonn --help` registers this command without loading them
 GIB = 2**30
-PROCESS_BYTES = int(0.6 * GIB)  # python + torch + transformers imported (measured: bench/load_memory.py)
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+PROCESS_BYTES = int(0.35 * GIB)  # python + torch + transformers imported (0.33 GiB: bench/load_memory.py)
 SOURCE_BYTES = 4  # the encoders' hub files are fp32
 DEFAULT_SHARD_BYTES = 10 * 10**9  # Vicuna-13B-v1.5 ships .bin shards of up to 10 GB
 BEATS_TOKENS_PER_CHUNK = 1496  # 8 x (2998 fbank frames // 16) for 30 s
@@ -96,6 +93,8 @@ def parameter_counts(cfg: ModelConfig) -> Params:
     """Parameters by component, counted on the model built empty (parameters on meta: nothing is allocated)."""
     from accelerate import init_empty_weights
 
+    from videosalmonn.model import VideoSalmonn
+
     plain = cfg.replace("llm.quantization=none")
     with init_empty_weights():
         model = VideoSalmonn.from_config(plain)
@@ -126,8 +125,12 @@ def _component(name: str) -> str:
     raise ValueError(f"parameter {name} belongs to no component")
 
 
-def _projection_names(model: nn.Module) -> list[str]:
+def _projection_names(model) -> list[str]:
     """`llm.quantization`'s selection (`quantized_linear_names`), also under LoRA wrappers."""
+    from torch import nn
+
+    from videosalmonn.llm.quantization import QUANTISED
+
     return [
         n
         for n, m in model.named_modules()
@@ -135,7 +138,7 @@ def _projection_names(model: nn.Module) -> list[str]:
     ]
 
 
-def _base_linear(m: nn.Module) -> nn.Module:
+def _base_linear(m):
     return m.get_base_layer() if hasattr(m, "get_base_layer") else m
 
 
@@ -183,8 +186,10 @@ def estimate(
 ) -> Estimate:
     """Memory of answering about one `seconds`-long video with audio (x `batch`), `beams` beams (default: the
     config's), `new_tokens` generated (default: generation.max_new_tokens) after `text_tokens` of prompt text."""
+    from videosalmonn.connector.multires import media_token_count
+
     params = params or parameter_counts(cfg)
-    b = DTYPES[cfg.dtype].itemsize
+    b = DTYPE_BYTES[cfg.dtype]
     beams = beams or cfg.generation.num_beams
     new_tokens = new_tokens or cfg.generation.max_new_tokens
     frames, chunks = media_counts(cfg, seconds)
@@ -303,7 +308,7 @@ def table(estimates: list[Estimate], dtype: str) -> str:
         ("KV cache (at the last token)", [_gib(e.kv_cache) for e in estimates]),
         ("largest stage (with its KV)", [f"{e.peak_stage} {_gib(max(e.activations.values()))}" for e in estimates]),
         ("GPU peak", [_gib(e.gpu_peak) for e in estimates]),
-        ("host RAM at load", [_gib(e.host_at_load) for e in estimates]),
+        ("host RAM at load (at most)", [_gib(e.host_at_load) for e in estimates]),
     ]
     width = max(len(r[0]) for r in rows)
     cols = [max(len(h), *(len(r[1][i]) for r in rows)) for i, h in enumerate(heads)]
