@@ -26,6 +26,7 @@ COMMAND_GROUPS = (
     "videosalmonn.training.cli",
     "videosalmonn.evaluation.cli",
     "videosalmonn.serving.cli",
+    "videosalmonn.savemini.cli",
 )
 
 
