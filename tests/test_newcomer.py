@@ -244,14 +244,8 @@ def test_a_directory_without_model_yaml_says_what_is_expected(tmp_path):
     assert ModelConfig.from_name("tiny").name == "tiny"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=CheckpointError,
-    reason="the tiny preset's Whisper is seeded-random too, but weights.random_towers may list only instructblip "
-    "and beats (config.WeightsConfig), so checkpoint.check_weights refuses the merged export: weights.whisper not set",
-)
 def test_the_tiny_merged_export_loads_as_a_model(merged):
-    assert ModelConfig.from_name(str(merged)).weights.random_towers == ("instructblip", "beats")
+    assert ModelConfig.from_name(str(merged)).weights.random_towers == ("instructblip", "whisper", "beats")
     Pipeline.from_pretrained(str(merged), device="cpu")
 
 

@@ -118,19 +118,19 @@ def test_overfit_one_batch(tmp_path):
     cfg = load_train_config(
         write_config(tmp_path, IMAGES),
         [
-            "steps=30",
+            "steps=40",
             "optim.lr=1e-2",
             "optim.warmup_steps=0",
             "optim.min_lr_ratio=1.0",
             "data.mixing.enabled=false",
-            "checkpoint.every=30",
-            "log.every=30",
+            "checkpoint.every=40",
+            "log.every=40",
             f"model.overrides=[{', '.join(CHEAP)}]",
         ],
     )
     summary = train(cfg)
-    assert summary.losses[0] > 5.0 and summary.losses[-1] < 0.1, summary.losses[::5]
-    assert (tmp_path / "run/checkpoints/step-000030/trainable.safetensors").is_file()
+    assert summary.losses[0] > 5.0 and summary.losses[-1] < 0.1, summary.losses[::5]  # dropout 0.1: a noisy path
+    assert (tmp_path / "run/checkpoints/step-000040/trainable.safetensors").is_file()
 
 
 @needs_media

@@ -27,6 +27,7 @@ COMMAND_GROUPS = (
     "videosalmonn.evaluation.cli",
     "videosalmonn.serving.cli",
     "videosalmonn.savemini.cli",
+    "videosalmonn.estimate",
 )
 
 

@@ -319,7 +319,7 @@ class WeightsConfig:
     """LLM tokenizer dir/id; defaults to `llm` (or the packaged tiny tokenizer when `llm` is None)."""
     delta: str | None = None
     """Trained connector + LoRA: the official delta `.pt` or our trainable-only `.safetensors`."""
-    random_towers: tuple[Literal["instructblip", "beats"], ...] = ()
+    random_towers: tuple[Literal["instructblip", "whisper", "beats"], ...] = ()
     """Frozen towers deliberately left seeded-random while the other parts are pretrained (`mini`: no small
     pretrained image encoder or BEATs exists offline; they are trained later). Otherwise a partial set is refused."""
     delta_required: bool = False

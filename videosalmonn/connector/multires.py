@@ -63,7 +63,7 @@ class MultiResolutionConnector(nn.Module):
         for i, lv in enumerate(cfg.levels):  # (K, K) True = may attend, K = frames x Q; None: no causal block
             allowed = None if cfg.causal == "none" else block_causal_allowed(lv.frames, tokens_per_frame, cfg.causal)
             self.register_buffer(f"causal_allowed_{i}", allowed, persistent=False)
-            masked.append(allowed is not None and not bool(allowed.all()))
+            masked.append(allowed is not None and lv.frames > 1)  # (not allowed.all(): a meta build has no values)
         self.causal_masked = tuple(masked)
         self.cross_through_weights = tuple(  # per level: the cheaper way to compute its cross-attention
             through_weights_is_cheaper(lv.queries, lv.frames * tokens_per_frame, cfg.width, input_width, cfg.num_heads)
