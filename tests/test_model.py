@@ -132,7 +132,8 @@ def test_instruction_reaches_instructblip_only_when_configured(pipe):
         batch, _ = p.prepare(requests, frames)
         with torch.no_grad():
             visual = model.encoder(batch.media).visual
-        assert (not torch.allclose(visual[0], visual[1])) == differ
+        gap = (visual[0] - visual[1]).abs().max().item()  # rows of one batch may differ in the last bits (AVX2)
+        assert gap > 1e-3 if differ else gap < 1e-5, gap
 
 
 def test_split_encoder_hands_the_towers_over(pipe):
