@@ -96,7 +96,7 @@ def test_cli_exit_code_and_json(report, monkeypatch, capsys):
     from videosalmonn import cli
     from videosalmonn.official import parity
 
-    monkeypatch.setattr(parity, "check_official", lambda directory: report)
+    monkeypatch.setattr(parity, "check_official", lambda directory, progress=None: report)
     assert cli.main(["check-official", str(GOLDEN)]) == 0
     out = capsys.readouterr()
     values = json.loads(out.out)
@@ -104,7 +104,7 @@ def test_cli_exit_code_and_json(report, monkeypatch, capsys):
     assert "OK:" in out.err
 
     failed = parity.Report(values={"x/H/end_to_end": 1.0}, failed=["x/H/end_to_end: max abs error 1 > 0.0001"])
-    monkeypatch.setattr(parity, "check_official", lambda directory: failed)
+    monkeypatch.setattr(parity, "check_official", lambda directory, progress=None: failed)
     assert cli.main(["check-official", str(GOLDEN)]) == 1
     assert "FAILED: 1 of 1 stages" in capsys.readouterr().err
 
