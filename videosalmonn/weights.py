@@ -250,8 +250,13 @@ def load_checked(
                 assign[k] = v.to(device=device, dtype=(dtype or own[k].dtype) if v.is_floating_point() else None)
             else:
                 own[k].copy_(v.to(own[k].dtype))
-    if assign:
-        module.load_state_dict(assign, strict=False, assign=True)
+    if assign:  # strict=False: the keys not built empty were copied above; the result is still checked
+        result = module.load_state_dict(assign, strict=False, assign=True)
+        still_empty = sorted(k for k, v in module.state_dict().items() if k in wanted and v.is_meta)
+        if result.unexpected_keys or still_empty:
+            raise CheckpointError(
+                f"{source}: not assigned to the model: {few(sorted(result.unexpected_keys) + still_empty)}"
+            )
 
 
 def check_loading_info(info: dict, source: str, ignore: tuple[str, ...] = ()) -> None:

@@ -12,9 +12,6 @@ at i / FPS; the AAC encoder's priming delay is in the MP4 edit list, so decoders
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,6 +20,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 from PIL import Image
 
+from videosalmonn.checkpoint import atomic_write
 from videosalmonn.savemini.scene import FPS, SAMPLE_RATE
 
 VIDEO_CRF = 23
@@ -39,7 +37,7 @@ def write_video(path: str | Path, frames: np.ndarray, audio: np.ndarray | None) 
     """frames (N, H, W, 3) uint8 RGB (H, W even) and audio (n,) float32 in [-1, 1] at SAMPLE_RATE -> MP4."""
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
         raise ValueError(f"frames must be (N, H, W, 3) uint8 with N >= 1, got {frames.shape} {frames.dtype}")
-    _atomic(path, lambda tmp: _encode_mp4(tmp, frames, audio))
+    atomic_write(path, lambda tmp: _encode_mp4(tmp, frames, audio))
 
 
 def write_audio(path: str | Path, audio: np.ndarray) -> None:
@@ -48,7 +46,7 @@ def write_audio(path: str | Path, audio: np.ndarray) -> None:
     if suffix not in (".flac", ".wav"):
         raise ValueError(f"{path}: write_audio writes .flac or .wav")
     codec, fmt = ("flac", "flac") if suffix == ".flac" else ("pcm_s16le", "wav")
-    _atomic(path, lambda tmp: _encode_audio(tmp, fmt, codec, audio))
+    atomic_write(path, lambda tmp: _encode_audio(tmp, fmt, codec, audio))
 
 
 def write_image(path: str | Path, frame: np.ndarray) -> None:
@@ -60,23 +58,10 @@ def write_image(path: str | Path, frame: np.ndarray) -> None:
         save = lambda tmp: Image.fromarray(frame).save(tmp, format="PNG")  # noqa: E731
     else:
         raise ValueError(f"{path}: write_image writes .jpg or .png")
-    _atomic(path, save)
+    atomic_write(path, save)
 
 
 # ---------------------------------------------------------------------------------------------- pieces
-
-
-def _atomic(path: str | Path, write: Callable[[str], None]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _encode_mp4(tmp: str, frames: np.ndarray, audio: np.ndarray | None) -> None:
