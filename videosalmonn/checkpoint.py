@@ -3,6 +3,7 @@
     load_model(cfg)      encoders (official LAVIS/BEATs files or HF) + LLM (HF) + delta (official .pt or ours)
     save_trainable(...)  our format: the trainable tensors only (connector + LoRA), safetensors, atomic write
     load_trainable(...)  the inverse, with a coverage check against the model's trainable set
+    load_towers(...)     towers trained here (`weights.towers`, or the `encoder.*` keys of our delta): `mini`
 
 Every load checks coverage: a missing or unexpected key is an error naming the file; keys known to be unused
 (`low_Qformer.*` of the official delta) are reported, not hidden.
@@ -45,6 +46,8 @@ def load_model(cfg: ModelConfig, device: torch.device | str | None = None, for_i
     check_weights(cfg, for_inference)
     if not cfg.weights.llm:  # a random model (check_weights: every pretrained part or none)
         model = VideoSalmonn.from_config(cfg)
+        if cfg.weights.towers:
+            load_towers(model.encoder, cfg, cfg.weights.towers)
         if cfg.weights.delta:
             load_delta(model, cfg.weights.delta)
         return model.cast(device).eval()
@@ -54,6 +57,8 @@ def load_model(cfg: ModelConfig, device: torch.device | str | None = None, for_i
     with empty, seeded(cfg.seed):  # seeded: the global RNG is left as it was
         encoder = AVEncoder(cfg.encoders, cfg.media.image_size)
     load_encoder_weights(encoder, cfg, **place)
+    if cfg.weights.towers:
+        load_towers(encoder, cfg, cfg.weights.towers)
     llm = LanguageModel.build(cfg.llm, cfg.weights.llm, **place)
     connector = None
     if cfg.weights.delta:  # to be loaded: built empty; else trained from its seeded random init
@@ -130,8 +135,32 @@ def load_delta(model: VideoSalmonn, path: str | Path, **place) -> list[str]:
             )
     else:
         state, unused = read_tensors(path), []
+        towers = {k: state.pop(k) for k in [k for k in state if k.startswith(ENCODER_PREFIX)]}
+        if towers:
+            load_towers(model.encoder, model.cfg, path, towers)
     load_checked(model, state, source=str(path), expected=trainable_names(model), **place)
     return unused
+
+
+ENCODER_PREFIX = "encoder."
+TOWER_MODULES = {"instructblip": "vision", "whisper": "whisper", "beats": "beats"}  # weights name -> AVEncoder
+
+
+def load_towers(encoder: AVEncoder, cfg: ModelConfig, path: str | Path, state: dict[str, Tensor] | None = None):
+    """Towers trained here (`encoder.<vision|whisper|beats>.*`) over their seeded init; only towers listed in
+    `weights.random_towers` may be given, and a tower given is given whole."""
+    state = read_tensors(path) if state is None else state
+    listed = {TOWER_MODULES[t] for t in cfg.weights.random_towers}
+    given = {k.removeprefix(ENCODER_PREFIX).split(".", 1)[0] for k in state}
+    if not given <= listed:
+        raise CheckpointError(
+            f"{path}: holds encoder tower(s) {', '.join(sorted(given - listed))} that weights.random_towers does "
+            "not list (only towers trained here are read from this file)"
+        )
+    own = encoder.state_dict()
+    expected = [k for k in own if k.split(".", 1)[0] in given]
+    state = {k.removeprefix(ENCODER_PREFIX): v for k, v in state.items()}
+    load_checked(encoder, state, source=str(path), expected=expected)
 
 
 def trainable_state(model: VideoSalmonn) -> dict[str, Tensor]:

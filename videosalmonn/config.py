@@ -318,7 +318,11 @@ class WeightsConfig:
     tokenizer: str | None = None
     """LLM tokenizer dir/id; defaults to `llm` (or the packaged tiny tokenizer when `llm` is None)."""
     delta: str | None = None
-    """Trained connector + LoRA: the official delta `.pt` or our trainable-only `.safetensors`."""
+    """Trained connector + LoRA: the official delta `.pt` or our trainable-only `.safetensors`. Ours may also hold
+    the towers listed in `random_towers` as trained here (`encoder.vision.*`, `encoder.beats.*`: `mini`'s file)."""
+    towers: str | None = None
+    """Towers listed in `random_towers` as trained on SAVE-mini (`videosalmonn savemini towers`: a safetensors of
+    `encoder.vision.*` / `encoder.beats.*`), loaded over their seeded random init; None keeps that init."""
     random_towers: tuple[Literal["instructblip", "whisper", "beats"], ...] = ()
     """Frozen towers deliberately left seeded-random while the other parts are pretrained (`mini`: no small
     pretrained image encoder or BEATs exists offline; they are trained later). Otherwise a partial set is refused."""
@@ -365,7 +369,8 @@ class ModelConfig:
     def from_name(name: str, overrides: list[str] | tuple[str, ...] = ()) -> ModelConfig:
         """A named preset (`video-salmonn-13b`, `tiny`), a YAML file path, or a directory holding `model.yaml`
         (an export: `videosalmonn export --merged DIR`), with dotted overrides. A relative `weights.*` path in a
-        YAML file that exists next to the file is read from there (an export can move), else as written."""
+        YAML file or a preset that exists next to the file is read from there (an export can move; `mini` ships
+        its trained weights beside its preset), else as written."""
         path = Path(name)
         if path.is_dir() and name not in preset_names():
             if not (path / MODEL_FILE).is_file():
@@ -375,9 +380,10 @@ class ModelConfig:
                 )
             path = path / MODEL_FILE
         cfg = load_config(ModelConfig, path if path.suffix in (".yaml", ".yml") else name)
-        if path.suffix in (".yaml", ".yml"):
-            near = {k: str(path.parent / v) for k, v in to_dict(cfg.weights).items() if _next_to(path, v)}
-            cfg = dataclasses.replace(cfg, weights=dataclasses.replace(cfg.weights, **near))
+        if path.suffix not in (".yaml", ".yml"):  # a preset: its files (`mini.safetensors`) ship beside it
+            path = Path(str(resources.files("videosalmonn.presets") / f"{name}.yaml"))
+        near = {k: str(path.parent / v) for k, v in to_dict(cfg.weights).items() if _next_to(path, v)}
+        cfg = dataclasses.replace(cfg, weights=dataclasses.replace(cfg.weights, **near))
         return apply_overrides(cfg, overrides)
 
     def replace(self, *overrides: str) -> ModelConfig:

@@ -2,6 +2,7 @@
 
 videosalmonn savemini make --out runs/savemini --seed 0 --n-train 8000 --n-test 1800 [--n-val 200] [--workers 2]
 videosalmonn savemini eval --world runs/savemini --model tiny --out runs/savemini-eval/tiny [--limit 20] [--task asr]
+videosalmonn savemini towers --world runs/savemini --model mini --out runs/mini-towers [--steps 1200]
 """
 
 from __future__ import annotations
@@ -41,6 +42,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_towers(args: argparse.Namespace) -> int:
+    from videosalmonn.config import ModelConfig
+    from videosalmonn.training.towers import TowerRecipe, train_towers
+
+    cfg = ModelConfig.from_name(args.model, tuple(args.set))
+    record = train_towers(args.world, cfg, args.out, TowerRecipe(steps=args.steps, seed=args.seed))
+    print(f"{args.out}/{record['file']}: sha256 {record['sha256']}")
+    return 0
+
+
 def register(subparsers) -> None:
     sm = subparsers.add_parser("savemini", help="the SAVE-mini generated world (docs/savemini.md)")
     sub = sm.add_subparsers(dest="savemini_command", required=True)
@@ -64,6 +75,18 @@ def register(subparsers) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override")
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("towers", help="pretrain a preset's visual tower on a world's frames (resumable)")
+    p.add_argument("--world", required=True, help="a directory written by `savemini make`")
+    p.add_argument("--model", default="mini", help="preset or YAML config whose visual tower to train (default mini)")
+    p.add_argument("--out", required=True, help="run directory: towers.safetensors, towers.json, state.safetensors")
+    p.add_argument("--steps", type=positive_int, default=TOWER_STEPS, help=f"steps (default {TOWER_STEPS})")
+    p.add_argument("--seed", type=int, default=0, help="data order and probe initialisation (default 0)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override")
+    p.set_defaults(func=cmd_towers)
+
+
+TOWER_STEPS = 1200  # training/towers.py TowerRecipe.steps (not imported here: the CLI starts without torch)
 
 
 def non_negative_int(text: str) -> int:

@@ -51,9 +51,12 @@ class SourceConfig:
     """Relative media paths resolve against this (default: the manifest's folder)."""
     repeat: int = 1
     """How many times the source appears in one epoch (up-sampling a small source)."""
+    limit: int | None = None
+    """Use only the first this many samples of the manifest (a budgeted run on part of a large file)."""
 
     def __post_init__(self):
         _check(self.repeat >= 1, f"data.sources {self.path}: repeat must be >= 1")
+        _check(self.limit is None or self.limit >= 1, f"data.sources {self.path}: limit must be >= 1")
 
 
 @dataclass(frozen=True)

@@ -60,11 +60,11 @@ MAX_LISTED = 10  # problems listed in one error message (the count is always giv
 
 
 def read_items(sources: tuple[SourceConfig, ...]) -> list[Item]:
-    """Every sample of every source as an Item (in source order, each source `repeat` times).
+    """Every sample of every source as an Item (in source order, the first `limit` of each, `repeat` times).
 
     Raises InputError for the first malformed line (`file:line: reason`), then for *all* missing media files.
     """
-    per_source = [(src, _read_source(src)) for src in sources]
+    per_source = [(src, _read_source(src)[: src.limit]) for src in sources]
     missing = [m for _, samples in per_source for m in missing_media(samples)]
     if missing:
         listed = "; ".join(missing[:MAX_LISTED]) + ("; ..." if len(missing) > MAX_LISTED else "")
@@ -338,7 +338,7 @@ class TrainCollator:
         feats = [self.features(x) for x in loaded]
         prompts = []
         for ex, f in zip(examples, feats):
-            n = media_token_count(self.cfg.connector, f.frames, f.is_image, f.audio_chunks)
+            n = media_token_count(self.cfg.connector, f.frames, f.is_image, f.audio_slots)
             try:
                 prompts.append(
                     encode_conversation(ex.turns, self.style, self.tokenizer, n, self.cfg.llm.max_text_tokens)
