@@ -23,7 +23,8 @@ def test_infer_text_and_json():
     out = run("infer", "--model", "tiny", "--video", str(DEMO_VIDEO), "--prompt", "Describe the video", "--json")
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout)
-    assert info["frames"] == 48 and info["audio_present"] and info["media_tokens"] == 180
+    # 48 frames and 23.7 s of audio (48 slots of its own): 50 slots, 3 tokens each
+    assert info["frames"] == 48 and info["audio_present"] and info["media_tokens"] == 150
     assert abs(info["video_seconds"] - 23.69) < 0.01 and info["cut"] == []
 
 

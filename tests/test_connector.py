@@ -1,5 +1,7 @@
 """Synchronisation and the MRC Q-Former: shapes, token counts, causality, window locality, batching."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -19,17 +21,21 @@ def connector(**kw) -> MultiResolutionConnector:
     return MultiResolutionConnector(cfg, DV, Q, DW, DB, E).eval()
 
 
-def features(frames: list[int], chunks: list[int], image: list[bool] | None = None, mask=None) -> AVFeatures:
+def features(
+    frames: list[int], chunks: list[int], image: list[bool] | None = None, mask=None, slots: list[int] | None = None
+) -> AVFeatures:
+    """Random encoder outputs of C*1500 audio rows; `slots`: the audio's own (default: official, 60 per chunk)."""
     b = len(frames)
+    slots = slots or [60 * k for k in chunks]
     g = torch.Generator().manual_seed(1)
     tv, c = max(frames), max(chunks)
     visual = torch.randn(b, tv, Q, DV, generator=g)
     whisper = torch.randn(b, c * 1500, DW, generator=g)
     beats = torch.randn(b, c * 1500, DB, generator=g)
-    for i, (n, k) in enumerate(zip(frames, chunks)):  # padding is zeros, as the encoders give it
+    for i, (n, k) in enumerate(zip(frames, slots)):  # padding is zeros, as the encoders give it
         visual[i, n:] = 0
-        whisper[i, k * 1500 :] = 0
-        beats[i, k * 1500 :] = 0
+        whisper[i, k * 25 :] = 0
+        beats[i, k * 25 :] = 0
     modality = mask or [(float(n > 0), float(k > 0)) for n, k in zip(frames, chunks)]
     return AVFeatures(
         visual,
@@ -37,19 +43,19 @@ def features(frames: list[int], chunks: list[int], image: list[bool] | None = No
         torch.tensor(image or [False] * b),
         whisper,
         beats,
-        torch.tensor(chunks) * 60,
+        torch.tensor(slots),
         torch.tensor(modality),
     )
 
 
 def one(f: AVFeatures, i: int) -> AVFeatures:
-    n, k = int(f.visual_slots[i]), int(f.audio_slots[i]) // 60
+    n, k = int(f.visual_slots[i]), int(f.audio_slots[i])
     return AVFeatures(
         f.visual[i : i + 1, :n],
         f.visual_slots[i : i + 1],
         f.is_image[i : i + 1],
-        f.whisper[i : i + 1, : k * 1500],
-        f.beats[i : i + 1, : k * 1500],
+        f.whisper[i : i + 1, : k * 25],
+        f.beats[i : i + 1, : k * 25],
         f.audio_slots[i : i + 1],
         f.modality_mask[i : i + 1],
     )
@@ -58,7 +64,7 @@ def one(f: AVFeatures, i: int) -> AVFeatures:
 @pytest.mark.parametrize(
     "frames, chunks, image, tokens",
     [
-        (48, 1, False, 180),  # video + audio (23.7 s): audio always fills 60 slots (30 s), spec §3.3
+        (48, 1, False, 180),  # video + a 30-s chunk of audio slots (official padding), spec §3.3
         (48, 0, False, 150),  # video only: 48 slots padded to 50 (masked)
         (1, 1, True, 180),  # image + audio: image repeated over the 60 audio slots
         (1, 0, True, 180),  # image alone: repeated 60 times (official)
@@ -73,12 +79,41 @@ def test_token_counts(frames, chunks, image, tokens):
     out = conn(features([frames], [chunks], [image]))
     assert out.lengths.tolist() == [tokens]
     assert out.embeds.shape == (1, tokens, E)
-    assert media_token_count(conn.cfg, frames, image, chunks) == tokens
+    assert media_token_count(conn.cfg, frames, image, chunks * 60) == tokens
 
 
-def test_batch_equals_one_by_one():
+@pytest.mark.parametrize(
+    "frames, chunks, slots, image, tokens",
+    [
+        (0, 1, 10, False, 30),  # a 5-s clip: its own 10 slots (180 tokens with the official 60)
+        (10, 1, 10, False, 30),  # 5 s of video and audio
+        (48, 1, 10, False, 150),  # 23.7 s of video, 5 s of audio: the video sets the length
+        (4, 1, 47, False, 150),  # 23.5 s of audio (47 slots, padded to 50) next to 2 s of video
+        (1, 1, 10, True, 180),  # image + 5 s of audio: the image still fills its 60 slots
+        (0, 1, 60, False, 180),  # exactly 30 s
+        (0, 2, 62, False, 210),  # 31 s: two chunks, 62 slots (official: 120 slots, 360 tokens)
+    ],
+)
+def test_token_counts_follow_the_audio_slots(frames, chunks, slots, image, tokens):
+    """Default `media.limits`: the audio fills its own 0.5-s slots; frames past them change nothing."""
     conn = connector()
-    f = features([48, 7, 1, 0], [1, 0, 2, 1], [False, False, True, False])
+    f = features([frames], [chunks], [image], slots=[slots])
+    out = conn(f)
+    assert out.lengths.tolist() == [tokens] and out.embeds.shape == (1, tokens, E)
+    assert media_token_count(conn.cfg, frames, image, slots) == tokens
+    noisy = dataclasses.replace(f, whisper=f.whisper.clone(), beats=f.beats.clone())
+    noisy.whisper[:, slots * 25 :] = 1.0  # what the Whisper encoder gives for the zero padding past the audio
+    noisy.beats[:, slots * 25 :] = 1.0
+    trimmed = dataclasses.replace(f, whisper=f.whisper[:, : slots * 25], beats=f.beats[:, : slots * 25])
+    with torch.no_grad():
+        for other in (noisy, trimmed):  # the encoder's layout (the batch's own slots) gives the same tokens
+            torch.testing.assert_close(conn(other).embeds, out.embeds)
+
+
+@pytest.mark.parametrize("slots", [None, [10, 0, 62, 60]])  # official chunk padding / the audio's own slots
+def test_batch_equals_one_by_one(slots):
+    conn = connector()
+    f = features([48, 7, 1, 0], [1, 0, 2, 1], [False, False, True, False], slots=slots)
     with torch.no_grad():
         out = conn(f)
         for i in range(4):

@@ -17,7 +17,13 @@ from videosalmonn.media.features import (
     whisper_log_mel_batch,
     whisper_mel_filters,
 )
-from videosalmonn.media.timeline import BEATS_FBANK_MEAN, BEATS_FBANK_STD, SAMPLE_RATE, WHISPER_CHUNK_SAMPLES
+from videosalmonn.media.timeline import (
+    BEATS_FBANK_MEAN,
+    BEATS_FBANK_STD,
+    SAMPLE_RATE,
+    WHISPER_CHUNK_SAMPLES,
+    audio_slots,
+)
 from videosalmonn.official.tolerance import POWER_TOLERANCE, TOLERANCE, beats_fbank_error
 
 CASES = {"av": "4405327307.wav", "audioimage": "1272-128104-0000.flac"}
@@ -66,7 +72,7 @@ def test_beats_fbank_matches_golden(case, golden_tensors):
 @pytest.mark.parametrize("case", list(CASES))
 def test_audio_features_single_window_is_official(case, golden_tensors):
     samples = load_audio(GOLDEN / "media" / CASES[case], channels="first").samples
-    feats = audio_features(samples)
+    feats = audio_features(samples, chunk_padding=True)
     golden = golden_tensors(case)
     assert feats.mel.shape == (1, 80, 3000) and len(feats.fbank) == 1
     assert (feats.mel[0] - golden["whisper_logmel"]).abs().max().item() <= TOLERANCE
@@ -86,7 +92,7 @@ def test_fbank_yardstick_rejects_real_errors(golden_tensors):
 
 def test_chunking_long_audio():
     samples = torch.randn(65 * SAMPLE_RATE) * 0.1
-    feats = audio_features(samples)
+    feats = audio_features(samples, chunk_padding=False)
     assert feats.mel.shape == (3, 80, 3000)
     assert [f.shape for f in feats.fbank] == [(fbank_frames(WHISPER_CHUNK_SAMPLES), 128)] * 2 + [
         (fbank_frames(5 * SAMPLE_RATE), 128)
@@ -103,16 +109,36 @@ def test_chunks_shorter_than_3s_are_padded():
     assert [c.numel() for c in chunks] == [WHISPER_CHUNK_SAMPLES, MIN_SAMPLES]
     assert torch.equal(chunks[1][:SAMPLE_RATE], samples[WHISPER_CHUNK_SAMPLES:])
     assert not chunks[1][SAMPLE_RATE:].any()
-    assert audio_features(samples).fbank[1].shape == (fbank_frames(MIN_SAMPLES), 128)
+    assert audio_features(samples, chunk_padding=False).fbank[1].shape == (fbank_frames(MIN_SAMPLES), 128)
 
 
 def test_short_and_exact_lengths():
-    tiny = audio_features(torch.randn(SAMPLE_RATE // 10) * 0.1)  # 0.1 s
+    tiny = audio_features(torch.randn(SAMPLE_RATE // 10) * 0.1, chunk_padding=False)  # 0.1 s
     assert tiny.mel.shape == (1, 80, 3000) and tiny.fbank[0].shape == (fbank_frames(MIN_SAMPLES), 128)
-    exact = audio_features(torch.randn(WHISPER_CHUNK_SAMPLES) * 0.1)  # exactly 30 s: one chunk
+    exact = audio_features(torch.randn(WHISPER_CHUNK_SAMPLES) * 0.1, chunk_padding=False)  # exactly 30 s: one chunk
     assert exact.mel.shape[0] == 1 and exact.fbank[0].shape[0] == fbank_frames(WHISPER_CHUNK_SAMPLES)
     with pytest.raises(ValueError):
-        audio_features(torch.zeros(0))
+        audio_features(torch.zeros(0), chunk_padding=False)
+
+
+@pytest.mark.parametrize(
+    "seconds, chunks, own, official",
+    [
+        (0.1, 1, 1, 60),  # at least one slot
+        (5, 1, 10, 60),  # a 5-s clip: 10 slots of its own, 30 s of slots with the official chunk padding
+        (5.2, 1, 11, 60),  # a started slot counts
+        (30, 1, 60, 60),  # exactly one chunk
+        (31, 2, 62, 120),  # a second chunk of 1 s
+        (65, 3, 130, 180),
+    ],
+)
+def test_audio_slots(seconds, chunks, own, official):
+    samples = torch.randn(round(seconds * SAMPLE_RATE)) * 0.1
+    default, padded = (audio_features(samples, chunk_padding=p) for p in (False, True))
+    assert default.mel.shape[0] == padded.mel.shape[0] == chunks
+    assert (default.slots, padded.slots) == (own, official)
+    assert torch.equal(default.mel, padded.mel)  # the encoder inputs are the same; only the slots differ
+    assert audio_slots(samples.numel(), chunk_padding=False) == own and audio_slots(0, chunk_padding=True) == 0
 
 
 def test_batched_log_mel_normalises_each_chunk():
@@ -127,7 +153,8 @@ def test_fp16_waveform_round_trip():
     samples = torch.randn(MIN_SAMPLES) * 0.1
     assert torch.equal(beats_fbank(samples, fp16_waveform=True), beats_fbank(samples.half().float()))
     assert not torch.equal(beats_fbank(samples, fp16_waveform=True), beats_fbank(samples))
-    assert torch.equal(audio_features(samples, fp16_waveform=True).fbank[0], beats_fbank(samples, True))
+    feats = audio_features(samples, fp16_waveform=True, chunk_padding=False)
+    assert torch.equal(feats.fbank[0], beats_fbank(samples, True))
 
 
 def test_kaldi_fbank_against_float64():

@@ -175,7 +175,7 @@ def test_long_input_covered_by_default(pipe, long_video):
     cov = answer.coverage
     assert cov.cut == [] and cov.frames == 190 and abs(cov.video_seconds - 95) < 0.3
     assert abs(cov.audio_seconds - 95) < 0.3
-    assert answer.media_tokens == 4 * 60 * 3  # audio: 4 Whisper chunks = 240 slots, 3 tokens each
+    assert answer.media_tokens == 190 * 3  # 95 s of video and audio: 190 slots, 3 tokens each
 
 
 @pytest.mark.slow

@@ -87,7 +87,8 @@ def context_of(preset: str = "tiny"):
     from videosalmonn.media.budget import ContextBudget
 
     cfg = ModelConfig.from_name(preset)
-    return cfg, ContextBudget(cfg.llm.max_positions, partial(media_token_count, cfg.connector))
+    padding = cfg.media.limits == "official"
+    return cfg, ContextBudget(cfg.llm.max_positions, partial(media_token_count, cfg.connector), padding)
 
 
 # ------------------------------------------------------------------------------ row 1: decoded-pixel budget
@@ -163,6 +164,24 @@ def test_hours_long_video_refused_before_allocating(tmp_path, monkeypatch):
     official = load_clip(cfg.media.__class__(limits="official"), video=path, context=context)
     assert official.coverage.video_seconds == 60
     assert load_clip(cfg.media, video=path, start=0, end=10, context=context).frames.shape[0] == 20
+
+
+def test_context_counts_the_audio_own_slots(tmp_path):
+    """Default: audio costs its own 0.5-s slots (tiny: 3 tokens a slot, in steps of 10 slots); official limits:
+    60 slots per started 30-s chunk."""
+    from videosalmonn.media.budget import ContextBudget
+
+    cfg = ModelConfig.from_name("tiny")
+    tokens = partial(media_token_count, cfg.connector)
+    own, padded = (ContextBudget(100, tokens, chunk_padding) for chunk_padding in (False, True))
+    flac = write_silent_flac(tmp_path / "five.flac", 5)
+    assert load_clip(MediaConfig(), audio=flac, context=own).coverage.audio_seconds == 5.0  # 10 slots: 30 tokens
+    with pytest.raises(InputError, match=r"five\.flac: 5\.0 s of media is 180 media tokens; .* at most 100"):
+        load_clip(MediaConfig(limits="official"), audio=flac, context=padded)
+    assert own.max_audio_seconds(0, False) == 15.0  # 30 slots: 90 tokens; 31 slots round up to 40: 120
+    assert padded.max_audio_seconds(0, False) == 0.0
+    full = [ContextBudget(cfg.llm.max_positions, tokens, p).max_audio_seconds(0, False) for p in (False, True)]
+    assert full == [680.0, 660.0]  # 1360 slots (4080 tokens) / 22 whole chunks
 
 
 @pytest.mark.slow
@@ -318,7 +337,7 @@ def test_headerless_video_refused_at_the_context_limit(headerless, name, monkeyp
     """The LLM context bounds decoding too: 20 tokens at 1 token a frame is 19 frames, 9.5 s of video."""
     from videosalmonn.media.budget import ContextBudget
 
-    context = ContextBudget(20, lambda frames, is_image, chunks: frames + 100 * chunks)
+    context = ContextBudget(20, lambda frames, is_image, audio_slots: frames + 100 * audio_slots, False)
     no_rgb(monkeypatch)
     with pytest.raises(InputError, match=r"video lasts more than 9\.5 s, the most the LLM context takes .*stopped$"):
         load_clip(MediaConfig(), video=headerless[name], context=context)

@@ -5,6 +5,7 @@ import copy
 import dataclasses
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -58,12 +59,13 @@ def manifest(path, flac=DEMO_FLAC, only_speech=False):
     return path
 
 
-def config(tmp, flac=DEMO_FLAC, only_speech=False):
+def config(tmp, flac=DEMO_FLAC, only_speech=False, limits="none"):
     data = {
         "sources": (SourceConfig(str(manifest(tmp / "m.jsonl", flac, only_speech))),),
         "feature_cache": str(tmp / "cache"),
     }
-    return TrainConfig(output_dir=str(tmp / "run"), model=ModelRef("tiny"), data=DataConfig(**data))
+    model = ModelRef("tiny", (f"media.limits={limits}",))
+    return TrainConfig(output_dir=str(tmp / "run"), model=model, data=DataConfig(**data))
 
 
 def uncached(data: TrainData) -> TrainData:
@@ -73,20 +75,40 @@ def uncached(data: TrainData) -> TrainData:
     return other
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("cache")
-    cfg = config(tmp)
+def built(tmp_path_factory, limits: str):
+    tmp = tmp_path_factory.mktemp(f"cache-{limits}")
+    cfg = config(tmp, limits=limits)
     accelerator = Accelerator(cpu=True)
     model, encoder, tokenizer, itok, featurizer = build_model(cfg, accelerator)
     data = prepare_data(cfg, cfg.model_config(), tokenizer, itok, featurizer, accelerator)
-    yield cfg, accelerator, data, tokenizer, itok, featurizer
+    return cfg, accelerator, data, tokenizer, itok, featurizer
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    yield built(tmp_path_factory, "none")
     AcceleratorState._reset_state(reset_partial_state=True)
 
 
+@pytest.fixture(scope="module")
+def setup_official(tmp_path_factory):
+    """`media.limits: official`: the audio keeps the official padding to whole 30-s chunks."""
+    yield built(tmp_path_factory, "official")
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def setup_of(request, limits: str):
+    return request.getfixturevalue("setup" if limits == "none" else "setup_official")
+
+
+# the demo audio: a 2.5-s span (5 slots of 25 encoder frames) and a 5.855-s speech clip (12 slots)
+AUDIO_ROWS = {"none": {125, 300}, "official": {1500}}
+
+
 @pytest.mark.slow
-def test_cached_features_equal_on_the_fly(setup):
-    cfg, _, cached, tokenizer, itok, featurizer = setup
+@pytest.mark.parametrize("limits", ["none", "official"])
+def test_cached_features_equal_on_the_fly(request, limits):
+    cfg, _, cached, tokenizer, itok, featurizer = setup_of(request, limits)
     on_the_fly = uncached(cached)
     builder = TrainCollator(cfg.model_config(), tokenizer, None, featurizer)
     examples = {}
@@ -101,10 +123,13 @@ def test_cached_features_equal_on_the_fly(setup):
             x, y = getattr(a, name), getattr(b, name)
             assert (x is None and y is None) or torch.equal(x, y), (example.rule, name)
     assert {"paired", "image-single-task", "image-combined", "as-written"} <= rules
+    rows = {cached.load(e).cached.whisper.shape[0] for e in examples.values() if e.audio is not None}
+    assert rows == AUDIO_ROWS[limits]  # the cache holds the audio's own slots (official: whole 30-s chunks)
 
 
-def test_collated_features_match_the_encoder_on_the_batch(setup):
-    cfg, _, data, tokenizer, itok, featurizer = setup
+@pytest.mark.parametrize("limits", ["none", "official"])
+def test_collated_features_match_the_encoder_on_the_batch(request, limits):
+    cfg, _, data, tokenizer, itok, featurizer = setup_of(request, limits)
     model_cfg = cfg.model_config()
     examples = [data.example(p) for p in range(4)]
     loaded = [uncached(data).load(e) for e in examples]
@@ -121,11 +146,19 @@ def test_collated_features_match_the_encoder_on_the_batch(setup):
     reference = featurizer.encoder(media)
     for name in ("visual", "whisper", "beats", "visual_slots", "audio_slots", "is_image", "modality_mask"):
         torch.testing.assert_close(getattr(ours, name), getattr(reference, name), atol=1e-5, rtol=1e-5, msg=name)
+    assert int(ours.audio_slots.max()) * 25 in AUDIO_ROWS[limits]
 
 
-def test_stale_cache_is_detected(setup):
+def test_stale_cache_is_detected(tmp_path, setup):
     cfg, _, data, tokenizer, itok, featurizer = setup
     root = cfg.data.feature_cache
+    old = tmp_path / "old-cache"  # format 1 stored every started 30-s chunk (1500 rows each): never misread
+    old.mkdir()
+    index = json.loads((Path(root) / "index.json").read_text())
+    index["fingerprint"]["format"] = 1
+    (old / "index.json").write_text(json.dumps(index))
+    with pytest.raises(InputError, match=r"stale feature cache.*format \(1 -> 2\)"):
+        FeatureCache.open(old, fingerprint(cfg.model_config(), featurizer.encoder, featurizer.dtype, itok))
     other_media = cfg.model_config().replace("media.frame_sampling=official")
     with pytest.raises(InputError, match=r"stale feature cache.*media.frame_sampling \(\"uniform\" -> \"official\"\)"):
         FeatureCache.open(root, fingerprint(other_media, featurizer.encoder, featurizer.dtype, itok))

@@ -34,8 +34,8 @@ from videosalmonn.training.loop import (
 )
 from videosalmonn.training.mixing import Example
 
-# Cheap samples: an image alone fills connector.image_slots (10 here: 30 media tokens); any audio is a 30-s chunk
-# (60 slots, 180 tokens), so only the mixed run (resume test) carries audio.
+# Cheap samples: an image alone fills connector.image_slots (10 here: 30 media tokens); the 5.9-s speech clip fills
+# its 12 slots (padded to 20: 60 tokens); only the mixed run (resume test) carries audio.
 IMAGES = [
     {"id": "title", "image": str(DEMO_IMAGE), "prompt": "What is the title?", "answer": "Mom's Family Calendar."},
     {"id": "author", "image": str(DEMO_IMAGE), "prompt": "Who wrote it?", "answer": "Sandra Boynton."},

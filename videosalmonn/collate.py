@@ -41,11 +41,13 @@ def collate_media(
     fbank = torch.zeros(b, chunks, longest, BEATS_N_MELS)
     fbank_lengths = torch.zeros(b, chunks, dtype=torch.long)
     audio_chunks = torch.zeros(b, dtype=torch.long)
+    audio_slots = torch.zeros(b, dtype=torch.long)
     for i, a in enumerate(audio):
         if a is None:
             continue
         mel[i, : a.mel.shape[0]] = a.mel
         audio_chunks[i] = a.mel.shape[0]
+        audio_slots[i] = a.slots
         for c, x in enumerate(a.fbank):
             fbank[i, c, : x.shape[0]] = x
             fbank_lengths[i, c] = x.shape[0]
@@ -60,6 +62,7 @@ def collate_media(
         fbank,
         fbank_lengths,
         audio_chunks,
+        audio_slots,
         torch.tensor(modality_mask, dtype=torch.float32),
         instruction_ids,
         instruction_mask,

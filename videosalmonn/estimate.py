@@ -37,11 +37,13 @@ from videosalmonn.media.timeline import (
     BEATS_N_MELS,
     OFFICIAL_MAX_AUDIO_SECONDS,
     OFFICIAL_MAX_VIDEO_SECONDS,
+    SAMPLE_RATE,
     VIDEO_FPS,
-    WHISPER_CHUNK_SECONDS,
+    WHISPER_CHUNK_SAMPLES,
     WHISPER_FRAMES_PER_CHUNK,
     WHISPER_MEL_FRAMES,
     WHISPER_N_MELS,
+    audio_slots,
 )
 
 # torch and the model are imported where used: `videosalmonn --help` registers this command without loading them
@@ -155,12 +157,19 @@ def weight_bytes(params: Params, quantization: str, dtype_bytes: int) -> dict[st
     return out
 
 
-def media_counts(cfg: ModelConfig, seconds: float) -> tuple[int, int]:
-    """(frames, 30-s audio chunks) of a clip with video and audio of `seconds` (media.limits applied)."""
+def media_counts(cfg: ModelConfig, seconds: float) -> tuple[int, int, int]:
+    """(frames, 30-s audio chunks, audio slots) of a clip with video and audio of `seconds` (media.limits
+    applied)."""
+    official = cfg.media.limits == "official"
     video, audio = seconds, seconds
-    if cfg.media.limits == "official":
+    if official:
         video, audio = min(video, OFFICIAL_MAX_VIDEO_SECONDS), min(audio, OFFICIAL_MAX_AUDIO_SECONDS)
-    return max(1, math.ceil(video * VIDEO_FPS)), max(1, math.ceil(audio / WHISPER_CHUNK_SECONDS))
+    samples = max(1, round(audio * SAMPLE_RATE))
+    return (
+        max(1, math.ceil(video * VIDEO_FPS)),
+        math.ceil(samples / WHISPER_CHUNK_SAMPLES),
+        audio_slots(samples, official),
+    )
 
 
 def block_bytes(
@@ -192,8 +201,8 @@ def estimate(
     b = DTYPE_BYTES[cfg.dtype]
     beams = beams or cfg.generation.num_beams
     new_tokens = new_tokens or cfg.generation.max_new_tokens
-    frames, chunks = media_counts(cfg, seconds)
-    media_tokens = media_token_count(cfg.connector, frames, False, chunks)
+    frames, chunks, slots = media_counts(cfg, seconds)
+    media_tokens = media_token_count(cfg.connector, frames, False, slots)
     rows = batch * beams
     prompt = text_tokens + media_tokens
     llm, enc = cfg.llm, cfg.encoders

@@ -275,14 +275,21 @@ class Pipeline:
             start=request.start,
             end=request.end,
             video_audio=request.video_audio,
-            context=ContextBudget(self.cfg.llm.max_positions, partial(media_token_count, self.cfg.connector)),
+            context=ContextBudget(
+                self.cfg.llm.max_positions,
+                partial(media_token_count, self.cfg.connector),
+                chunk_padding=self.cfg.media.limits == "official",
+            ),
             max_media_seconds=max_media_seconds,
         )
 
     def prepare(self, requests: list[Request], clips: list[MediaClip], side: str = "left") -> tuple[Batch, list[int]]:
         """Requests + their decoded media -> a padded Batch (CPU) and each sample's media token count."""
+        padding = self.cfg.media.limits == "official"
         feats = [
-            None if c.waveform is None else audio_features(c.waveform, self.cfg.media.beats_fp16_waveform)
+            None
+            if c.waveform is None
+            else audio_features(c.waveform, self.cfg.media.beats_fp16_waveform, chunk_padding=padding)
             for c in clips
         ]
         counts = [
@@ -290,7 +297,7 @@ class Pipeline:
                 self.cfg.connector,
                 0 if c.frames is None else c.frames.shape[0],
                 c.is_image,
-                0 if f is None else f.mel.shape[0],
+                0 if f is None else f.slots,
             )
             for c, f in zip(clips, feats)
         ]

@@ -4,7 +4,7 @@
     files --media/--> MediaClip --features+collate--> MediaBatch --encoders/--> AVFeatures
           --connector/--> ConnectorOutput --splice into PromptBatch embeddings--> LLM --> text
 
-Letters used in shapes everywhere: B batch, T 0.5-s slots, Tv video frames, C 30-s audio chunks,
+Letters used in shapes everywhere: B batch, T 0.5-s slots, Tv video frames, Ta audio slots, C 30-s audio chunks,
 Q queries/tokens per frame, D widths, N media tokens given to the LLM, L text+media sequence length.
 """
 
@@ -69,10 +69,11 @@ class MediaClip:
 
 @dataclass
 class AudioFeatures:
-    """Encoder inputs of one sample's audio, one row per 30-s chunk."""
+    """Encoder inputs of one sample's audio, one row per 30-s chunk, and the 0.5-s slots the audio fills."""
 
     mel: Tensor  # (C, 80, 3000) Whisper log-mel
     fbank: list[Tensor]  # C x (F_c, 128) BEATs normalised Kaldi fbank
+    slots: int  # the audio's own slots, at most C*60 (`timeline.audio_slots`; official: C*60)
 
 
 @dataclass
@@ -86,6 +87,7 @@ class MediaBatch:
     fbank: Tensor  # (B, C, F, 128); zeros past fbank_lengths
     fbank_lengths: Tensor  # (B, C) long: valid fbank frames of every chunk
     audio_chunks: Tensor  # (B,) long: 30-s chunks (0 = no audio input)
+    audio_slots: Tensor  # (B,) long: 0.5-s slots of each sample's audio (AudioFeatures.slots; 0 = no audio)
     modality_mask: Tensor  # (B, 2) float: multiplies the [visual, audio] streams (spec §3.3)
     instruction_ids: Tensor  # (B, Li) BERT ids of the instruction given to InstructBLIP
     instruction_mask: Tensor  # (B, Li) long
@@ -105,9 +107,9 @@ class AVFeatures:
     visual: Tensor  # (B, Tv, Q, Dv) InstructBLIP query outputs; zeros for padding
     visual_slots: Tensor  # (B,) long: frames per sample (an image: 1; none: 0)
     is_image: Tensor  # (B,) bool
-    whisper: Tensor  # (B, C*1500, Dw) Whisper encoder frames (50 Hz)
-    beats: Tensor  # (B, C*1500, Db) BEATs tokens, zero-padded to 1500 per chunk
-    audio_slots: Tensor  # (B,) long: 60 per 30-s chunk; 0 = no audio
+    whisper: Tensor  # (B, Ta*25, Dw) Whisper encoder frames (50 Hz); zeros past audio_slots*25
+    beats: Tensor  # (B, Ta*25, Db) BEATs tokens (zero-padded to 1500 per chunk); zeros past audio_slots*25
+    audio_slots: Tensor  # (B,) long: 0.5-s slots of the audio (official: 60 per 30-s chunk); 0 = no audio
     modality_mask: Tensor  # (B, 2) float
 
     def to(self, device, dtype=None) -> AVFeatures:

@@ -28,7 +28,6 @@ from videosalmonn.connector.qformer import (
     through_weights_is_cheaper,
 )
 from videosalmonn.connector.sync import Synchroniser, slot_counts
-from videosalmonn.media.timeline import SLOTS_PER_CHUNK
 from videosalmonn.types import AVFeatures, ConnectorOutput
 
 
@@ -158,12 +157,14 @@ class MultiResolutionConnector(nn.Module):
         return out.view(b, t // lv.frames, lv.queries, -1)
 
 
-def media_token_count(cfg: ConnectorConfig, frames: int, is_image: bool, audio_chunks: int) -> int:
-    """How many tokens the connector gives the LLM for one sample (known before running any encoder)."""
+def media_token_count(cfg: ConnectorConfig, frames: int, is_image: bool, audio_slots: int) -> int:
+    """How many tokens the connector gives the LLM for one sample (known before running any encoder).
+
+    `audio_slots`: the audio's 0.5-s slots (`timeline.audio_slots`; official: 60 per started 30-s chunk)."""
     _, _, padded = slot_counts(
         torch.tensor([frames]),
         torch.tensor([is_image]),
-        torch.tensor([audio_chunks * SLOTS_PER_CHUNK]),
+        torch.tensor([audio_slots]),
         cfg.image_slots,
         cfg.window_multiple,
     )

@@ -9,6 +9,9 @@ Every stream is put on the grid of 0.5-s slots and concatenated along the featur
 
 A sample's length is T_b = max(visual slots, audio slots): the shorter stream is zero-padded and those slots are
 *attended* (official); slots added to reach a multiple of the coarsest window, and batch padding, are masked.
+Audio slots are the audio's own, ceil(duration / 0.5 s): Whisper/BEATs frames past the end of the audio are
+zeroed and no windows are made for them. With `media.limits: official` every started 30-s Whisper chunk counts
+as 60 slots, as in the official code: a 5-s clip then fills 30 s of (attended) slots, its zero-padded audio.
 An image fills max(image_slots, audio slots) slots. A missing stream is zeros; `modality_mask` multiplies
 the visual and audio parts (0 masks a stream that is present, e.g. unpaired audio in mixed training).
 """
@@ -65,6 +68,7 @@ class Synchroniser(nn.Module):
         visual = visual * (slot < visual_slots[:, None])[..., None, None]
 
         # audio: zero past the sample's audio, 25 frames per slot + zero tokens up to Q (Q >= 25: checked by the config)
+        audio = audio[:, : t * AUDIO_FRAMES_PER_SLOT]  # past every sample's slots: would be zeroed anyway
         frame = torch.arange(audio.shape[1], device=audio.device)[None]
         audio = audio * (frame < audio_slots[:, None] * AUDIO_FRAMES_PER_SLOT)[..., None]
         ta = audio.shape[1] // AUDIO_FRAMES_PER_SLOT

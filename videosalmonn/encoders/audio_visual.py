@@ -1,11 +1,12 @@
 """AVEncoder: the frozen towers, run under `no_grad` in this one place (paper §3, spec §2).
 
     frames (valid ones, in chunks) ─► EVA-ViT-g ─► ln_vision ─► InstructBLIP Q-Former (+instruction) ─► (B, Tv, 32, Dv)
-    30-s log-mel chunks            ─► Whisper encoder                                   ─► (B, C*1500, Dw)
-    30-s fbank chunks              ─► BEATs ─► zero-pad each chunk to 1500 tokens       ─► (B, C*1500, Db)
+    30-s log-mel chunks            ─► Whisper encoder                                   ─► (B, Ta*25, Dw)
+    30-s fbank chunks              ─► BEATs ─► zero-pad each chunk to 1500 tokens       ─► (B, Ta*25, Db)
 
 Padding never enters an encoder: only valid frames and chunks are encoded, chunks of equal length together, so a
-sample gives the same features alone or in any batch.
+sample gives the same features alone or in any batch. The audio outputs keep each sample's own slots (25 frames
+each, `MediaBatch.audio_slots`), zeros past them, Ta = the batch's most; with official chunk padding Ta = C*60.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from videosalmonn.config import EncodersConfig
 from videosalmonn.encoders.beats import BEATs
 from videosalmonn.encoders.vision import VisualEncoder
 from videosalmonn.encoders.whisper import WhisperAudioEncoder
-from videosalmonn.media.timeline import SLOTS_PER_CHUNK, WHISPER_FRAMES_PER_CHUNK
+from videosalmonn.media.timeline import AUDIO_FRAMES_PER_SLOT, WHISPER_FRAMES_PER_CHUNK
 from videosalmonn.types import AVFeatures, MediaBatch
 
 
@@ -42,7 +43,7 @@ class AVEncoder(nn.Module):
             is_image=media.is_image,
             whisper=self.encode_whisper(media),
             beats=self.encode_beats(media),
-            audio_slots=media.audio_chunks * SLOTS_PER_CHUNK,
+            audio_slots=media.audio_slots,
             modality_mask=media.modality_mask,
         )
 
@@ -72,7 +73,7 @@ class AVEncoder(nn.Module):
             out[valid] = torch.cat(
                 [self.whisper(mel[i : i + self.chunk_batch]) for i in range(0, len(mel), self.chunk_batch)]
             ).to(out.dtype)  # (Nc, 1500, Dw)
-        return out.view(b, c * WHISPER_FRAMES_PER_CHUNK, out.shape[-1])
+        return own_slots(out.view(b, c * WHISPER_FRAMES_PER_CHUNK, out.shape[-1]), media.audio_slots)
 
     def encode_beats(self, media: MediaBatch) -> Tensor:
         b, c = media.fbank.shape[:2]
@@ -86,4 +87,11 @@ class AVEncoder(nn.Module):
                 [self.beats(fbank[i : i + self.chunk_batch]) for i in range(0, len(fbank), self.chunk_batch)]
             )  # (n, 8*(F//16), Db)
             out[same] = F.pad(tokens, (0, 0, 0, WHISPER_FRAMES_PER_CHUNK - tokens.shape[1])).to(out.dtype)
-        return out.view(b, c * WHISPER_FRAMES_PER_CHUNK, out.shape[-1])
+        return own_slots(out.view(b, c * WHISPER_FRAMES_PER_CHUNK, out.shape[-1]), media.audio_slots)
+
+
+def own_slots(frames: Tensor, audio_slots: Tensor) -> Tensor:
+    """(B, C*1500, D) -> (B, Ta*25, D), Ta = most audio slots: zeros past each sample's slots (official: as is)."""
+    rows = int(audio_slots.max()) * AUDIO_FRAMES_PER_SLOT if len(audio_slots) else 0
+    keep = torch.arange(rows, device=frames.device)[None] < audio_slots[:, None] * AUDIO_FRAMES_PER_SLOT  # (B, Ta*25)
+    return frames[:, :rows].masked_fill(~keep[..., None], 0)

@@ -14,14 +14,13 @@ stream can hold 30 minutes of frames and no duration at all).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 from videosalmonn.errors import InputError, MediaError
-from videosalmonn.media.timeline import SECONDS_PER_SLOT, WHISPER_CHUNK_SECONDS
+from videosalmonn.media.timeline import SAMPLE_RATE, SECONDS_PER_SLOT, SLOTS_PER_CHUNK, audio_slots
 
 DEFAULT_MAX_FRAME_PIXELS = 8192 * 8192  # 67 M pixels: an 8K frame fits, a decompression bomb does not
 
@@ -41,16 +40,18 @@ class ContextBudget:
     """The LLM context as a media budget, so that media too long for it is refused from its header duration,
     before anything is decoded or allocated (a 1.6-KB mp4 can state 10 hours: 43 GB of frames).
 
-    `tokens(frames, is_image, audio_chunks)` is what the connector gives the LLM (`multires.media_token_count`);
-    media whose tokens alone fill `max_tokens` can never be answered.
+    `tokens(frames, is_image, audio_slots)` is what the connector gives the LLM (`multires.media_token_count`);
+    media whose tokens alone fill `max_tokens` can never be answered. `chunk_padding`: audio fills 60 slots per
+    started 30-s chunk (`media.limits: official`), else its own 0.5-s slots (`timeline.audio_slots`).
     """
 
     max_tokens: int
     tokens: Callable[[int, bool, int], int]
+    chunk_padding: bool
 
     def check(self, path: str | Path, frames: int, is_image: bool, audio_seconds: float, seconds: float):
         """InputError naming the file if `frames` + `audio_seconds` of audio (spanning `seconds`) cannot fit."""
-        n = self.tokens(frames, is_image, audio_chunks(audio_seconds))
+        n = self.tokens(frames, is_image, audio_slots(round(audio_seconds * SAMPLE_RATE), self.chunk_padding))
         if n >= self.max_tokens:
             raise InputError(
                 f"{path}: {seconds:.1f} s of media is {n} media tokens; the LLM takes at most {self.max_tokens} "
@@ -66,16 +67,18 @@ class ContextBudget:
         return low * SECONDS_PER_SLOT
 
     def max_audio_seconds(self, frames: int, is_image: bool) -> float:
-        """The longest audio (whole 30-s chunks) that still fits next to `frames`."""
-        chunks = 0
-        while chunks < self.max_tokens + frames and self.tokens(frames, is_image, chunks + 1) < self.max_tokens:
-            chunks += 1
-        return float(chunks * WHISPER_CHUNK_SECONDS)
-
-
-def audio_chunks(seconds: float) -> int:
-    """30-s Whisper chunks of `seconds` of audio (`features.split_chunks`)."""
-    return math.ceil(seconds / WHISPER_CHUNK_SECONDS - 1e-9) if seconds > 0 else 0
+        """The longest audio (whole 30-s chunks with `chunk_padding`, else whole 0.5-s slots) that still fits next
+        to `frames`."""
+        step = SLOTS_PER_CHUNK if self.chunk_padding else 1  # slots added by one more chunk / slot of audio
+        if self.tokens(frames, is_image, 0) >= self.max_tokens:
+            return 0.0
+        low, high = 0, 1  # tokens(low * step) < max_tokens <= tokens(high * step)
+        while self.tokens(frames, is_image, high * step) < self.max_tokens:
+            low, high = high, 2 * high
+        while high - low > 1:
+            mid = (low + high) // 2
+            low, high = (mid, high) if self.tokens(frames, is_image, mid * step) < self.max_tokens else (low, mid)
+        return low * step * SECONDS_PER_SLOT
 
 
 CONTEXT_LIMIT = "the most the LLM context takes (shorter media, a start/end span or --limits official)"

@@ -9,6 +9,7 @@ Both reproduce the official preprocessing in float32:
   torchaudio does not import on our machines, hence the port (same operations, same float32 order).
 
 Long audio is cut into 30-s chunks (`audio_features`); within 30 s this is exactly the official single window.
+The audio fills its own 0.5-s slots, or with `media.limits: official` 60 per started chunk (`timeline.audio_slots`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from videosalmonn.media.timeline import (
     WHISPER_HOP,
     WHISPER_N_FFT,
     WHISPER_N_MELS,
+    audio_slots,
 )
 from videosalmonn.types import AudioFeatures
 
@@ -188,14 +190,16 @@ def split_chunks(samples: Tensor) -> list[Tensor]:
     return [F.pad(c, (0, max(0, MIN_CHUNK_SAMPLES - c.numel()))) for c in chunks]
 
 
-def audio_features(samples: Tensor, fp16_waveform: bool = False) -> AudioFeatures:
-    """(N,) 16-kHz waveform -> Whisper log-mel (C, 80, 3000) and BEATs fbank C x (F_c, 128), C = ceil(N / 30 s).
+def audio_features(samples: Tensor, fp16_waveform: bool = False, *, chunk_padding: bool) -> AudioFeatures:
+    """(N,) 16-kHz waveform -> Whisper log-mel (C, 80, 3000) and BEATs fbank C x (F_c, 128), C = ceil(N / 30 s),
+    and the audio's slots: ceil(N / 0.5 s), or C*60 with `chunk_padding` (`media.limits: official`).
 
     For N <= 30 s this is the official single window: mel of the audio zero-padded to 30 s, fbank of the audio
-    zero-padded to at least 3 s.
+    zero-padded to at least 3 s. Without chunk padding the encoder frames past the audio's slots are dropped
+    downstream (zeroed, no windows made for them).
     """
     chunks = split_chunks(samples.to(torch.float32))
     windows = torch.stack([F.pad(c, (0, WHISPER_CHUNK_SAMPLES - c.numel())) for c in chunks])  # (C, 480000)
     mel = whisper_log_mel_batch(windows)  # (C, 80, 3000)
     fbank = [beats_fbank(c, fp16_waveform) for c in chunks]  # C x (F_c, 128)
-    return AudioFeatures(mel=mel, fbank=fbank)
+    return AudioFeatures(mel=mel, fbank=fbank, slots=audio_slots(samples.numel(), chunk_padding))

@@ -7,6 +7,9 @@ per slot (Whisper and BEATs both run at 50 Hz), 32 InstructBLIP query tokens per
     slot  |----- 0 ------|----- 1 ------|  ...
     video   frame 0        frame 1                 (32 visual tokens each)
     audio   25 frames      25 frames               (+7 zero tokens -> 32 per slot)
+
+Audio fills its own slots, ceil(duration / 0.5 s) (`audio_slots`); the official code instead counts every
+started 30-s Whisper chunk as 60 full slots (zero-padded audio), which `media.limits: official` keeps.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ WHISPER_FRAMES_PER_CHUNK = WHISPER_CHUNK_SECONDS * WHISPER_FRAMES_PER_SECOND  # 
 
 AUDIO_FRAMES_PER_SLOT = int(WHISPER_FRAMES_PER_SECOND * SECONDS_PER_SLOT)  # 25
 SLOTS_PER_CHUNK = WHISPER_FRAMES_PER_CHUNK // AUDIO_FRAMES_PER_SLOT  # 60 slots = 30 s
+SAMPLES_PER_SLOT = WHISPER_CHUNK_SAMPLES // SLOTS_PER_CHUNK  # 8,000 samples = 0.5 s
 
 # BEATs: Kaldi fbank (25 ms frames, 10 ms shift), 16x16 patches -> 8 frequency x T/16 time patches.
 BEATS_FRAME_LENGTH = 400  # samples (25 ms)
@@ -51,3 +55,13 @@ IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
 def seconds_to_slots(seconds: float) -> int:
     """Number of 0.5-s slots needed to cover `seconds` (at least one)."""
     return max(1, math.ceil(seconds * VIDEO_FPS - 1e-9))
+
+
+def audio_slots(samples: int, chunk_padding: bool) -> int:
+    """0.5-s slots of `samples` audio samples (0: no audio): the audio's own, ceil(samples / 8000), or with
+    `chunk_padding` (official) 60 for every started 30-s chunk."""
+    if samples <= 0:
+        return 0
+    if chunk_padding:
+        return math.ceil(samples / WHISPER_CHUNK_SAMPLES) * SLOTS_PER_CHUNK
+    return math.ceil(samples / SAMPLES_PER_SLOT)

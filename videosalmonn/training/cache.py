@@ -4,7 +4,7 @@ Layout of a cache directory:
 
     index.json                  {"fingerprint": {...}, "media": {path: {size, mtime_ns, sha256}},
                                  "entries": {key: shard file name}}
-    shard-<id>.safetensors      tensors "<key>.visual" (Tv, Q, Dv) or "<key>.whisper" / "<key>.beats" (C*1500, D)
+    shard-<id>.safetensors      tensors "<key>.visual" (Tv, Q, Dv) or "<key>.whisper" / "<key>.beats" (Ta*25, D)
     part-<id>.json              entries of shards written but not yet merged into index.json (crash-safe)
 
 Keys (sha256, 32 hex digits) name *what was encoded*, never where it lives:
@@ -39,7 +39,7 @@ from videosalmonn.prompting.instruction import InstructionTokenizer
 from videosalmonn.training.features import SampleFeatures
 from videosalmonn.training.mixing import MediaRef
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: audio rows are the audio's own slots x 25 (1: every started 30-s chunk x 1500)
 INDEX = "index.json"
 HASH_BLOCK = 1 << 20
 

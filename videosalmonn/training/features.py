@@ -2,11 +2,13 @@
 
     Example.visual + instruction ─► load_raw_visual (frames, BERT ids) ─────► RawVisual ─┐
     Example.audio ─► load_raw_audio (waveform -> Whisper log-mel, BEATs fbank) ─► RawAudio ─┴─► Featurizer
-        ─► SampleFeatures: visual (Tv, Q, Dv), whisper / beats (C*1500, D)      (or read from the feature cache)
+        ─► SampleFeatures: visual (Tv, Q, Dv), whisper / beats (Ta*25, D)       (or read from the feature cache)
     SampleFeatures x B ─► collate_features ─► AVFeatures (padded batch, the layout AVEncoder produces)
 
 Each sample is encoded on its own (never padded together with others), so a sample's features do not depend on
 what else is in its batch: the cached features and the on-the-fly ones are the same computation, bit for bit.
+The audio keeps its own Ta slots, 25 encoder frames each (official chunk padding: Ta = C*60), so the row count says
+how many slots it fills.
 Decoding (`load_raw_*`) is model-free and runs in DataLoader workers; `Featurizer` runs the frozen towers.
 """
 
@@ -22,7 +24,7 @@ from videosalmonn.config import ModelConfig
 from videosalmonn.encoders.audio_visual import AVEncoder
 from videosalmonn.media.clip import load_clip
 from videosalmonn.media.features import audio_features
-from videosalmonn.media.timeline import SLOTS_PER_CHUNK, WHISPER_FRAMES_PER_CHUNK
+from videosalmonn.media.timeline import AUDIO_FRAMES_PER_SLOT
 from videosalmonn.prompting.instruction import InstructionTokenizer
 from videosalmonn.training.mixing import MediaRef
 from videosalmonn.types import AudioFeatures, AVFeatures
@@ -42,7 +44,7 @@ class RawVisual:
 class RawAudio:
     """Whisper log-mel and BEATs fbank of one sample's audio: the audio encoders' inputs."""
 
-    features: AudioFeatures  # mel (C, 80, 3000), fbank C x (F_c, 128)
+    features: AudioFeatures  # mel (C, 80, 3000), fbank C x (F_c, 128), slots
 
 
 @dataclass
@@ -51,16 +53,16 @@ class SampleFeatures:
 
     visual: Tensor | None  # (Tv, Q, Dv) InstructBLIP query outputs
     is_image: bool
-    whisper: Tensor | None  # (C*1500, Dw)
-    beats: Tensor | None  # (C*1500, Db)
+    whisper: Tensor | None  # (Ta*25, Dw): the audio's own Ta slots (official: Ta = C*60)
+    beats: Tensor | None  # (Ta*25, Db)
 
     @property
     def frames(self) -> int:
         return 0 if self.visual is None else self.visual.shape[0]
 
     @property
-    def audio_chunks(self) -> int:
-        return 0 if self.whisper is None else self.whisper.shape[0] // WHISPER_FRAMES_PER_CHUNK
+    def audio_slots(self) -> int:
+        return 0 if self.whisper is None else self.whisper.shape[0] // AUDIO_FRAMES_PER_SLOT
 
 
 def load_raw_visual(
@@ -78,7 +80,8 @@ def load_raw_visual(
 def load_raw_audio(cfg: ModelConfig, ref: MediaRef) -> RawAudio:
     """An audio file, or a video's own audio track (`load_clip` reads the audio stream of any container)."""
     clip = load_clip(cfg.media, audio=ref.path, start=ref.start, end=ref.end)
-    return RawAudio(audio_features(clip.waveform, cfg.media.beats_fp16_waveform))
+    padding = cfg.media.limits == "official"
+    return RawAudio(audio_features(clip.waveform, cfg.media.beats_fp16_waveform, chunk_padding=padding))
 
 
 class Featurizer:
@@ -97,7 +100,7 @@ class Featurizer:
 
     @torch.no_grad()
     def audio(self, raw: RawAudio) -> tuple[Tensor, Tensor]:
-        """-> whisper (C*1500, Dw), beats (C*1500, Db)."""
+        """-> whisper (Ta*25, Dw), beats (Ta*25, Db): the audio's own slots."""
         no_text = torch.zeros(1, 1, dtype=torch.long)
         media = collate_media([None], [False], [raw.features], no_text, no_text).to(self.device, self.dtype)
         return self.encoder.encode_whisper(media)[0], self.encoder.encode_beats(media)[0]
@@ -111,10 +114,10 @@ def collate_features(samples: list[SampleFeatures], masks: list[tuple[float, flo
     present = [t for s in samples for t in (s.visual, s.whisper) if t is not None]
     dtype = present[0].dtype if present else torch.float32
     tv = max(s.frames for s in samples)
-    ta = max(s.audio_chunks for s in samples) * WHISPER_FRAMES_PER_CHUNK
+    ta = max(s.audio_slots for s in samples) * AUDIO_FRAMES_PER_SLOT
     visual = torch.zeros(b, tv, q, dv, dtype=dtype)  # (B, Tv, Q, Dv)
-    whisper = torch.zeros(b, ta, dw, dtype=dtype)  # (B, C*1500, Dw)
-    beats = torch.zeros(b, ta, db, dtype=dtype)  # (B, C*1500, Db)
+    whisper = torch.zeros(b, ta, dw, dtype=dtype)  # (B, Ta*25, Dw)
+    beats = torch.zeros(b, ta, db, dtype=dtype)  # (B, Ta*25, Db)
     for i, s in enumerate(samples):
         if s.visual is not None:
             visual[i, : s.frames] = s.visual
@@ -127,6 +130,6 @@ def collate_features(samples: list[SampleFeatures], masks: list[tuple[float, flo
         is_image=torch.tensor([s.is_image for s in samples], dtype=torch.bool),
         whisper=whisper,
         beats=beats,
-        audio_slots=torch.tensor([s.audio_chunks * SLOTS_PER_CHUNK for s in samples], dtype=torch.long),
+        audio_slots=torch.tensor([s.audio_slots for s in samples], dtype=torch.long),
         modality_mask=torch.tensor(masks, dtype=torch.float32),
     )
