@@ -9,8 +9,21 @@ from torch import Tensor
 from videosalmonn.prompting.conversation import IGNORE
 
 
+def answer_positions(labels: Tensor) -> Tensor:
+    """(B, L) labels -> (B, L) bool: the positions whose logits predict a labelled token (the next one)."""
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != IGNORE
+    return keep
+
+
 def answer_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
-    """Mean next-token CE over labelled tokens: logits (B, L, V) predict labels (B, L) shifted by one."""
+    """Mean next-token CE over labelled tokens: logits (B, L, V) predict labels (B, L) shifted by one.
+
+    Logits (N, V) are those of the `answer_positions(labels)` only, in row-major order: the same loss.
+    """
+    if logits.dim() == 2:
+        targets = labels[:, 1:][labels[:, 1:] != IGNORE]  # (N,) in the order of answer_positions
+        return F.cross_entropy(logits.float(), targets)
     return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE)
 
 

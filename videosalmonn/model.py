@@ -17,7 +17,7 @@ from videosalmonn.connector.multires import MultiResolutionConnector
 from videosalmonn.encoders.audio_visual import AVEncoder
 from videosalmonn.llm.language_model import LanguageModel
 from videosalmonn.llm.lora import is_lora_parameter
-from videosalmonn.losses import answer_cross_entropy, diversity_loss
+from videosalmonn.losses import answer_cross_entropy, answer_positions, diversity_loss
 from videosalmonn.rng import seeded
 from videosalmonn.types import Batch, ConnectorOutput, ModelOutput, PromptBatch
 
@@ -87,13 +87,22 @@ class VideoSalmonn(nn.Module):
         """Prompt embeddings (B, L, E) with the media tokens spliced in at the placeholder positions."""
         return splice(self.llm.embed(prompt.input_ids), media, prompt.media_mask)
 
-    def forward(self, batch: Batch) -> ModelOutput:
-        """Teacher-forced forward: logits, CE on the labelled (answer) tokens + weighted diversity loss."""
+    def forward(self, batch: Batch, answer_logits_only: bool | None = None) -> ModelOutput:
+        """Teacher-forced forward: logits, CE on the labelled (answer) tokens + weighted diversity loss.
+
+        `logits` are (B, L, V), every position; with `answer_logits_only` (default: in training mode, when the
+        batch has labels) they are (N, V), only the N positions that predict a label (`answer_positions`, row-major):
+        the LM head skips the prompt, the loss is the same.
+        """
         media = self.encode(batch)
-        logits = self.llm(self.embed(batch.prompt, media), batch.prompt.attention_mask)
-        if batch.prompt.labels is None:
+        labels = batch.prompt.labels
+        if answer_logits_only is None:
+            answer_logits_only = self.training
+        keep = answer_positions(labels) if answer_logits_only and labels is not None else None
+        logits = self.llm(self.embed(batch.prompt, media), batch.prompt.attention_mask, keep)
+        if labels is None:
             return ModelOutput(logits)
-        ce = answer_cross_entropy(logits, batch.prompt.labels)
+        ce = answer_cross_entropy(logits, labels)
         div = self.diversity(media)
         loss = ce + self.cfg.loss.diversity_weight * div if div is not None else ce
         return ModelOutput(logits, loss, ce, div)

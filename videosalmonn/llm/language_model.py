@@ -125,10 +125,17 @@ class LanguageModel(nn.Module):
         """(B, L) ids -> (B, L, E) input embeddings."""
         return self.model.get_input_embeddings()(ids)
 
-    def forward(self, embeds: Tensor, attention_mask: Tensor) -> Tensor:
-        """(B, L, E) embeddings + (B, L) mask -> (B, L, V) logits."""
+    def forward(self, embeds: Tensor, attention_mask: Tensor, keep: Tensor | None = None) -> Tensor:
+        """(B, L, E) embeddings + (B, L) mask -> (B, L, V) logits, or with `keep` ((B, L) bool) the logits of the
+        kept positions only, (N, V) in row-major order (as `x[keep]` orders them): the LM head runs on those alone."""
         positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        out = self.model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=positions, use_cache=False)
+        out = self.model(
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            position_ids=positions,
+            use_cache=False,
+            logits_to_keep=0 if keep is None else keep,  # HF: 0 keeps all; a bool (B, L) mask gives (N, V)
+        )
         return out.logits
 
     @torch.no_grad()
