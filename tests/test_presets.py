@@ -142,6 +142,8 @@ VIDEO_SALMONN_13B = {
     "weights.llm": "lmsys/vicuna-13b-v1.5",
     "weights.tokenizer": None,
     "weights.delta": None,
+    "weights.delta_sha256": None,
+    "weights.towers": None,
     "weights.random_towers": [],
     "weights.delta_required": True,  # inference without the trained delta is refused
 }

@@ -13,11 +13,11 @@ from safetensors.torch import load_file, save_file
 from videosalmonn.checkpoint import load_model
 from videosalmonn.config import ModelConfig
 from videosalmonn.errors import CheckpointError
+from videosalmonn.savemini import towers
 from videosalmonn.savemini.generate import WorldSpec, make_world
 from videosalmonn.savemini.labels import CHARS, IGNORE, decode_text, encode_text, frame_targets
 from videosalmonn.savemini.scene import OnScreenText, Scene, VisualObject
-from videosalmonn.training import towers
-from videosalmonn.training.towers import (
+from videosalmonn.savemini.towers import (
     STATE_FILE,
     TOWERS_FILE,
     TowerRecipe,
@@ -150,3 +150,14 @@ def test_a_delta_may_carry_the_trained_towers(tmp_path):
     loaded = load_model(cfg.replace(f"weights.delta={tmp_path / 'mini.safetensors'}")).state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in {**towers, **trained}.items())
     assert np.isclose(float(loaded[next(iter(trained))].mean()), 0.25)
+
+
+def test_a_delta_with_another_sha256_than_the_config_names_is_refused(tmp_path):
+    from videosalmonn.checkpoint import save_trainable
+
+    model = load_model(TINY)
+    save_trainable(model, tmp_path / "d.safetensors")
+    digest = hashlib.sha256((tmp_path / "d.safetensors").read_bytes()).hexdigest()
+    load_model(TINY.replace(f"weights.delta={tmp_path / 'd.safetensors'}", f"weights.delta_sha256={digest}"))
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_model(TINY.replace(f"weights.delta={tmp_path / 'd.safetensors'}", f"weights.delta_sha256={'f' * 64}"))

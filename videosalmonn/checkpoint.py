@@ -12,6 +12,7 @@ Every load checks coverage: a missing or unexpected key is an error naming the f
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -124,6 +125,7 @@ def load_delta(model: VideoSalmonn, path: str | Path, **place) -> list[str]:
 
     `place`: `device=`, `dtype=` for a connector built empty."""
     path = Path(path)
+    check_sha256(path, model.cfg.weights.delta_sha256)
     if path.suffix in PICKLE_SUFFIXES:
         state, unused = convert_official_delta(read_tensors(path), model.cfg)
         if unused:
@@ -140,6 +142,23 @@ def load_delta(model: VideoSalmonn, path: str | Path, **place) -> list[str]:
             load_towers(model.encoder, model.cfg, path, towers)
     load_checked(model, state, source=str(path), expected=trainable_names(model), **place)
     return unused
+
+
+def check_sha256(path: Path, expected: str | None) -> None:
+    """A file whose content must be exactly the one a config names (None: not checked)."""
+    if expected is None:
+        return
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    if h.hexdigest() != expected:
+        raise CheckpointError(
+            f"{path}: sha256 {h.hexdigest()[:16]}... is not the {expected[:16]}... the config names "
+            "(a changed or damaged file; reinstall the package, or set weights.delta_sha256=null for your own)"
+        )
 
 
 ENCODER_PREFIX = "encoder."

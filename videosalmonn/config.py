@@ -320,6 +320,8 @@ class WeightsConfig:
     delta: str | None = None
     """Trained connector + LoRA: the official delta `.pt` or our trainable-only `.safetensors`. Ours may also hold
     the towers listed in `random_towers` as trained here (`encoder.vision.*`, `encoder.beats.*`: `mini`'s file)."""
+    delta_sha256: str | None = None
+    """sha256 the `delta` file must have (`mini`'s shipped weights): another file is an error, not another model."""
     towers: str | None = None
     """Towers listed in `random_towers` as trained on SAVE-mini (`videosalmonn savemini towers`: a safetensors of
     `encoder.vision.*` / `encoder.beats.*`), loaded over their seeded random init; None keeps that init."""

@@ -2,7 +2,7 @@
 
 videosalmonn savemini make --out runs/savemini --seed 0 --n-train 8000 --n-test 1800 [--n-val 200] [--workers 2]
 videosalmonn savemini eval --world runs/savemini --model tiny --out runs/savemini-eval/tiny [--limit 20] [--task asr]
-videosalmonn savemini towers --world runs/savemini --model mini --out runs/mini-towers [--steps 1200]
+videosalmonn savemini towers --world runs/savemini --model mini --out runs/mini-towers [--steps 1800]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_towers(args: argparse.Namespace) -> int:
     from videosalmonn.config import ModelConfig
-    from videosalmonn.training.towers import TowerRecipe, train_towers
+    from videosalmonn.savemini.towers import TowerRecipe, train_towers
 
     cfg = ModelConfig.from_name(args.model, tuple(args.set))
     record = train_towers(args.world, cfg, args.out, TowerRecipe(steps=args.steps, seed=args.seed))
@@ -86,7 +86,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_towers)
 
 
-TOWER_STEPS = 1200  # training/towers.py TowerRecipe.steps (not imported here: the CLI starts without torch)
+TOWER_STEPS = 1800  # savemini/towers.py TowerRecipe.steps (not imported here: the CLI starts without torch)
 
 
 def non_negative_int(text: str) -> int:

@@ -1,7 +1,7 @@
 """What a frame shows, as classification targets read from the Scene: the labels that train the `mini` visual tower.
 
 No small pretrained image encoder installs offline, so `mini`'s EVA + image Q-Former are trained on SAVE-mini frames
-(`videosalmonn/training/towers.py`) to tell what the tasks ask about, then frozen. The targets of a frame at time t
+(`videosalmonn/savemini/towers.py`) to tell what the tasks ask about, then frozen. The targets of a frame at time t
 come from the scene's own parameters (like every SAVE-mini label), one row per colour since a scene's colours are
 all different:
 

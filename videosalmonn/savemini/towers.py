@@ -44,11 +44,11 @@ TOWER_PREFIX = "encoder.vision."
 
 @dataclass(frozen=True)
 class TowerRecipe:
-    steps: int = 1200
+    steps: int = 1800
     clips_per_step: int = 8
     frames_per_clip: int = 6
     """At most this many of a video's 2-Hz frames per step (drawn at random); an image is one frame."""
-    lr: float = 4e-4
+    lr: float = 6e-4
     warmup_steps: int = 60
     weight_decay: float = 0.05
     seed: int = 0
