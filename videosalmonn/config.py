@@ -57,8 +57,9 @@ class MediaConfig:
     audio_channels: Literal["first", "downmix"] = "downmix"
     """`first`: keep channel 0 (official); `downmix`: average all channels."""
     limits: Literal["official", "none"] = "none"
-    """`official`: drop audio after 30 s and video after 60 s (reported, never silent);
-    `none`: keep everything (long audio is encoded in 30-s Whisper chunks)."""
+    """`official`: drop audio after 30 s and video after 60 s (reported, never silent) and pad the audio to whole
+    30-s chunks of 60 slots, as the released code; `none`: keep everything (long audio is encoded in 30-s Whisper
+    chunks) and give the audio only its own 0.5-s slots, ceil(samples / 8000)."""
     beats_fp16_waveform: bool = False
     """Round the waveform to fp16 before the BEATs fbank, as the official fp16 model does (spec §1.7)."""
     image_size: int = 224
