@@ -6,7 +6,8 @@ Reads the run's newest checkpoint (connector + LoRA, `trainable.safetensors`) an
 with (`weights.towers` of the run's config), stores every floating tensor in float16 (the file must stay under
 ~30 MB; the frozen tower and the trained parts lose < 1e-3 relative), writes
 `videosalmonn/presets/mini.safetensors` atomically with the run's config and provenance as metadata, and puts
-its sha256 into `videosalmonn/presets/mini.yaml` (`weights.delta_sha256`): loading checks it.
+`weights.delta`, its sha256 (`weights.delta_sha256`: loading checks it) and `delta_required` into
+`videosalmonn/presets/mini.yaml`.
 """
 
 from __future__ import annotations
@@ -61,9 +62,13 @@ def main() -> int:
         return 1
     preset = PRESETS / "mini.yaml"
     text = preset.read_text()
-    text, n = re.subn(r"(delta_sha256: )[0-9a-f]*", rf"\g<1>{digest}", text)
+    shipped = (
+        "  # trained here (configs/train/mini.yaml; scripts/ship_mini.py): visual tower + connector + LoRA, float16\n"
+        f"  delta: {OUT.name}\n  delta_sha256: {digest}\n  delta_required: true"
+    )
+    text, n = re.subn(r"  # (no trained weights ship yet|trained here)[^\n]*\n(  [#d][^\n]*\n?)+", shipped + "\n", text)
     if n != 1:
-        print(f"{preset}: no `delta_sha256:` line to update")
+        print(f"{preset}: found no weights block to update (the lines after `random_towers:`)")
         return 1
     preset.write_text(text)
     print(f"{OUT}: {size / 2**20:.1f} MiB, {len(state)} tensors, step {step}, sha256 {digest}")

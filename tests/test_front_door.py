@@ -117,11 +117,11 @@ def test_official_manifest_format_and_bad_sample(pipe, tmp_path):
 def test_manifest_errors_name_the_line(tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"video": "a.mp4", "prompt": "x"}\n{"video": "b.mp4", "promt": "x"}\n')
-    assert main(["infer", "--manifest", str(bad), "--out", str(tmp_path / "o.jsonl")]) == 2
+    assert main(["infer", "--model", "tiny", "--manifest", str(bad), "--out", str(tmp_path / "o.jsonl")]) == 2
     err = capsys.readouterr().err
     assert "bad.jsonl:2: unknown key(s) promt" in err and err.count("\n") == 1
     bad.write_text('{"video": "a.mp4", "prompt": "x"}\n{"video": "b.mp4", "prompt": "y"}\n')
-    assert main(["infer", "--manifest", str(bad), "--out", str(tmp_path / "o.jsonl")]) == 2
+    assert main(["infer", "--model", "tiny", "--manifest", str(bad), "--out", str(tmp_path / "o.jsonl")]) == 2
     err = capsys.readouterr().err
     assert "2 media file(s) not found" in err and "bad.jsonl:1" in err and "b.mp4" in err
 
@@ -141,6 +141,8 @@ def test_cli_manifest_resumes_after_kill(tmp_path):
             "-m",
             "videosalmonn",
             "infer",
+            "--model",
+            "tiny",
             "--manifest",
             str(manifest),
             "--out",
@@ -269,6 +271,16 @@ def test_odd_but_valid_media_are_answered(pipe, tmp_path):
 def test_batch_size_must_be_positive(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(
-            ["infer", "--manifest", str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "o.jsonl"), "--batch-size", "0"]
+            [
+                "infer",
+                "--model",
+                "tiny",
+                "--manifest",
+                str(tmp_path / "m.jsonl"),
+                "--out",
+                str(tmp_path / "o.jsonl"),
+                "--batch-size",
+                "0",
+            ]
         )
     assert e.value.code == 2 and "expected a positive integer, got '0'" in capsys.readouterr().err

@@ -67,6 +67,11 @@ def test_notice_names_the_random_parts_and_is_absent_with_every_weight():
     assert random_weights_notice(ModelConfig.from_name("video-salmonn-13b", every)) is None
     only_delta = random_weights_notice(ModelConfig.from_name("tiny", ["weights.delta=d.safetensors"]))
     assert "connector" not in only_delta and "vision encoder" in only_delta
+    # mini: pretrained LLM and Whisper; a trained delta (holding the visual tower) with BEATs frozen at its seeded
+    # init, which the delta was trained with: no notice; without a delta its connector and towers are random
+    assert random_weights_notice(ModelConfig.from_name("mini", ["weights.delta=mini.safetensors"])) is None
+    bare = random_weights_notice(ModelConfig.from_name("mini"))
+    assert "connector + LoRA" in bare and "vision encoder" in bare and "BEATs" in bare and "LLM" not in bare
 
 
 def test_tiny_answers_carry_the_notice(pipe):

@@ -223,4 +223,4 @@ def test_mini_pipeline_answers_on_the_librispeech_clip():
     answer = pipe.answer(
         "What is said?", audio=str(DEMO_FLAC), generation=GenerationConfig(max_new_tokens=8, num_beams=1)
     )
-    assert answer.media_tokens > 0 and answer.text.strip()  # untrained connector: some text, not yet the words
+    assert answer.media_tokens > 0 and answer.text.strip()  # no trained weights ship yet: some text, not the words

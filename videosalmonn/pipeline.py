@@ -67,10 +67,21 @@ class Answer:
 
 
 def random_parts(cfg: ModelConfig) -> list[str]:
-    """The parts `load_model` initialises with seeded random weights under `cfg` (no `weights.*` for them)."""
+    """The parts `load_model` initialises with seeded random weights under `cfg` (no `weights.*` for them).
+
+    A tower listed in `weights.random_towers` is not counted once a trained delta is given: it is trained here
+    (`weights.towers`, or the delta's `encoder.*` keys) or deliberately frozen at its seeded init, which the delta
+    was trained with (`mini`'s BEATs): the answers are then not noise."""
     w = cfg.weights
     trained = "connector" if cfg.llm.lora is None else "connector + LoRA"
-    parts = {trained: w.delta, "vision encoder": w.instructblip, "Whisper": w.whisper, "BEATs": w.beats, "LLM": w.llm}
+    kept = set(w.random_towers) if w.delta else set()
+    parts = {
+        trained: w.delta,
+        "vision encoder": w.instructblip or "instructblip" in kept,
+        "Whisper": w.whisper or "whisper" in kept,
+        "BEATs": w.beats or "beats" in kept,
+        "LLM": w.llm,
+    }
     return [name for name, source in parts.items() if not source]
 
 
