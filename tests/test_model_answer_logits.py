@@ -54,8 +54,13 @@ def test_answer_logits_only_gives_the_same_loss_and_gradients(pipe, side, attent
     torch.testing.assert_close(kept.ce_loss, full.ce_loss, rtol=1e-6, atol=0)
     torch.testing.assert_close(kept.loss, full.loss, rtol=1e-6, atol=0)
     assert kept_grads.keys() == full_grads.keys() and any(".lora_" in n for n in kept_grads)
+    # relative to the gradient's norm, plus a floor from the largest gradient: with AVX2 forced the LM head's matmul
+    # over fewer rows accumulates in another order, and some gradients are zero in exact arithmetic (a key bias:
+    # softmax ignores a shift) and rounding noise in both forms; a wrong gradient differs by O(1)
+    scale = max(g.norm() for g in full_grads.values())
     for name, grad in full_grads.items():
-        torch.testing.assert_close(kept_grads[name], grad, rtol=1e-4, atol=1e-7, msg=name)
+        error = (kept_grads[name] - grad).norm()
+        assert error <= 1e-4 * grad.norm() + 1e-6 * scale, f"{name}: error {error:.2e} of {grad.norm():.2e}"
 
 
 def test_training_mode_trims_and_eval_mode_keeps_every_position(pipe):
