@@ -161,3 +161,11 @@ def test_a_delta_with_another_sha256_than_the_config_names_is_refused(tmp_path):
     load_model(TINY.replace(f"weights.delta={tmp_path / 'd.safetensors'}", f"weights.delta_sha256={digest}"))
     with pytest.raises(CheckpointError, match="sha256"):
         load_model(TINY.replace(f"weights.delta={tmp_path / 'd.safetensors'}", f"weights.delta_sha256={'f' * 64}"))
+
+
+def test_a_torn_training_state_is_a_one_line_error(world, tmp_path):
+    out = tmp_path / "torn"
+    out.mkdir()
+    (out / STATE_FILE).write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match="not a readable tower-training state"):
+        train_towers(world, TINY, out, TowerRecipe(steps=2), log=lambda _: None)

@@ -31,11 +31,12 @@ from videosalmonn.checkpoint import atomic_write
 from videosalmonn.config import ModelConfig, to_dict
 from videosalmonn.encoders.audio_visual import AVEncoder
 from videosalmonn.encoders.vision import VisualEncoder
-from videosalmonn.errors import InputError
+from videosalmonn.errors import CheckpointError, InputError
 from videosalmonn.media.clip import load_clip
 from videosalmonn.rng import seeded
 from videosalmonn.savemini.labels import HEADS, IGNORE, decode_text, frame_targets
 from videosalmonn.savemini.scene import Scene, scene_from_dict
+from videosalmonn.weights import load_checked
 
 TOWERS_FILE = "towers.safetensors"
 STATE_FILE = "state.safetensors"
@@ -276,11 +277,16 @@ def save_state(path: Path, tower: nn.Module, probe: nn.Module, optim: torch.opti
 def load_state(path: Path, tower: nn.Module, probe: nn.Module, optim: torch.optim.Optimizer, recipe) -> int:
     from safetensors import safe_open
 
-    with safe_open(str(path), "pt") as f:
-        step = int(f.metadata()["step"])
-    state = load_file(str(path))
-    tower.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("tower.")})
-    probe.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("probe.")})
+    try:
+        with safe_open(str(path), "pt") as f:
+            step = int(f.metadata()["step"])
+        state = load_file(str(path))
+    except Exception as e:  # a torn or foreign file: one line naming it, never a traceback
+        raise CheckpointError(
+            f"{path}: not a readable tower-training state ({type(e).__name__}); delete it to start over"
+        ) from None
+    load_checked(tower, {k[6:]: v for k, v in state.items() if k.startswith("tower.")}, source=str(path))
+    load_checked(probe, {k[6:]: v for k, v in state.items() if k.startswith("probe.")}, source=str(path))
     for i, p in enumerate(p for g in optim.param_groups for p in g["params"]):
         moments = {k.split(".", 2)[2]: v for k, v in state.items() if k.startswith(f"optim.{i}.")}
         if moments:
