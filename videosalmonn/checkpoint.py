@@ -31,7 +31,7 @@ from videosalmonn.llm.language_model import LanguageModel
 from videosalmonn.model import DTYPES, VideoSalmonn, build_connector, trainable_names
 from videosalmonn.official.delta import convert_official_delta, ours_to_official
 from videosalmonn.rng import seeded
-from videosalmonn.weights import PICKLE_SUFFIXES, few, load_checked, read_tensors
+from videosalmonn.weights import PICKLE_SUFFIXES, RELEASED, few, load_checked, read_tensors, resolve_file
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def check_weights(cfg: ModelConfig, for_inference: bool = False) -> None:
     if for_inference and w.delta_required and not w.delta:
         raise CheckpointError(
             f"weights.delta not set: {cfg.name} needs the trained connector + LoRA to answer "
-            "(e.g. --set weights.delta=pytorch_model_4_5001.pt)"
+            f"(e.g. --set weights.delta={RELEASED['delta']}, or the local file)"
         )
     parts = {
         "weights.instructblip": w.instructblip,
@@ -123,8 +123,9 @@ def load_encoder_weights(encoder: AVEncoder, cfg: ModelConfig, **place) -> None:
 def load_delta(model: VideoSalmonn, path: str | Path, **place) -> list[str]:
     """Load the trained connector + LoRA from the official delta (.pt) or our safetensors; returns unused keys.
 
+    `path`: a local file or a hub file `owner/repo/path/in/repo` (`weights.resolve_file`).
     `place`: `device=`, `dtype=` for a connector built empty."""
-    path = Path(path)
+    path = resolve_file(path)
     check_sha256(path, model.cfg.weights.delta_sha256)
     if path.suffix in PICKLE_SUFFIXES:
         state, unused = convert_official_delta(read_tensors(path), model.cfg)

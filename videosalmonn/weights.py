@@ -1,8 +1,12 @@
 """The one home of weight files: reading, resolving and checking state dicts.
 
-    resolve(source)            a local path, the local snapshot of a hub id (configs and tokenizers only), or the
-                               cache directory of a converted part (`parts:NAME`, see `videosalmonn/parts`)
+    resolve(source)            a local path, a hub file `owner/repo/path/in/repo` (in the HF cache), the local
+                               snapshot of a hub id (configs and tokenizers only), or the cache directory of a
+                               converted part (`parts:NAME`, see `videosalmonn/parts`)
+    resolve_file(source)       the same for one weight file (the delta, BEATs, LAVIS files): a local file or a
+                               hub file; a missing released file's error says where it is published
     resolve_model(source)      an HF model directory with every weight file its index names (downloads them)
+    weight_files(source, ...)  the files of an HF directory or hub id holding the tensors `prefix*` (downloads them)
     load_pickle(path)          `torch.load(..., weights_only=True)`, one-line errors naming the file
     read_pickled_tensors(...)  the tensors of a pickled state dict (optionally wrapped, e.g. LAVIS {'model': sd})
     read_tensors(path)         the tensors of one safetensors or pickle file
@@ -27,6 +31,7 @@ from safetensors import safe_open
 from torch import Tensor, nn
 
 from videosalmonn.errors import CheckpointError
+from videosalmonn.hub import HubFile, fetch_file, repo_file, snapshot
 from videosalmonn.parts import is_part, resolve_part
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
@@ -36,13 +41,38 @@ WEIGHT_FILES = (
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
 )
+HUB_PATTERNS = ["*.json", "*.model", "*.txt"]  # what `resolve` fetches of a hub id: configs and tokenizers
+
+# The released single files video-SALMONN needs. `RELEASED`: their hub homes (`videosalmonn download` fetches these
+# when a config that needs them leaves them unset); `PUBLISHED`: where each is published, for the error of a
+# missing one. BEATs has no model repo on the hub: Microsoft publishes it as a download link; the official
+# video-SALMONN README links a copy in a Hugging Face Space, pinned here to the commit it links.
+DELTA_FILE = "pytorch_model_4_5001.pt"
+BEATS_FILE = "BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt"
+RELEASED = {
+    "delta": HubFile("tsinghua-ee/Video-SALMONN", DELTA_FILE),
+    "beats": HubFile(
+        "fffiloni/SALMONN-7B-gradio", f"beats/{BEATS_FILE}", "space", "677c0125de736ab92751385e1e8664cd03c2ce0d"
+    ),
+}
+LAVIS = "https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models"
+PUBLISHED = {
+    DELTA_FILE: f"the video-SALMONN delta is on the hub: {RELEASED['delta']}",
+    BEATS_FILE: (
+        "BEATs is published by Microsoft as a download link on https://github.com/microsoft/unilm/tree/master/beats, "
+        f"in no Hugging Face model repo; the official video-SALMONN README links a copy: {RELEASED['beats']}"
+    ),
+    "instruct_blip_vicuna13b_trimmed.pth": (
+        f"published by LAVIS, {LAVIS}/InstructBLIP/instruct_blip_vicuna13b_trimmed.pth "
+        "(or set weights.instructblip=Salesforce/instructblip-vicuna-13b)"
+    ),
+    "eva_vit_g.pth": f"published by LAVIS, {LAVIS}/BLIP2/eva_vit_g.pth",
+}
 
 
 def load_pickle(path: str | Path) -> object:
-    """`torch.load(weights_only=True)` with a one-line error naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
+    """`torch.load(weights_only=True)` of a local file or a hub file (`resolve_file`); one-line errors naming it."""
+    path = resolve_file(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -63,14 +93,12 @@ def read_pickled_tensors(path: str | Path, wrapped_in: str | None = None) -> dic
 
 
 def read_tensors(path: str | Path, keys: Iterable[str] | None = None, prefix: str = "") -> dict[str, Tensor]:
-    """All (or the given, or the `prefix`ed) tensors of one `.safetensors` or pickle file.
+    """All (or the given, or the `prefix`ed) tensors of one `.safetensors` or pickle file, local or on the hub.
 
     safetensors files are read lazily: only the selected tensors are loaded.
     """
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        if not path.is_file():
-            raise CheckpointError(f"{path}: checkpoint file not found")
+    if Path(path).suffix == ".safetensors":
+        path = resolve_file(path)
         try:
             with safe_open(str(path), framework="pt") as f:
                 names = f.keys() if keys is None else [k for k in keys if k in f.keys()]
@@ -85,16 +113,55 @@ def read_tensors(path: str | Path, keys: Iterable[str] | None = None, prefix: st
 
 
 def resolve(source: str | Path) -> Path:
-    """A local path, the local snapshot of a hub id (download unless HF_HUB_OFFLINE=1), or a `parts:` directory."""
+    """A local path, a `parts:` directory, or from the hub (downloaded into its cache unless HF_HUB_OFFLINE=1):
+    a file `owner/repo/path/in/repo` (see `hub_file`), else the snapshot of a repo id (configs and tokenizers)."""
     if is_part(source):
         return resolve_part(source)
     path = Path(os.path.expanduser(str(source)))
     if path.exists():
         return path
-    looks_local = str(source).startswith((".", "/", "~")) or path.suffix in (*PICKLE_SUFFIXES, ".safetensors")
-    if looks_local or str(source).count("/") > 1:  # hub ids: "org/name", or legacy "bert-base-uncased"
-        raise CheckpointError(f"{source}: no such file or directory")
-    return _snapshot(str(source), ["*.json", "*.model", "*.txt"])
+    file = hub_file(source)
+    if file is not None:
+        return _fetch(file)
+    if str(source).startswith((".", "/", "~")) or path.suffix in (*PICKLE_SUFFIXES, ".safetensors"):
+        raise CheckpointError(f"{source}: no such file or directory{published(path.name)}")
+    return snapshot(str(source), HUB_PATTERNS)
+
+
+def resolve_file(source: str | Path) -> Path:
+    """One weight file (the delta, BEATs, a LAVIS file): a local file, or a hub file (see `hub_file`) fetched into
+    the HF cache. A missing one is an error naming it, and where it is published if it is a released file."""
+    path = Path(os.path.expanduser(str(source)))
+    if path.is_file():
+        return path
+    if path.exists():
+        raise CheckpointError(f"{source}: expected a checkpoint file, found a directory")
+    file = hub_file(source)
+    if file is None:
+        raise CheckpointError(f"{source}: checkpoint file not found{published(path.name)}")
+    return _fetch(file)
+
+
+def hub_file(source: str | Path) -> HubFile | None:
+    """The hub file a weight reference names: `owner/repo/path/in/repo` (also `spaces/...`, `datasets/...`,
+    `owner/repo@REV/...`) that is not a local path. A `Path`, a path that exists or starts with `.`, `/` or `~`,
+    or one with fewer parts (a repo id `org/name`, `x.pt`, `ckpt/x.pt`) is never looked up on the hub."""
+    if not isinstance(source, str):
+        return None
+    text = source
+    if is_part(text) or text.startswith((".", "/", "~")) or Path(os.path.expanduser(text)).exists():
+        return None
+    return HubFile.parse(text)
+
+
+def _fetch(file: HubFile) -> Path:
+    hint = "" if file in RELEASED.values() else published(Path(file.filename).name)
+    return fetch_file(file, note=f"; no such local file either{hint}")
+
+
+def published(name: str) -> str:
+    """` (where NAME is published)` for a released file, else ``: the end of a not-found error."""
+    return f" ({PUBLISHED[name]})" if name in PUBLISHED else ""
 
 
 def resolve_model(source: str | Path) -> Path:
@@ -109,10 +176,10 @@ def resolve_model(source: str | Path) -> Path:
     hub = not is_part(source) and not Path(os.path.expanduser(str(source))).exists()
     index, needed = _needed_weight_files(root)
     if hub and needed and not all((root / f).is_file() for f in needed):
-        root = _snapshot(str(source), needed)
+        root = snapshot(str(source), needed)
     elif hub and index is None:  # no index: one file, safetensors preferred
         for name in ("model.safetensors", "pytorch_model.bin"):
-            root = _snapshot(str(source), [name])
+            root = snapshot(str(source), [name])
             if (root / name).is_file():
                 break
     if index is None and not any((root / f).is_file() for f in ("model.safetensors", "pytorch_model.bin")):
@@ -133,19 +200,6 @@ def _needed_weight_files(root: Path) -> tuple[str | None, list[str]]:
             except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
                 raise CheckpointError(f"{path}: not a readable weight index ({type(e).__name__}: {e})") from None
     return None, []
-
-
-def _snapshot(repo_id: str, patterns: list[str]) -> Path:
-    """The local snapshot of a hub repo with the files matching `patterns` (downloaded unless HF_HUB_OFFLINE=1)."""
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(repo_id, allow_patterns=patterns))
-    except Exception as e:
-        raise CheckpointError(
-            f"{repo_id}: not a local path and not available from the Hugging Face hub "
-            f"({type(e).__name__}); download it and pass the directory"
-        ) from None
 
 
 def read_state_dict(source: str | Path, prefix: str = "") -> dict[str, Tensor]:
@@ -179,22 +233,44 @@ def read_hf_config(source: str | Path) -> dict | None:
         raise CheckpointError(f"{path}: not a readable config.json ({e})") from None
 
 
+def weight_files(source: str | Path, prefixes: tuple[str, ...] = ("",)) -> list[Path]:
+    """The local files of an HF directory or hub id holding the tensors named `prefix*` (a hub id's are downloaded
+    into its cache): the one weight file, or the index and the shards it names for them; a file: itself."""
+    root = resolve(source)
+    if root.is_file():
+        return [root]
+    index, shards = _shards(root, str(source), prefixes)
+    return [*([index] if index else []), *shards]
+
+
 def _read_hf_dir(root: Path, source: str, prefix: str) -> dict[str, Tensor]:
+    _, shards = _shards(root, source, (prefix,))
+    out = {}
+    for path, keys in shards.items():
+        out.update(read_tensors(path, keys, prefix=prefix))
+    return out
+
+
+def _shards(root: Path, source: str, prefixes: tuple[str, ...]) -> tuple[Path | None, dict[Path, list[str] | None]]:
+    """(the index, {file: the keys it holds named `prefix*`}) of an HF directory, safetensors first; a single
+    weight file: (None, {file: None}, all its keys). A shard missing here and on the hub is an error naming it."""
     for name in WEIGHT_FILES:
         path = root / name if (root / name).is_file() else _hub_file(source, name)
         if path is None:
             continue
         if not name.endswith(".index.json"):
-            return read_tensors(path, prefix=prefix)
-        index = json.loads(Path(path).read_text())["weight_map"]
-        out = {}
-        for shard in sorted({f for k, f in index.items() if k.startswith(prefix)}):
+            return None, {Path(path): None}
+        try:
+            index = json.loads(Path(path).read_text())["weight_map"]
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{path}: not a readable weight index ({type(e).__name__}: {e})") from None
+        shards = {}
+        for shard in sorted({f for k, f in index.items() if k.startswith(prefixes)}):
             shard_path = root / shard if (root / shard).is_file() else _hub_file(source, shard)
             if shard_path is None:
                 raise CheckpointError(f"{source}: shard {shard} is missing")
-            keys = [k for k, f in index.items() if f == shard and k.startswith(prefix)]
-            out.update(read_tensors(shard_path, keys))
-        return out
+            shards[Path(shard_path)] = [k for k, f in index.items() if f == shard and k.startswith(prefixes)]
+        return Path(path), shards
     raise CheckpointError(f"{source}: no weights found (looked for {', '.join(WEIGHT_FILES)})")
 
 
@@ -202,12 +278,7 @@ def _hub_file(source: str, filename: str) -> Path | None:
     """Fetch one file of a hub repo into the cache (None if the source is local or the file does not exist)."""
     if is_part(source) or Path(os.path.expanduser(source)).exists():
         return None
-    try:
-        from huggingface_hub import hf_hub_download
-
-        return Path(hf_hub_download(source, filename))
-    except Exception:
-        return None
+    return repo_file(source, filename)
 
 
 def load_checked(

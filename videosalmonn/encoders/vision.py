@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 LN_VISION_EPS = 1e-5  # LAVIS `ln_vision = nn.LayerNorm(width)`: torch's default eps, not EVA's 1e-6
 QFORMER_DROPOUT = 0.1  # bert-base-uncased config (active only in train mode, as in the official model)
 INIT_STD = 0.02  # LAVIS `init_Qformer`: query tokens ~ N(0, 0.02); also used for random towers
+HF_INSTRUCTBLIP_PREFIXES = ("vision_model.", "qformer.", "query_tokens")  # what load_hf_instructblip reads
 
 
 def vision_config(eva: EVAConfig, image_size: int) -> InstructBlipVisionConfig:
@@ -203,9 +204,10 @@ def load_lavis(encoder: VisualEncoder, eva_vit: str | Path, instructblip: str | 
 
 def load_hf_instructblip(encoder: VisualEncoder, source: str | Path, **place) -> list[str]:
     """`vision_model.*`, `qformer.*`, `query_tokens` of an HF InstructBLIP model; the LLM is never read."""
-    sd = {f"vision_model.{k}": v for k, v in read_state_dict(source, "vision_model.").items()}
-    sd.update({f"qformer.{k}": v for k, v in read_state_dict(source, "qformer.").items()})
-    sd["query_tokens"] = _one(read_state_dict(source, "query_tokens"), source, "query_tokens")
+    vision, qformer, query = HF_INSTRUCTBLIP_PREFIXES
+    sd = {f"{vision}{k}": v for k, v in read_state_dict(source, vision).items()}
+    sd.update({f"{qformer}{k}": v for k, v in read_state_dict(source, qformer).items()})
+    sd[query] = _one(read_state_dict(source, query), source, query)
     unused = [k for k in sd if k.endswith("embeddings.position_ids")]  # old HF files kept this buffer
     for k in unused:
         _check_arange(sd.pop(k), source, k)
