@@ -28,6 +28,7 @@ COMMAND_GROUPS = (
     "videosalmonn.serving.cli",
     "videosalmonn.savemini.cli",
     "videosalmonn.estimate",
+    "videosalmonn.download",
 )
 
 
