@@ -124,12 +124,7 @@ HOSTILE = {
     "NaN": ('{"model": "tiny", "temperature": NaN, "messages": []}', 400, "invalid_json"),
     "deep nesting": ("[" * 100_000 + "]" * 100_000, 400, "invalid_json"),
     "binary garbage": (bytes(range(256)) * 10, 400, "invalid_json"),
-    "unknown field": (body(video(VIDEO_URL), foo=1), 400, "unknown_field"),
-    "unknown nested field": (
-        body({"type": "video_url", "video_url": {"url": VIDEO_URL, "fps": 30}}),
-        400,
-        "unknown_field",
-    ),
+    "unknown field in our extension": (body(video(VIDEO_URL), videosalmonn={"foo": 1}), 400, "unknown_field"),
     "unknown part type": (body({"type": "file", "file": {"file_id": "x"}}), 400, "invalid_value"),
     "wrong type": (body(video(VIDEO_URL), max_tokens="4"), 400, "invalid_value"),
     "unsupported field": (body(video(VIDEO_URL), tools=[{"type": "function"}]), 400, "unsupported_field"),
@@ -149,17 +144,30 @@ HOSTILE = {
         400,
         "too_many_messages",
     ),
-    "too many parts": (body(*[{"type": "text", "text": "x"}] * 100), 400, "invalid_value"),
+    "too many parts": (body(*[{"type": "text", "text": "x"}] * 300), 400, "invalid_value"),
     "two videos": (body(video(VIDEO_URL), video(VIDEO_URL)), 400, "too_many_media"),
     "video and image": (
         body(video(VIDEO_URL), {"type": "image_url", "image_url": {"url": VIDEO_URL}}),
         400,
         "too_many_media",
     ),
-    "system prompt": (
+    "system prompt only": (
         {**body(video(VIDEO_URL)), "messages": [{"role": "system", "content": "x"}]},
         400,
-        "unsupported_role",
+        "invalid_conversation",
+    ),
+    "system prompt after a user turn": (
+        {
+            **body(video(VIDEO_URL)),
+            "messages": [*body(video(VIDEO_URL))["messages"], {"role": "system", "content": "x"}],
+        },
+        400,
+        "invalid_conversation",
+    ),
+    "image frames that are not": (
+        body(*[{"type": "image_url", "image_url": {"url": b64(b"GIF89a" + os.urandom(50), "image/gif")}}] * 3),
+        400,
+        "invalid_media",
     ),
     "beam search stream": (
         body(video(VIDEO_URL), stream=True, videosalmonn={"num_beams": 2}),
@@ -197,7 +205,8 @@ HOSTILE = {
         "media_too_long",
     ),
     "bad time span": (body(video(VIDEO_URL), videosalmonn={"start": 5.0}), 400, "invalid_media"),
-    "remote url": (body(video("http://127.0.0.1:1/clip.mp4")), 400, "unsupported_url"),
+    "remote url without --allow-fetch": (body(video("http://127.0.0.1:1/clip.mp4")), 400, "fetch_not_allowed"),
+    "ftp url": (body(video("ftp://127.0.0.1/clip.mp4")), 400, "unsupported_url"),
     "dot-dot escape": (body(video("../outside.mp4")), 403, "path_not_allowed"),
     "absolute escape": (body(video("/etc/passwd")), 403, "path_not_allowed"),
     "file url escape": (body(video("file:///etc/passwd")), 403, "path_not_allowed"),

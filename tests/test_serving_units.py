@@ -59,7 +59,9 @@ def test_raw_base64_input_audio():
 
 def test_remote_urls_and_paths_without_root_are_refused():
     files = MediaFiles(MB, None)
-    assert refused(files, "http://127.0.0.1/x.mp4").code == "unsupported_url"
+    no_fetch = refused(files, "http://127.0.0.1/x.mp4")
+    assert no_fetch.status == 400 and no_fetch.code == "fetch_not_allowed" and "--allow-fetch" in str(no_fetch)
+    assert refused(files, "HTTPS://example.com/x.mp4").code == "fetch_not_allowed"
     assert refused(files, "ftp://host/x.mp4").code == "unsupported_url"
     no_root = refused(files, str(CLIP))
     assert no_root.status == 403 and "allowed-root" in str(no_root)
@@ -192,7 +194,11 @@ def test_schema_accepts_openai_fields_and_the_extension():
             "unknown_field",
         ),
         ({**chat(), "messages": [{"role": "user", "content": [{"type": "file", "file": {}}]}]}, "invalid_value"),
-        ({**chat(), "messages": [{"role": "system", "content": "Be brief."}] + chat()["messages"]}, "unsupported_role"),
+        (
+            {**chat(), "messages": chat()["messages"] + [{"role": "system", "content": "Be brief."}]},
+            "invalid_conversation",
+        ),
+        ({**chat(), "messages": [{"role": "system", "content": "Be brief."}]}, "invalid_conversation"),
         ({**chat(), "messages": chat()["messages"] * 2}, "invalid_conversation"),
         (
             {**chat(), "messages": chat()["messages"] + [{"role": "assistant", "content": "A square."}]},

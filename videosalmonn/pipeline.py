@@ -316,7 +316,8 @@ class Pipeline:
             encode_conversation(r.turns(), self.style, self.tokenizer, n, self.cfg.llm.max_text_tokens)
             for r, n in zip(requests, counts)
         ]
-        instructions = [request.turns()[0].text for request in requests]
+        # the Q-Former's instruction: the first question (not a system text before it)
+        instructions = [next(t.text for t in r.turns() if t.role == "user") for r in requests]
         ids, mask = self.instruction_tokenizer(instructions)
         masks = [
             r.modality_mask or (float(c.frames is not None), float(f is not None))

@@ -18,7 +18,7 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class Turn:
-    role: Literal["user", "assistant"]
+    role: Literal["system", "user", "assistant"]  # a system turn only first (the prompt layout places it)
     text: str
 
 

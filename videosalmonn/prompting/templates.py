@@ -10,6 +10,11 @@ chatml (SmolLM2's chat template, its default system prompt; eos = <|im_end|>):
     "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n<Img>" [media] "</Img> {q1}<|im_end|>\n
     <|im_start|>assistant\n" "{a1}" <|im_end|> "\n<|im_start|>user\n{q2}<|im_end|>\n<|im_start|>assistant\n" ...
 
+A conversation may open with a system turn (the server's system/developer messages). Where the layout has a system
+slot it goes there: llama2 `[INST] <<SYS>>\n{system}\n<</SYS>>\n\n<Img>...`, chatml in place of the default system
+prompt. The official layout has none (the released model was trained without one): the system text is put before
+the first question, `</Img> {system}\n{q1}\nASSISTANT:`; the media stay where the model saw them.
+
 Answers (and their </s>) are the only pieces with a loss.
 """
 
@@ -33,7 +38,7 @@ class Piece:
 class PromptStyle:
     """Base: subclasses give the pieces of the first user turn, a later user turn, and an answer."""
 
-    def first_user(self, text: str) -> list[Piece]:
+    def first_user(self, text: str, system: str | None = None) -> list[Piece]:
         raise NotImplementedError
 
     def later_user(self, text: str) -> list[Piece]:
@@ -43,9 +48,12 @@ class PromptStyle:
         return [Piece(text=text, target=True), Piece(special="eos", target=True)]
 
     def render(self, turns: list[Turn]) -> list[Piece]:
-        """Alternating user/assistant turns starting with the user. Ending on a user turn = generation prompt."""
+        """Alternating user/assistant turns starting with the user, after an optional system turn. Ending on a user
+        turn = generation prompt."""
+        system = turns[0].text if turns and turns[0].role == "system" else None
+        turns = turns[1:] if system is not None else turns
         if not turns or turns[0].role != "user":
-            raise InputError("a conversation must start with a user turn")
+            raise InputError("a conversation must start with a user turn (after an optional system turn)")
         pieces: list[Piece] = []
         for i, turn in enumerate(turns):
             expected = "user" if i % 2 == 0 else "assistant"
@@ -54,19 +62,21 @@ class PromptStyle:
             if turn.role == "assistant":
                 pieces += self.answer(turn.text)
             else:
-                pieces += self.first_user(turn.text) if i == 0 else self.later_user(turn.text)
+                pieces += self.first_user(turn.text, system) if i == 0 else self.later_user(turn.text)
         return pieces
 
 
 class OfficialStyle(PromptStyle):
-    """The layout of the released checkpoint: no system prompt, media between <Img> and </Img>."""
+    """The layout of the released checkpoint: no system prompt, media between <Img> and </Img>. A system text is put
+    before the first question (there is no slot for it)."""
 
-    def first_user(self, text: str) -> list[Piece]:
+    def first_user(self, text: str, system: str | None = None) -> list[Piece]:
+        question = text if system is None else system + "\n" + text
         return [
             Piece(special="bos"),
             Piece(text="USER: <Img>"),
             Piece(media=True),
-            Piece(text="</Img> " + text + "\nASSISTANT:"),
+            Piece(text="</Img> " + question + "\nASSISTANT:"),
         ]
 
     def later_user(self, text: str) -> list[Piece]:
@@ -74,12 +84,14 @@ class OfficialStyle(PromptStyle):
 
 
 class Llama2Style(PromptStyle):
-    """Llama-2 chat layout (paper App. H backbone), media at the start of the first instruction."""
+    """Llama-2 chat layout (paper App. H backbone), media at the start of the first instruction, after the
+    `<<SYS>>` block when there is a system text."""
 
-    def first_user(self, text: str) -> list[Piece]:
+    def first_user(self, text: str, system: str | None = None) -> list[Piece]:
+        sys_block = "" if system is None else f"<<SYS>>\n{system}\n<</SYS>>\n\n"
         return [
             Piece(special="bos"),
-            Piece(text="[INST] <Img>"),
+            Piece(text="[INST] " + sys_block + "<Img>"),
             Piece(media=True),
             Piece(text="</Img> " + text + " [/INST]"),
         ]
@@ -90,13 +102,15 @@ class Llama2Style(PromptStyle):
 
 class ChatMLStyle(PromptStyle):
     """ChatML as SmolLM2-Instruct's chat template writes it (with its default system prompt), media at the start of
-    the first user message. The `<|im_start|>`/`<|im_end|>` markers in the text are the tokenizer's special tokens."""
+    the first user message; a system text replaces the default system prompt. The `<|im_start|>`/`<|im_end|>` markers
+    in the text are the tokenizer's special tokens."""
 
     SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 
-    def first_user(self, text: str) -> list[Piece]:
+    def first_user(self, text: str, system: str | None = None) -> list[Piece]:
+        system = self.SYSTEM if system is None else system
         return [
-            Piece(text=f"<|im_start|>system\n{self.SYSTEM}<|im_end|>\n<|im_start|>user\n<Img>"),
+            Piece(text=f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n<Img>"),
             Piece(media=True),
             Piece(text="</Img> " + text + "<|im_end|>\n<|im_start|>assistant\n"),
         ]

@@ -13,6 +13,10 @@ Extension of the response (and of the last stream chunk): `videosalmonn` = what 
 without the text: media_tokens, media_seconds, video_seconds, audio_seconds, frames, audio_present, cut, notes)
 and the decoding settings (`generation`). A model with random weights (the `tiny` preset) says so: `notice` in
 that extension, the `X-Videosalmonn-Notice` header of every completion, and `notice` in /health.
+
+Compatibility mode (the default; `strict` settings turn the first point off): request fields this server does not
+know are dropped and named in the `X-Videosalmonn-Ignored` header (comma-separated) and `videosalmonn.ignored`;
+how the request was read (e.g. images taken as a video) is added to `videosalmonn.notes`. See schema.py.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from videosalmonn.serving.schema import (
     Conversation,
     conversation,
     generation_config,
+    listed,
     parse_request,
 )
 from videosalmonn.serving.settings import ServeSettings
@@ -55,6 +60,7 @@ from videosalmonn.types import MediaClip
 log = logging.getLogger(__name__)
 MIB = 1 << 20
 NOTICE_HEADER = "X-Videosalmonn-Notice"
+IGNORED_HEADER = "X-Videosalmonn-Ignored"
 
 
 def create_app(pipeline: Pipeline, settings: ServeSettings) -> FastAPI:
@@ -161,7 +167,8 @@ class Server:
         release = self._admit()  # a queue slot before the body is read: a full server reads (buffers) nothing
         try:
             body = await self._body(http, deadline)
-            req = await asyncio.to_thread(lambda: parse_request(_json(body)))  # a big body must not block the loop
+            strict = self.settings.strict
+            req = await asyncio.to_thread(lambda: parse_request(_json(body), strict))  # a big body: not on the loop
             if req.model != self.settings.model_name:
                 raise ApiError(
                     404,
@@ -192,7 +199,8 @@ class Server:
         except BaseException:
             release()
             raise
-        reply = Reply(self.settings.model_name, req, gen, text_tokens)
+        reply = Reply(self.settings.model_name, req, gen, text_tokens, conv.notes)
+        headers = {**self.notice_headers(), **({IGNORED_HEADER: ", ".join(listed(req.ignored))} if req.ignored else {})}
         if req.stream:
 
             def finish():
@@ -203,13 +211,13 @@ class Server:
                 reply.sse(job, events, deadline, self.settings.request_timeout_s, finish),
                 media_type="text/event-stream",
                 background=BackgroundTask(finish),
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **self.notice_headers()},
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers},
             )
         try:
             while True:
                 kind, value = await _until(_next_event(events, http, job), deadline, self.settings.request_timeout_s)
                 if kind == "done":
-                    return JSONResponse(reply.completion(value), headers=self.notice_headers())
+                    return JSONResponse(reply.completion(value), headers=headers)
                 if kind == "error":
                     raise _generation_error(value)
         except ApiError as e:
@@ -274,7 +282,8 @@ class Server:
         """(decode thread) media refs -> files -> MediaClip, checked; and the prompt's text token count."""
         s = self.settings
         try:
-            with MediaFiles(s.max_media_bytes, s.allowed_root) as files:
+            media = self.pipeline.cfg.media
+            with MediaFiles(s.max_media_bytes, s.allowed_root, s.fetch_policy(), media.max_frame_pixels) as files:
                 paths = {}
                 for ref in conv.media:
                     paths[ref.kind] = files.path(ref)
@@ -318,16 +327,23 @@ class Server:
 class Reply:
     """Builds the OpenAI response objects of one request."""
 
-    def __init__(self, model: str, req: ChatCompletionRequest, gen, text_tokens: int):
+    def __init__(self, model: str, req: ChatCompletionRequest, gen, text_tokens: int, notes: tuple[str, ...] = ()):
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
         self.created = int(time.time())
         self.model = model
         self.req = req
         self.gen = gen
         self.text_tokens = text_tokens
+        self.notes = notes  # how the request was read (schema.Conversation.notes)
 
     def info(self, answer: Answer) -> dict:
-        return {**{k: v for k, v in answer.to_json().items() if k != "answer"}, "generation": asdict(self.gen)}
+        used = {k: v for k, v in answer.to_json().items() if k != "answer"}
+        used["notes"] = [*self.notes, *used.get("notes", [])]
+        return {
+            **used,
+            **({"ignored": listed(self.req.ignored)} if self.req.ignored else {}),
+            "generation": asdict(self.gen),
+        }
 
     def usage(self, answer: Answer) -> dict:
         prompt = self.text_tokens + answer.media_tokens

@@ -32,6 +32,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_beam_tokens=args.max_beam_tokens,
         request_timeout_s=args.request_timeout,
         decode_workers=args.decode_workers,
+        strict=args.strict,
+        allow_fetch=tuple(args.allow_fetch),
+        fetch_timeout_s=args.fetch_timeout,
     )
     pipeline = Pipeline.from_pretrained(args.model, list(args.set), device=args.device)
     print_notice(pipeline.notice)
@@ -146,6 +149,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=DEFAULTS.decode_workers,
         help=f"threads decoding media (default {DEFAULTS.decode_workers})",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse (400) request fields this server does not know, instead of ignoring them with an "
+        "X-Videosalmonn-Ignored header",
+    )
+    p.add_argument(
+        "--allow-fetch",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="HOST",
+        help="fetch http(s) media URLs from these hosts ('*': any host with public addresses only; a private, "
+        "loopback or link-local address only for a host named here); default: no fetching",
+    )
+    p.add_argument(
+        "--fetch-timeout",
+        type=float,
+        default=DEFAULTS.fetch_timeout_s,
+        help=f"seconds per fetched URL, redirects included (default {DEFAULTS.fetch_timeout_s:g})",
     )
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve)

@@ -6,7 +6,12 @@ Where media may come from:
 * a local path or `file://` URL, only when the server has an allowed root: the path is resolved with every
   symlink (`realpath`), must lie inside the (resolved) root, and must be a regular file; on Linux the file is then
   opened once and handed over as `/proc/self/fd/N`, so swapping a symlink in after the check changes nothing;
-* nothing else (http, ftp, ... are never fetched).
+* an http(s) URL, only from the hosts the server's --allow-fetch names (fetch.py: host, address, size, time and
+  redirect limits), written to the temporary directory like a data: URL;
+* several images of one message (`MediaRef.frames`): each read as above and decoded as an image, then written
+  as one lossless video (FFV1 in Matroska) at the model's frame rate, 2 fps (one frame per 0.5-s slot): frame i is
+  shown from i/2 s, so n frames are an n/2-s video; frames of another size than the first are resized to it;
+* nothing else (ftp, ... are never fetched).
 
 Before a video or audio file reaches FFmpeg's normal probing, it is opened with a whitelist of plain media
 demuxers: playlists and other formats that make FFmpeg open further files or URLs (HLS, DASH, concat, SDP, ...)
@@ -23,6 +28,7 @@ import shutil
 import stat
 import tempfile
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
@@ -32,6 +38,9 @@ import av.error
 
 from videosalmonn.errors import MediaError
 from videosalmonn.media.files import MIME_SUFFIXES
+from videosalmonn.media.image import load_image
+from videosalmonn.media.timeline import SECONDS_PER_SLOT
+from videosalmonn.serving.fetch import FetchPolicy, FetchRefused
 
 # Demuxers that read one self-contained media file and never open another resource.
 SAFE_DEMUXERS = (
@@ -52,6 +61,8 @@ AUDIO_FORMATS = {
 URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 PROC_FD = Path("/proc/self/fd")
 BASE64_BYTES_PER_CHAR = 3 / 4
+FRAME_RATE = Fraction(1) / Fraction(SECONDS_PER_SLOT).limit_denominator(1000)  # 2 fps: frames sent as images
+URL_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,5}$")
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,7 @@ class MediaRef:
     source: str  # a data: URL, raw base64 (input_audio), a file:// URL or a path
     label: str  # where it is in the request, for error messages ("messages.0.content.1.video_url")
     format: str | None = None  # input_audio's format: `source` is raw base64 of such a file
+    frames: tuple[MediaRef, ...] = ()  # a video sent as images (kind "video", `source` unused)
 
 
 class MediaRefused(Exception):
@@ -80,9 +92,17 @@ class MediaFiles:
             path = files.path(MediaRef("video", "data:video/mp4;base64,AAAA...", "messages.0.content.1"))
     """
 
-    def __init__(self, max_bytes: int, allowed_root: Path | str | None):
+    def __init__(
+        self,
+        max_bytes: int,
+        allowed_root: Path | str | None,
+        fetch: FetchPolicy | None = None,
+        max_frame_pixels: int | None = None,
+    ):
         self.max_bytes = max_bytes
         self.root = None if allowed_root is None else Path(os.path.realpath(allowed_root))
+        self.fetch = fetch  # None: http(s) URLs are refused
+        self.max_frame_pixels = max_frame_pixels  # of each image sent as a video frame
         self.labels: dict[str, str] = {}  # local path -> the request label it came from
         self._dir: str | None = None
         self._fds: list[int] = []
@@ -103,11 +123,15 @@ class MediaFiles:
 
     def path(self, ref: MediaRef) -> str:
         """A local path holding `ref`'s bytes; MediaRefused for anything not allowed."""
-        if ref.format is not None and not ref.source.startswith("data:"):
+        if ref.frames:
+            path = self._frames_video(ref)
+        elif ref.format is not None and not ref.source.startswith("data:"):
             path = self._write(ref, _decode_base64(ref.source, ref, self.max_bytes), AUDIO_FORMATS.get(ref.format, ""))
         elif ref.source.startswith("data:"):
             mime, payload = _split_data_url(ref)
             path = self._write(ref, _decode_base64(payload, ref, self.max_bytes), MIME_SUFFIXES.get(mime, ""))
+        elif ref.source.split(":", 1)[0].lower() in ("http", "https"):
+            path = self._fetched(ref)
         else:
             path = self._local(ref)
         self.labels[path] = ref.label
@@ -126,6 +150,46 @@ class MediaFiles:
         with open(path, "wb") as f:
             f.write(data)
         return path
+
+    def _fetched(self, ref: MediaRef) -> str:
+        if self.fetch is None:
+            raise MediaRefused(
+                400,
+                ref.label,
+                "http(s) URLs are fetched only from hosts the server allows: start it with --allow-fetch HOST "
+                "(or send the media as a data: URL)",
+                "fetch_not_allowed",
+            )
+        try:
+            data, mime = self.fetch.fetch(ref.source)
+        except FetchRefused as e:
+            raise MediaRefused(e.status, ref.label, str(e), e.code) from None
+        if not data:
+            raise MediaRefused(400, ref.label, "empty media", "empty_media")
+        suffix = Path(urlsplit(ref.source).path).suffix
+        return self._write(ref, data, MIME_SUFFIXES.get(mime) or (suffix if URL_SUFFIX.match(suffix) else ""))
+
+    def _frames_video(self, ref: MediaRef) -> str:
+        """The images of `ref.frames` as one video at FRAME_RATE (see the module docstring), one frame in memory."""
+        paths = [self.path(frame) for frame in ref.frames]
+        out = self._write(ref, b"", ".mkv")
+        try:
+            with av.open(out, "w", format="matroska") as container:
+                stream = None
+                for i, path in enumerate(paths):
+                    img = load_image(path, self.max_frame_pixels)
+                    if stream is None:
+                        stream = container.add_stream("ffv1", rate=FRAME_RATE)
+                        stream.width, stream.height, stream.pix_fmt = img.width, img.height, "bgr0"
+                    elif img.size != (stream.width, stream.height):
+                        img = img.resize((stream.width, stream.height))
+                    frame = av.VideoFrame.from_image(img)
+                    frame.pts, frame.time_base = i, 1 / FRAME_RATE
+                    container.mux(stream.encode(frame))
+                container.mux(stream.encode())
+        except MediaError as e:
+            raise MediaRefused(400, self.labels.get(e.path, ref.label), e.problem, "invalid_media") from None
+        return out
 
     def _local(self, ref: MediaRef) -> str:
         source = ref.source

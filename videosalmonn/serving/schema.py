@@ -1,10 +1,16 @@
 """The OpenAI chat-completions request as this server accepts it, and its translation to a `Request`.
 
-Accepted (everything else is a 400 naming the field):
+Accepted:
 
     model, messages, max_tokens | max_completion_tokens, temperature, top_p, seed, stream, stream_options,
-    n (= 1), frequency_penalty / presence_penalty (= 0), user (ignored), and the extension object
+    n (= 1), frequency_penalty / presence_penalty (= 0), user (ignored), vLLM's `mm_processor_kwargs`:
+    {use_audio_in_video}, and the extension object
     `videosalmonn`: {num_beams, length_penalty, repetition_penalty, top_k, start, end, video_audio}.
+
+Any other field (a vendor's: lmms-eval's `media_io_kwargs`, vLLM's `uuid` on a media part, ...) is dropped and
+listed in `ChatCompletionRequest.ignored` (the server answers it in a header); with `strict` it is a 400 naming it.
+OpenAI fields this server does not implement (UNSUPPORTED, e.g. `tools`, `stop`) and unknown keys inside
+`videosalmonn` are a 400 either way: ignoring them would change what the client asked for.
 
 Content parts of a user message:
 
@@ -14,10 +20,15 @@ Content parts of a user message:
     {"type": "input_audio", "input_audio": {"data": "<base64>", "format": "wav"}}
     {"type": "audio_url", "audio_url": {"url": "data:audio/wav;base64,..."}}        (vLLM's audio part)
 
-A url may also be a local path or file:// URL, read only inside the server's --allowed-root. A video's own
-sound track is used (set `videosalmonn.video_audio: false` to drop it). The model has one media slot, in the
-first user turn: a conversation carries at most one video or image and at most one audio, given in any user
-message. There is no system prompt in the model's template, so system/developer messages are refused.
+A url may also be an http(s) URL (fetched only from the hosts of --allow-fetch), a local path or file:// URL
+(read only inside the server's --allowed-root). A video's own sound track is used unless
+`mm_processor_kwargs.use_audio_in_video` or `videosalmonn.video_audio` is false (both given: they must agree;
+`use_audio_in_video: true` with a separate audio part is a 400: the model has one audio slot). The model has one
+media slot, in the first user turn: a conversation carries at most one video or image and at most one audio, given
+in any user message. Several images in one message are the frames of one video, at the model's 2 fps (media.py).
+System/developer messages before the first user message are the conversation's system text, rendered by the
+prompt layout (prompting/templates.py; the official layout has no system slot: the text goes before the first
+question); one after it is a 400.
 
 Decoding: neither temperature nor top_p -> the model's own setting (its preset: greedy for `tiny`, beam 5 for
 the released model; greedy when streaming); temperature 0 -> greedy; temperature > 0 or top_p -> sampling.
@@ -26,10 +37,11 @@ Beam search cannot stream: `stream: true` with `videosalmonn.num_beams > 1` is a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from videosalmonn.config import GenerationConfig
 from videosalmonn.serving.media import MediaRef
@@ -61,7 +73,9 @@ UNSUPPORTED = (
 )
 UNSET_VALUES = (None, False, [], {})
 MAX_MESSAGES = 256  # turns per conversation (checked before the rest is validated)
-MAX_PARTS = 64  # content parts per message
+MAX_PARTS = 256  # content parts per message (frames sent as images: 128 s of video at 2 fps)
+MAX_LISTED = 20  # ignored field names reported
+LISTED_NAME = re.compile(r"[^A-Za-z0-9_.\-]")  # other characters of a reported name become "?" (a header value)
 UNION_BRANCHES = (
     "str",
     "int",
@@ -167,7 +181,13 @@ class Extension(_Strict):
     top_k: int | None = Field(None, ge=0)
     start: float | None = Field(None, ge=0)
     end: float | None = Field(None, gt=0)
-    video_audio: bool = True
+    video_audio: bool | None = None  # None: mm_processor_kwargs.use_audio_in_video, else True
+
+
+class MMProcessorKwargs(_Strict):
+    """vLLM's per-request processor settings; the one that means something for this model."""
+
+    use_audio_in_video: bool | None = None
 
 
 class ChatCompletionRequest(_Strict):
@@ -184,17 +204,28 @@ class ChatCompletionRequest(_Strict):
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
     user: str | None = None
+    mm_processor_kwargs: MMProcessorKwargs | None = None
     videosalmonn: Extension | None = None
+    _ignored: tuple[str, ...] = PrivateAttr(default=())
+
+    @property
+    def ignored(self) -> tuple[str, ...]:
+        """Fields of the request that were dropped as unknown (dotted paths, e.g. 'media_io_kwargs')."""
+        return self._ignored
 
 
-def parse_request(data: object) -> ChatCompletionRequest:
-    """Parsed JSON -> a validated request; ApiError(400) naming the first bad field."""
+def parse_request(data: object, strict: bool = True) -> ChatCompletionRequest:
+    """Parsed JSON -> a validated request; ApiError(400) naming the first bad field. Not `strict`: unknown fields
+    are dropped instead and listed in `.ignored`."""
     if not isinstance(data, dict):
         raise ApiError(400, "the request body must be a JSON object", "invalid_json")
     for key in UNSUPPORTED:
         if key in data and data[key] not in UNSET_VALUES:
             raise ApiError(400, f"'{key}' is not supported by this server", "unsupported_field", key)
     data = {k: v for k, v in data.items() if k not in UNSUPPORTED}
+    ignored: list[str] = []
+    if not strict:
+        data = _known(data, [ChatCompletionRequest], "", ignored)
     if isinstance(data.get("messages"), list) and len(data["messages"]) > MAX_MESSAGES:
         raise ApiError(
             400,
@@ -206,6 +237,7 @@ def parse_request(data: object) -> ChatCompletionRequest:
         req = ChatCompletionRequest.model_validate(data)
     except ValidationError as e:
         raise _first_error(e) from None
+    req._ignored = tuple(ignored)
     for key, supported in (("n", 1), ("frequency_penalty", 0), ("presence_penalty", 0)):
         if getattr(req, key) != supported:
             raise ApiError(
@@ -215,6 +247,50 @@ def parse_request(data: object) -> ChatCompletionRequest:
                 key,
             )
     return req
+
+
+def _known(value, models: list[type[BaseModel]], path: str, ignored: list[str]):
+    """`value` without the keys none of `models` has (recorded in `ignored`), down through the fields' models.
+    A dict goes by its model: the only one, or the content part whose `type` it names; `videosalmonn` stays as sent
+    (strict: it is ours)."""
+    if isinstance(value, list):
+        return [_known(v, models, f"{path}.{i}", ignored) if isinstance(v, dict) else v for i, v in enumerate(value)]
+    model = _model_of(value, models) if isinstance(value, dict) else None
+    if model is None or model is Extension:
+        return value
+    known = {}
+    for key, v in value.items():
+        where = f"{path}.{key}" if path else key
+        field = model.model_fields.get(key)
+        if field is None:
+            ignored.append(where)
+        else:
+            known[key] = _known(v, _models(field.annotation), where, ignored)
+    return known
+
+
+def _models(annotation) -> list[type[BaseModel]]:
+    """The models anywhere in a field's annotation (through unions, lists and Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models(arg)]
+
+
+def _model_of(value: dict, models: list[type[BaseModel]]) -> type[BaseModel] | None:
+    if len(models) == 1:
+        return models[0]
+    tagged = [
+        m
+        for m in models
+        if "type" in m.model_fields and value.get("type") in get_args(m.model_fields["type"].annotation)
+    ]
+    return tagged[0] if len(tagged) == 1 else None  # an unknown part type: left to validation (a 400)
+
+
+def listed(names: tuple[str, ...]) -> list[str]:
+    """Ignored field names as reported: at most MAX_LISTED, header-safe characters, then a count of the rest."""
+    shown = [LISTED_NAME.sub("?", name)[:100] for name in names[:MAX_LISTED]]
+    return shown + ([f"(+{len(names) - MAX_LISTED} more)"] if len(names) > MAX_LISTED else [])
 
 
 def _first_error(e: ValidationError) -> ApiError:
@@ -240,13 +316,15 @@ def _where(loc: tuple) -> str:
 
 @dataclass(frozen=True)
 class Conversation:
-    """A validated conversation: the turns, the media it refers to, and the extension's media settings."""
+    """A validated conversation: the turns (a system turn first if any), the media it refers to, the extension's
+    media settings, and notes on how the request was read (e.g. images taken as a video)."""
 
     turns: tuple[Turn, ...]
     media: tuple[MediaRef, ...]
     start: float | None
     end: float | None
     video_audio: bool
+    notes: tuple[str, ...] = ()
 
     @property
     def chars(self) -> int:
@@ -266,19 +344,25 @@ class Conversation:
 
 
 def conversation(req: ChatCompletionRequest, max_prompt_chars: int) -> Conversation:
-    """Messages -> turns (alternating, user first and last) + media refs; ApiError(400) when they don't fit."""
+    """Messages -> turns (system text first, then alternating, user first and last) + media refs; ApiError(400)
+    when they don't fit."""
+    system: list[str] = []
     turns: list[Turn] = []
     media: list[MediaRef] = []
+    notes: list[str] = []
     for i, msg in enumerate(req.messages):
         where = f"messages.{i}"
         if msg.role in ("system", "developer"):
-            raise ApiError(
-                400,
-                f"{where}: {msg.role} messages are not supported (this model's prompt template "
-                "has no system prompt; put instructions in the user message)",
-                "unsupported_role",
-                f"{where}.role",
-            )
+            if turns:
+                raise ApiError(
+                    400,
+                    f"{where}: a {msg.role} message must come before the first user message (the prompt has one "
+                    "system text, at the start)",
+                    "invalid_conversation",
+                    f"{where}.role",
+                )
+            system.append(_texts(msg, where))
+            continue
         expected = "user" if len(turns) % 2 == 0 else "assistant"
         if msg.role != expected:
             raise ApiError(
@@ -287,22 +371,26 @@ def conversation(req: ChatCompletionRequest, max_prompt_chars: int) -> Conversat
                 "invalid_conversation",
                 f"{where}.role",
             )
+        if msg.role == "assistant":
+            turns.append(Turn("assistant", _texts(msg, where)))
+            continue
         parts = [TextPart(type="text", text=msg.content)] if isinstance(msg.content, str) else msg.content
-        texts = []
+        texts, images = [], []
         for j, part in enumerate(parts):
             if isinstance(part, TextPart):
                 texts.append(part.text)
-            elif msg.role == "assistant":
-                raise ApiError(
-                    400,
-                    f"{where}.content.{j}: an assistant message can only hold text",
-                    "invalid_conversation",
-                    f"{where}.content.{j}",
-                )
+            elif isinstance(part, ImagePart):
+                images.append(_media_ref(part, f"{where}.content.{j}"))
             else:
                 media.append(_media_ref(part, f"{where}.content.{j}"))
-        turns.append(Turn(msg.role, "\n".join(texts)))
-    if turns[-1].role != "user":
+        if len(images) > 1:
+            label = f"{images[0].label.rsplit('.', 2)[0]}.{_index(images[0])}-{_index(images[-1])}.image_url"
+            media.append(MediaRef("video", "", label, frames=tuple(images)))
+            notes.append(f"{label}: {len(images)} images taken as the frames of one video at 2 fps")
+        else:
+            media += images
+        turns.append(Turn("user", "\n".join(texts)))
+    if not turns or turns[-1].role != "user":
         raise ApiError(400, "the last message must be a user message", "invalid_conversation", "messages")
     _check_media(media)
     ext = req.videosalmonn or Extension()
@@ -313,7 +401,9 @@ def conversation(req: ChatCompletionRequest, max_prompt_chars: int) -> Conversat
             "invalid_value",
             "videosalmonn.end",
         )
-    conv = Conversation(tuple(turns), tuple(media), ext.start, ext.end, ext.video_audio)
+    system_text = "\n".join(t for t in system if t)
+    head = (Turn("system", system_text),) if system_text else ()
+    conv = Conversation(head + tuple(turns), tuple(media), ext.start, ext.end, _video_audio(req, media), tuple(notes))
     if conv.chars > max_prompt_chars:
         raise ApiError(
             400,
@@ -322,6 +412,49 @@ def conversation(req: ChatCompletionRequest, max_prompt_chars: int) -> Conversat
             "messages",
         )
     return conv
+
+
+def _texts(msg: Message, where: str) -> str:
+    """The text of a message that may hold only text (system, developer, assistant)."""
+    if isinstance(msg.content, str):
+        return msg.content
+    for j, part in enumerate(msg.content):
+        if not isinstance(part, TextPart):
+            raise ApiError(
+                400,
+                f"{where}.content.{j}: a{'n' if msg.role == 'assistant' else ''} {msg.role} message can only hold text",
+                "invalid_conversation",
+                f"{where}.content.{j}",
+            )
+    return "\n".join(part.text for part in msg.content)
+
+
+def _index(ref: MediaRef) -> str:
+    return ref.label.rsplit(".", 2)[1]  # "messages.0.content.3.image_url" -> "3"
+
+
+def _video_audio(req: ChatCompletionRequest, media: list[MediaRef]) -> bool:
+    """Whether a video's own sound track is used: videosalmonn.video_audio, else vLLM's use_audio_in_video, else yes."""
+    ours = (req.videosalmonn or Extension()).video_audio
+    vllm = req.mm_processor_kwargs.use_audio_in_video if req.mm_processor_kwargs else None
+    if ours is not None and vllm is not None and ours != vllm:
+        raise ApiError(
+            400,
+            f"videosalmonn.video_audio={str(ours).lower()} and mm_processor_kwargs.use_audio_in_video="
+            f"{str(vllm).lower()} disagree; give one",
+            "invalid_value",
+            "mm_processor_kwargs.use_audio_in_video",
+        )
+    audio = [m for m in media if m.kind == "audio"]
+    if vllm and audio:
+        raise ApiError(
+            400,
+            f"mm_processor_kwargs.use_audio_in_video=true asks for the video's own sound track, but {audio[0].label} "
+            "is an audio too: the model has one audio slot; drop one of them",
+            "too_many_media",
+            audio[0].label,
+        )
+    return next((v for v in (ours, vllm) if v is not None), True)
 
 
 def _media_ref(part, where: str) -> MediaRef:
@@ -349,7 +482,7 @@ def _check_media(media: list[MediaRef]) -> None:
         raise ApiError(
             400,
             f"{visual[1].label}: one video or image per conversation (the model has one media "
-            f"slot; the first is {visual[0].label})",
+            f"slot; the first is {visual[0].label}; several images in one message are one video's frames)",
             "too_many_media",
             visual[1].label,
         )

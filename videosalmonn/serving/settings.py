@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from videosalmonn.errors import ConfigError
+from videosalmonn.serving.fetch import FetchPolicy, check_host
 
 MIB = 1 << 20
 
@@ -39,6 +40,17 @@ class ServeSettings:
     """Per request, from arrival to the last token (decoding, queueing and generation); then 504."""
     decode_workers: int = 2
     """Threads decoding media before requests join the queue."""
+    strict: bool = False
+    """Refuse (400) request fields this server does not know; default: ignore them, listed in the
+    `X-Videosalmonn-Ignored` header and the response's `videosalmonn.ignored` (vLLM/lmms-eval vendor fields)."""
+    allow_fetch: tuple[str, ...] = ()
+    """Hosts http(s) media URLs may be fetched from (names or IP literals, as in the URL; "*": any host whose
+    addresses are all public). A private, loopback or link-local address only for a host named here. Empty: no
+    fetching (a 400 that says how to allow it)."""
+    fetch_timeout_s: float = 30.0
+    """Per fetched URL, redirects included: connecting, waiting and reading the whole body; then 400."""
+    fetch_max_redirects: int = 3
+    """Redirects followed per fetched URL (each target checked like the URL itself); more gets 400."""
 
     def __post_init__(self):
         for name in (
@@ -53,10 +65,21 @@ class ServeSettings:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"serve: {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_media_seconds", "request_timeout_s"):
+        for name in ("max_media_seconds", "request_timeout_s", "fetch_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"serve: {name} must be positive, got {getattr(self, name)}")
+        if self.fetch_max_redirects < 0:
+            raise ConfigError(f"serve: fetch_max_redirects must be >= 0, got {self.fetch_max_redirects}")
+        object.__setattr__(
+            self, "allow_fetch", tuple(check_host(h) for h in self.allow_fetch)
+        )  # lower-case, one IPv6 spelling
         if self.batch_wait_ms < 0:
             raise ConfigError(f"serve: batch_wait_ms must be >= 0, got {self.batch_wait_ms}")
         if self.allowed_root is not None and not Path(self.allowed_root).is_dir():
             raise ConfigError(f"serve: allowed_root {self.allowed_root} is not a directory")
+
+    def fetch_policy(self) -> FetchPolicy | None:
+        """What http(s) media URLs may be fetched (None: none)."""
+        if not self.allow_fetch:
+            return None
+        return FetchPolicy(self.allow_fetch, self.max_media_bytes, self.fetch_timeout_s, self.fetch_max_redirects)
