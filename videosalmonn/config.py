@@ -67,10 +67,18 @@ class MediaConfig:
     max_frame_pixels: int = 8192 * 8192
     """Decoded-pixel budget per video frame or image (67 M): larger ones are refused from their header, before
     decoding (`media/budget.py`)."""
+    image_spotlight: int | None = None
+    """Image spotlight (paper App. I): split an image into this many rows x columns of sub-images, scanned from the
+    top left to the bottom right as a video of grid x grid frames (one per 0.5-s slot) through the MRC Q-Former.
+    None: the image is one frame repeated over `connector.image_slots` slots (the released model)."""
 
     def __post_init__(self):
         _check(self.image_size > 0, "media.image_size must be positive")
         _check(self.max_frame_pixels > 0, "media.max_frame_pixels must be positive")
+        _check(
+            self.image_spotlight is None or self.image_spotlight >= 1,
+            f"media.image_spotlight {self.image_spotlight}: the grid size must be at least 1 (or null: off)",
+        )
 
 
 # -------------------------------------------------------------------------------------------- encoders

@@ -7,6 +7,8 @@ weights        parameter counts of the model built empty (meta device) x bytes p
                quantisation: 1 byte per 64 weights + 4 bytes per 64 x 256). Only the LLM's decoder
                projections are quantised; embeddings, LM head, norms, LoRA and the encoders stay in the dtype.
 media          the decoded inputs on the device: frames (2 per second, 3 x S x S), log-mel and fbank chunks.
+               `--image`: an image (one frame over `connector.image_slots`, or with `media.image_spotlight` its
+               grid x grid sub-images as a short video: `media.clip.image_frames`) with `seconds` of audio.
 KV cache       2 (K, V) x layers x kv_heads x head_dim x dtype bytes x tokens x batch x beams,
                tokens = prompt text + media tokens (`connector.multires.media_token_count`) + generated.
 activations    the largest working set of one stage (stages run one after another, inference, no grad):
@@ -77,6 +79,7 @@ class Estimate:
     kv_cache: int
     activations: dict[str, int]  # stage -> bytes, with the KV cache alive during it
     host_at_load: int
+    image: bool = False  # an image (+ `seconds` of audio) instead of a video with audio
 
     @property
     def weights_total(self) -> int:
@@ -192,17 +195,26 @@ def estimate(
     device: str = "cuda",
     params: Params | None = None,
     shard_bytes: int | None = None,
+    image: bool = False,
 ) -> Estimate:
     """Memory of answering about one `seconds`-long video with audio (x `batch`), `beams` beams (default: the
-    config's), `new_tokens` generated (default: generation.max_new_tokens) after `text_tokens` of prompt text."""
+    config's), `new_tokens` generated (default: generation.max_new_tokens) after `text_tokens` of prompt text.
+    `image`: about an image with `seconds` of audio (0: none) instead."""
     from videosalmonn.connector.multires import media_token_count
+    from videosalmonn.media.clip import image_frames
 
     params = params or parameter_counts(cfg)
     b = DTYPE_BYTES[cfg.dtype]
     beams = beams or cfg.generation.num_beams
     new_tokens = new_tokens or cfg.generation.max_new_tokens
     frames, chunks, slots = media_counts(cfg, seconds)
-    media_tokens = media_token_count(cfg.connector, frames, False, slots)
+    is_image = False
+    if image:
+        frames, is_image = image_frames(cfg.media)
+        chunks, slots = (chunks, slots) if seconds > 0 else (0, 0)
+    media_tokens = media_token_count(cfg.connector, frames, is_image, slots)
+    level = cfg.connector.levels[0]
+    connector_slots = media_tokens // level.queries * level.frames if image else frames  # an image fills its slots
     rows = batch * beams
     prompt = text_tokens + media_tokens
     llm, enc = cfg.llm, cfg.encoders
@@ -250,8 +262,8 @@ def estimate(
             mlp_copies=2,
         )
         + features,
-        "connector": batch * frames * enc.image_qformer.num_queries * 6 * connector_in * b
-        + batch * math.ceil(frames / 10) * cfg.connector.num_heads * window * window * 2 * b
+        "connector": batch * connector_slots * enc.image_qformer.num_queries * 6 * connector_in * b
+        + batch * math.ceil(connector_slots / 10) * cfg.connector.num_heads * window * window * 2 * b
         + features,
         "llm prefill": kv_per_token * prompt * rows
         + block_bytes(
@@ -287,6 +299,7 @@ def estimate(
         kv_per_token * (prompt + new_tokens) * rows,
         activations,
         host,
+        image,
     )
 
 
@@ -305,7 +318,7 @@ def llm_shard_bytes(cfg: ModelConfig) -> int:
 
 def table(estimates: list[Estimate], dtype: str) -> str:
     """One column per estimate: weights by component, media, KV cache, peak stage, GPU peak, host RAM at load."""
-    heads = [f"{_quant_name(e.quantization, dtype)}, {_duration(e.seconds)}" for e in estimates]
+    heads = [f"{_quant_name(e.quantization, dtype)}, {_media_name(e)}" for e in estimates]
     rows: list[tuple[str, list[str]]] = [(f"weights: {k}", [_gib(e.weights[k]) for e in estimates]) for k in COMPONENTS]
     rows += [
         ("weights: total", [_gib(e.weights_total) for e in estimates]),
@@ -335,6 +348,12 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
+def _media_name(e: Estimate) -> str:
+    if not e.image:
+        return _duration(e.seconds)
+    return f"image + {_duration(e.seconds)} audio" if e.seconds > 0 else "image"
+
+
 def _quant_name(quantization: str, dtype: str) -> str:
     return {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}[dtype] if quantization == "none" else quantization
 
@@ -353,6 +372,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
             new_tokens=args.new_tokens,
             device=args.device,
             params=params,
+            image=args.image,
         )
         for c in configs
         for s in args.seconds
@@ -375,6 +395,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="video-salmonn-13b", help="preset name or model YAML (default video-salmonn-13b)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
     p.add_argument("--seconds", type=float, nargs="+", default=[30.0], help="media duration(s) (video with audio)")
+    p.add_argument(
+        "--image",
+        action="store_true",
+        help="an image (with media.image_spotlight: its sub-images) and --seconds of audio (0: none) instead",
+    )
     p.add_argument("--beams", type=int, help="beams (default: the config's generation.num_beams)")
     p.add_argument("--batch", type=int, default=1, help="clips answered together")
     p.add_argument("--prompt-tokens", type=int, default=64, help="prompt text tokens, template included (default 64)")

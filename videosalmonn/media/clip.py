@@ -1,12 +1,13 @@
 """load_clip: the media of one sample (video, video + audio, image, image + audio, or audio) -> MediaClip.
 
-A video's own audio track is used when no separate audio file is given. With `limits: official` the released
-model's input limits apply (audio after 30 s and video after 60 s dropped), and the MediaClip's coverage says
-what was cut; with `limits: none` nothing is dropped. Given a `ContextBudget` (the LLM context), media too long
-for it is refused from the headers before anything is decoded. Where a header states no duration (a raw .h264
+A video's own audio track is used when no separate audio file is given. With `limits: official` the released model's
+input limits apply (audio after 30 s and video after 60 s dropped), and the MediaClip's coverage says what was cut;
+with `limits: none` nothing is dropped. With `media.image_spotlight` an image becomes a short video of its sub-images
+(`image_frames`), so everything after this point sees a video. Given a `ContextBudget` (the LLM context), media too
+long for it is refused from the headers before anything is decoded. Where a header states no duration (a raw .h264
 stream), decoding stops and refuses (MediaTooLong) once past the longest media the context could take, or past
-`max_media_seconds` (the server's limit, also checked against the headers). A file
-whose streams end before their headers say (a truncated file) is used as far as it goes, and the cut reported.
+`max_media_seconds` (the server's limit, also checked against the headers). A file whose streams end before their
+headers say (a truncated file) is used as far as it goes, and the cut reported.
 """
 
 from __future__ import annotations
@@ -17,8 +18,13 @@ from videosalmonn.config import MediaConfig
 from videosalmonn.errors import InputError, MediaError
 from videosalmonn.media.audio import audio_header_seconds, has_audio_stream, load_audio
 from videosalmonn.media.budget import CONTEXT_LIMIT, ContextBudget, DurationLimit, tightest
-from videosalmonn.media.image import load_image, transform_image
-from videosalmonn.media.timeline import OFFICIAL_MAX_AUDIO_SECONDS, OFFICIAL_MAX_VIDEO_SECONDS, SAMPLE_RATE
+from videosalmonn.media.image import load_image, transform_image, transform_spotlight
+from videosalmonn.media.timeline import (
+    OFFICIAL_MAX_AUDIO_SECONDS,
+    OFFICIAL_MAX_VIDEO_SECONDS,
+    SAMPLE_RATE,
+    SECONDS_PER_SLOT,
+)
 from videosalmonn.media.video import load_video, plan_frames
 from videosalmonn.types import Coverage, MediaClip
 
@@ -79,7 +85,7 @@ def load_clip(
         if audio is None and video_audio and sampled.info.has_audio and has_audio_stream(video):
             audio = video
     elif image is not None:
-        frames, times = transform_image(load_image(image, cfg.max_frame_pixels), cfg.image_size), [0.0]
+        frames, times = _image(cfg, image, cov)
 
     waveform = None
     if audio is not None:
@@ -96,7 +102,29 @@ def load_clip(
         cov.audio_seconds = len(waveform) / SAMPLE_RATE
         cov.audio_present = True
     cov.frames = 0 if frames is None else frames.shape[0]
-    return MediaClip(frames, image is not None, waveform, cov, times)
+    return MediaClip(frames, image is not None and image_frames(cfg)[1], waveform, cov, times)
+
+
+def image_frames(cfg: MediaConfig) -> tuple[int, bool]:
+    """(frames, is_image) an image becomes: one image frame (repeated over `connector.image_slots`), or with
+    `image_spotlight` grid x grid video frames. What `multires.media_token_count` takes for an image."""
+    if cfg.image_spotlight is None:
+        return 1, True
+    return cfg.image_spotlight**2, False
+
+
+def _image(cfg: MediaConfig, path: str | Path, cov: Coverage):
+    """An image's frames (Tv, 3, S, S) and their times: one image frame, or its spotlight sub-images 0.5 s apart."""
+    img = load_image(path, cfg.max_frame_pixels)
+    grid = cfg.image_spotlight
+    if grid is None:
+        return transform_image(img, cfg.image_size), [0.0]
+    try:
+        frames = transform_spotlight(img, grid, cfg.image_size)
+    except ValueError as e:
+        raise MediaError(path, f"{e} (media.image_spotlight={grid})") from None
+    cov.notes.append(f"image spotlight: {grid}x{grid} sub-images scanned as {len(frames)} frames")
+    return frames, [i * SECONDS_PER_SLOT for i in range(len(frames))]
 
 
 def _check_context(
@@ -106,7 +134,7 @@ def _check_context(
     (seconds from the file start) worth decoding, None when the limits already bound it. A video whose header
     states no duration is indexed only up to `video_limit`."""
     official = cfg.limits == "official"
-    frames, seconds, path = (1, 0.0, image) if image is not None else (0, 0.0, None)
+    (frames, is_image), seconds, path = (image_frames(cfg) if image is not None else (0, False)), 0.0, image
     if video is not None:
         max_video = OFFICIAL_MAX_VIDEO_SECONDS if official else None
         frames, info = plan_frames(
@@ -128,10 +156,10 @@ def _check_context(
         audio_seconds = min(audio_seconds, OFFICIAL_MAX_AUDIO_SECONDS) if official else audio_seconds
         path = path if seconds >= audio_seconds else audio
         seconds = max(seconds, audio_seconds)
-    context.check(path, frames, image is not None, audio_seconds, seconds)
+    context.check(path, frames, is_image, audio_seconds, seconds)
     if audio is None or official:
         return None
-    return (start or 0.0) + context.max_audio_seconds(frames, image is not None)
+    return (start or 0.0) + context.max_audio_seconds(frames, is_image)
 
 
 def _span(samples, start: float | None, end: float | None, path):

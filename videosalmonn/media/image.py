@@ -14,6 +14,15 @@ Where `.convert("RGB")` is ill-defined we decide instead:
   values are already 8-bit; negative values clip to 0;
 * 32-bit float (`F`): values in [0, 1] are scaled by 255, otherwise used as 8-bit values; clipped to 0..255;
 * modes PIL cannot convert directly (e.g. premultiplied `La`) go through `LA`/`RGBA` first.
+
+Image spotlight (paper App. I, `media.image_spotlight`): the image is cut into a grid of sub-images, row by row
+from the top left, each given the same transform, so that the MRC Q-Former scans it like a short video:
+
+    +----+----+
+    | 0  | 1  |      grid 2 -> frames 0, 1, 2, 3 at 0.0, 0.5, 1.0, 1.5 s
+    +----+----+      cell edges at round(i * W / grid), round(j * H / grid): every pixel in exactly one cell
+    | 2  | 3  |
+    +----+----+
 """
 
 from __future__ import annotations
@@ -115,3 +124,20 @@ def transform_image(img: Image.Image, size: int = DEFAULT_SIZE) -> Tensor:
     mean = torch.tensor(IMAGE_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGE_STD).view(3, 1, 1)
     return ((x - mean) / std)[None]  # (1, 3, S, S)
+
+
+def spotlight_boxes(width: int, height: int, grid: int) -> list[tuple[int, int, int, int]]:
+    """(left, top, right, bottom) of the grid x grid sub-images of a `width` x `height` image, row by row from the
+    top left; they tile the image exactly. ValueError when a cell would be empty."""
+    if width < grid or height < grid:
+        raise ValueError(f"a {width}x{height} image cannot be split into {grid}x{grid} sub-images")
+    xs = [round(i * width / grid) for i in range(grid + 1)]
+    ys = [round(j * height / grid) for j in range(grid + 1)]
+    return [(xs[i], ys[j], xs[i + 1], ys[j + 1]) for j in range(grid) for i in range(grid)]
+
+
+def transform_spotlight(img: Image.Image, grid: int, size: int = DEFAULT_SIZE) -> Tensor:
+    """The image's grid x grid sub-images (`spotlight_boxes`), each through `transform_image`:
+    (grid*grid, 3, size, size) float32, in scan order."""
+    img = img if img.mode == "RGB" else to_rgb(img)
+    return torch.cat([transform_image(img.crop(box), size) for box in spotlight_boxes(img.width, img.height, grid)])
