@@ -29,6 +29,7 @@ COMMAND_GROUPS = (
     "videosalmonn.savemini.cli",
     "videosalmonn.estimate",
     "videosalmonn.download",
+    "videosalmonn.inspection",
 )
 
 
