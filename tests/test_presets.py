@@ -61,6 +61,7 @@ VIDEO_SALMONN_13B = {
     "media.beats_fp16_waveform": True,
     "media.image_size": 224,
     "media.max_frame_pixels": 8192 * 8192,  # decoded-pixel budget (not a model property; media/budget.py)
+    "media.image_spotlight": None,  # an image is one frame over image_slots (spotlight: paper App. I, off)
     "encoders.eva.patch_size": 14,
     "encoders.eva.width": 1408,
     "encoders.eva.depth": 39,
