@@ -4,6 +4,9 @@
     save_trainable(...)  our format: the trainable tensors only (connector + LoRA), safetensors, atomic write
     load_trainable(...)  the inverse, with a coverage check against the model's trainable set
     load_towers(...)     towers trained here (`weights.towers`, or the `encoder.*` keys of our delta): `mini`
+    save_pretrained(...) a directory a model loads from (`--model DIR`, `Pipeline.from_pretrained`, a hub id once
+                         uploaded): model.yaml + model.safetensors (connector + LoRA + the towers trained here), the
+                         frozen parts named by their hub ids or paths, never copied
 
 Every load checks coverage: a missing or unexpected key is an error naming the file; keys known to be unused
 (`low_Qformer.*` of the official delta) are reported, not hidden.
@@ -20,16 +23,19 @@ import tempfile
 from pathlib import Path
 
 import torch
+import yaml
 from accelerate import init_empty_weights
+from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from videosalmonn.config import ModelConfig, to_dict
+from videosalmonn.config import MODEL_FILE, ModelConfig, to_dict
 from videosalmonn.encoders.audio_visual import AVEncoder
 from videosalmonn.errors import CheckpointError
 from videosalmonn.llm.language_model import LanguageModel
 from videosalmonn.model import DTYPES, VideoSalmonn, build_connector, trainable_names
 from videosalmonn.official.delta import convert_official_delta, ours_to_official
+from videosalmonn.parts import is_part
 from videosalmonn.rng import seeded
 from videosalmonn.weights import PICKLE_SUFFIXES, RELEASED, few, load_checked, read_tensors, resolve_file
 
@@ -199,6 +205,73 @@ def export_official_delta(model: VideoSalmonn, path: str | Path) -> None:
     """Trainable tensors under the official names (`torch.save` of a flat state dict, spec §7.1)."""
     state = {ours_to_official(k, model.cfg): v.cpu() for k, v in trainable_state(model).items()}
     atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+SAVED_WEIGHTS = "model.safetensors"  # the trained tensors of a `save_pretrained` directory
+FROZEN_SOURCES = ("eva_vit", "instructblip", "qformer_tokenizer", "whisper", "beats", "llm", "tokenizer")
+
+
+def save_pretrained(model: VideoSalmonn, out_dir: str | Path) -> Path:
+    """Write `out_dir/{model.yaml, model.safetensors}`: what `ModelConfig.from_name(out_dir)` (`--model`,
+    `Pipeline.from_pretrained`) loads back as this model, here or, once uploaded, by hub id.
+
+    model.safetensors holds the trainable tensors (connector + LoRA) and the towers trained here (those the
+    config's `weights.towers` or delta gave), in `save_trainable`'s format; model.yaml is the model config with
+    `weights.delta: model.safetensors` (relative: the directory can move). The frozen parts stay references: hub
+    ids and `parts:` names as written, local paths made absolute (`local_sources` lists them: they do not travel
+    to another machine). Seeded-random parts (tiny) are rebuilt from the config's seed.
+    """
+    out = Path(out_dir)
+    towers = trained_towers(model.cfg)
+    if towers and model.encoder is None:
+        raise CheckpointError(
+            f"the encoder was split off: its towers trained here ({', '.join(sorted(towers))}) cannot be saved"
+        )
+    state = trainable_state(model)
+    if towers:
+        own = model.encoder.state_dict()
+        state |= {f"{ENCODER_PREFIX}{k}": v for k, v in own.items() if k.split(".", 1)[0] in towers}
+    cfg = to_dict(model.cfg)
+    w = cfg["weights"]
+    w.update({k: reference(w[k]) for k in FROZEN_SOURCES if w[k]})
+    w.update(delta=SAVED_WEIGHTS, delta_sha256=None, towers=None)
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    meta = {"format": "videosalmonn-trainable", "config": json.dumps(cfg)}
+    atomic_write(out / SAVED_WEIGHTS, lambda tmp: save_file(state, tmp, metadata=meta))
+    header = (
+        "# Written by `save_pretrained` (`videosalmonn export --hf`): the trained tensors are in model.safetensors;\n"
+        "# the frozen parts are named by hub id or path. `--model THIS_DIR` (or its hub id) loads it.\n"
+    )
+    atomic_write(out / MODEL_FILE, lambda tmp: Path(tmp).write_text(header + yaml.safe_dump(cfg, sort_keys=False)))
+    return out
+
+
+def trained_towers(cfg: ModelConfig) -> set[str]:
+    """The encoder towers (`vision`, `whisper`, `beats`) trained here: those whose `encoder.*` keys the config's
+    `weights.towers` file or safetensors delta hold (only their key names are read)."""
+    towers = set()
+    for source, prefix in ((cfg.weights.towers, ""), (cfg.weights.delta, ENCODER_PREFIX)):
+        if not source or Path(str(source)).suffix != ".safetensors":
+            continue
+        with safe_open(str(resolve_file(source)), framework="pt") as f:
+            keys = [k for k in f.keys() if k.startswith(prefix)]
+        towers |= {k.removeprefix(ENCODER_PREFIX).split(".", 1)[0] for k in keys}
+    return towers
+
+
+def local_sources(cfg: ModelConfig) -> list[str]:
+    """The `weights.*` of `cfg` naming local files or directories (`parts:` excepted): another machine lacks them."""
+    w = to_dict(cfg.weights)
+    return [f"weights.{k}={w[k]}" for k in FROZEN_SOURCES if w[k] and _is_local(w[k])]
+
+
+def _is_local(source: str) -> bool:
+    return not is_part(source) and Path(os.path.expanduser(source)).exists()
+
+
+def reference(source: str | None) -> str | None:
+    """A frozen part's source as a saved config names it: a local path made absolute, anything else as written."""
+    return str(Path(os.path.expanduser(source)).resolve()) if source and _is_local(source) else source
 
 
 def load_trainable(model: VideoSalmonn, path: str | Path) -> None:

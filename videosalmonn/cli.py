@@ -20,7 +20,10 @@ from videosalmonn.errors import InputError, VideoSalmonnError
 
 EXIT_USER_ERROR = 2
 EXIT_SAMPLES_FAILED = 1
-MODEL_HELP = "preset name (mini, tiny, video-salmonn-13b), a model YAML file, or an export directory holding model.yaml"
+MODEL_HELP = (
+    "preset name (mini, tiny, video-salmonn-13b), a model YAML file, a directory holding model.yaml (save_pretrained, "
+    "export), or the hub id of one (owner/name)"
+)
 DEVICE_HELP = "cpu, cuda, cuda:1, mps (default: cuda if available, else cpu)"
 COMMAND_GROUPS = (
     "videosalmonn.training.cli",

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import yaml
 
+from videosalmonn import hub
 from videosalmonn.errors import ConfigError
 from videosalmonn.media.timeline import (
     AUDIO_FRAMES_PER_SLOT,
@@ -381,13 +382,20 @@ class ModelConfig:
         """A named preset (`video-salmonn-13b`, `tiny`), a YAML file path, or a directory holding `model.yaml`
         (an export: `videosalmonn export --merged DIR`), with dotted overrides. A relative `weights.*` path in a
         YAML file or a preset that exists next to the file is read from there (an export can move; `mini` ships
-        its trained weights beside its preset), else as written."""
+        its trained weights beside its preset), else as written. A hub id `owner/name[@revision]` that is no local
+        path is such a directory on the hub (`save_pretrained`, `push_to_hub`), read from its snapshot in the HF
+        cache (downloaded unless HF_HUB_OFFLINE=1)."""
         path = Path(name)
+        repo = hub.repo_id_of(name) if not path.exists() and name not in preset_names() else None
+        if repo is not None:
+            name = str(hub.snapshot(repo[0], None, revision=repo[1]))
+            path = Path(name)
         if path.is_dir() and name not in preset_names():
             if not (path / MODEL_FILE).is_file():
                 raise ConfigError(
                     f"{path}: a directory given as a model must hold {MODEL_FILE} (what `videosalmonn export "
-                    f"--merged DIR` writes); else give a preset ({', '.join(preset_names())}) or a .yaml file"
+                    f"--merged DIR` or `--hf DIR` and `save_pretrained` write); else give a preset "
+                    f"({', '.join(preset_names())}), a .yaml file or a hub id"
                 )
             path = path / MODEL_FILE
         cfg = load_config(ModelConfig, path if path.suffix in (".yaml", ".yml") else name)

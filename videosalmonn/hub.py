@@ -5,6 +5,8 @@
     fetch_file(file)          `hf_hub_download`: the file's path in the HF cache
     snapshot(repo, patterns)  `snapshot_download(allow_patterns=...)`: the repo's local snapshot directory
     repo_file(repo, name)     one file of a model repo, or None where it has none (or the hub cannot say)
+    repo_id_of(name)          `owner/name[@revision]` -> (repo id, revision), or None when `name` is no repo id
+    upload_folder(dir, repo)  `HfApi.create_repo` + `upload_folder`: a local directory as a model repo's files
 
 Every failure is one CheckpointError line saying what was asked and why it failed: offline (HF_HUB_OFFLINE=1) and
 not in the cache, no such repo (or a private or gated one), no such file, or the hub unreachable.
@@ -12,12 +14,14 @@ not in the cache, no such repo (or a private or gated one), no such file, or the
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from videosalmonn.errors import CheckpointError
 
 REPO_TYPES = {"spaces": "space", "datasets": "dataset"}  # the hub's URL prefixes -> `repo_type`
+REPO_ID = re.compile(r"([A-Za-z0-9][\w.-]*/[\w.-]+)(?:@([\w./-]+))?")  # owner/name[@revision]
 
 
 @dataclass(frozen=True)
@@ -57,12 +61,13 @@ def fetch_file(file: HubFile, note: str = "") -> Path:
         raise CheckpointError(f"{file}: {why(e, file.repo_id, file.filename)}{note}") from None
 
 
-def snapshot(repo_id: str, patterns: list[str]) -> Path:
-    """The local snapshot of a model repo with the files matching `patterns` (downloaded unless HF_HUB_OFFLINE=1)."""
+def snapshot(repo_id: str, patterns: list[str] | None, revision: str | None = None) -> Path:
+    """The local snapshot of a model repo with the files matching `patterns` (None: all of them), downloaded unless
+    HF_HUB_OFFLINE=1; `revision`: a branch, tag or commit (None: main)."""
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, revision=revision))
     except Exception as e:
         raise CheckpointError(f"{repo_id}: not a local path; on the hub: {why(e, repo_id)}") from None
 
@@ -75,6 +80,44 @@ def repo_file(repo_id: str, filename: str) -> Path | None:
         return Path(hf_hub_download(repo_id, filename))
     except Exception:
         return None
+
+
+def repo_id_of(name: str) -> tuple[str, str | None] | None:
+    """(repo id, revision) of a model repo written `owner/name[@revision]`; None for anything else (a preset name,
+    a file name, a path of more parts, a YAML file)."""
+    m = REPO_ID.fullmatch(str(name))
+    if m is None or m[1].endswith((".yaml", ".yml")):
+        return None
+    return m[1], m[2]
+
+
+def upload_folder(
+    folder: str | Path,
+    repo_id: str,
+    private: bool | None = None,
+    token: str | None = None,
+    commit_message: str = "Upload video-SALMONN model",
+) -> str:
+    """Every file of `folder` as the files of the model repo `repo_id` (created if it does not exist; `private`
+    applies to a new repo); `token`: None uses the logged-in one. Returns the commit's URL."""
+    try:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        info = api.upload_folder(
+            repo_id=repo_id, folder_path=str(folder), repo_type="model", commit_message=commit_message
+        )
+    except Exception as e:
+        from huggingface_hub import errors
+
+        if isinstance(e, errors.HfHubHTTPError) and getattr(e.response, "status_code", None) in (401, 403):
+            reason = "not allowed: log in with `hf auth login` (a token with write access) or pass a token"
+        else:
+            text = str(e).strip()
+            reason = f"{type(e).__name__}{': ' + text.splitlines()[0] if text else ''}"
+        raise CheckpointError(f"{repo_id}: cannot upload to the hub ({reason})") from None
+    return str(getattr(info, "commit_url", info))
 
 
 def offline() -> bool:

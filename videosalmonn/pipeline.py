@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
@@ -21,11 +22,12 @@ from pathlib import Path
 
 import torch
 
-from videosalmonn.checkpoint import check_weights, load_model
+from videosalmonn.checkpoint import check_weights, load_model, local_sources, save_pretrained
 from videosalmonn.collate import collate_media
 from videosalmonn.config import GenerationConfig, ModelConfig
 from videosalmonn.connector.multires import media_token_count
 from videosalmonn.errors import CheckpointError, InputError
+from videosalmonn.hub import upload_folder
 from videosalmonn.llm.tokenizer import TextTokenizer, load_tokenizer
 from videosalmonn.media.budget import ContextBudget
 from videosalmonn.media.clip import load_clip
@@ -184,10 +186,11 @@ class Pipeline:
         overrides: list[str] | tuple[str, ...] = (),
         device: str | torch.device | None = None,
     ) -> Pipeline:
-        """Load a model: a preset name (`tiny`, `video-salmonn-13b`), a model YAML, an export directory holding
-        `model.yaml`, or a ModelConfig; `overrides`: dotted `key=value` strings; `device`: checked against this
-        torch build (default: cuda if available, else cpu). `weights.delta` may also be a training checkpoint
-        directory or a run's `checkpoints/latest`. Parts without weights are seeded random, and then `notice`
+        """Load a model: a preset name (`tiny`, `video-salmonn-13b`), a model YAML, a directory holding `model.yaml`
+        (`save_pretrained`, `videosalmonn export`), the hub id of one (`push_to_hub`), or a ModelConfig;
+        `overrides`: dotted `key=value` strings; `device`: checked against this torch build (default: cuda if
+        available, else cpu). `weights.delta` may also be a training checkpoint directory or a run's
+        `checkpoints/latest`. Parts without weights are seeded random, and then `notice`
         says so. Third-party deprecation warnings raised while loading are not shown."""
         cfg = (
             model.replace(*overrides)
@@ -214,6 +217,29 @@ class Pipeline:
     def device(self) -> torch.device:
         """Where the model's weights are."""
         return next(self.model.parameters()).device
+
+    def save_pretrained(self, out_dir: str | Path) -> Path:
+        """The model as a directory `from_pretrained` (and `--model`) loads back: model.yaml + model.safetensors
+        of the trained tensors, the frozen parts named by hub id or path (`checkpoint.save_pretrained`)."""
+        return save_pretrained(self.model, out_dir)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        private: bool | None = None,
+        token: str | None = None,
+        commit_message: str = "Upload video-SALMONN model",
+    ) -> str:
+        """`save_pretrained` into a temporary directory, uploaded as the model repo `repo_id` (created if needed;
+        `private` applies to a new repo; `token`: None uses the logged-in one); `from_pretrained(repo_id)` then
+        loads it. Frozen parts named by a local path are a warning: another machine lacks them. Returns the
+        commit's URL."""
+        local = local_sources(self.cfg)
+        if local:
+            log.warning("%s: names local files another machine lacks: %s", repo_id, ", ".join(local))
+        with tempfile.TemporaryDirectory(prefix="videosalmonn-push-") as tmp:
+            self.save_pretrained(tmp)
+            return upload_folder(tmp, repo_id, private, token, commit_message)
 
     # ------------------------------------------------------------------------------------------ inference
 

@@ -6,6 +6,7 @@ accelerate launch --config_file configs/accelerate/fsdp.yaml -m videosalmonn tra
 videosalmonn cache-features --manifest data.jsonl --out features/ [--model tiny] [--set k=v]
 videosalmonn cache-features --config configs/train/NAME.yaml [--out features/]
 videosalmonn export runs/NAME/checkpoints/latest --official-delta runs/NAME/delta.pt --merged runs/NAME/merged
+videosalmonn export runs/NAME/checkpoints/latest --hf runs/NAME/hf [--push owner/name] --peft runs/NAME/adapter
 
 A checkpoint may be named by its step-XXXXXX/ directory, the run's checkpoints/latest or the run's output_dir.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -54,15 +56,27 @@ def cmd_cache_features(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from videosalmonn.checkpoint import local_sources, save_pretrained
     from videosalmonn.errors import VideoSalmonnError
+    from videosalmonn.hub import upload_folder
     from videosalmonn.llm.tokenizer import load_tokenizer
-    from videosalmonn.training.export import export_merged, export_official, model_from_checkpoint
+    from videosalmonn.training.export import export_merged, export_official, export_peft, model_from_checkpoint
 
-    if not args.official_delta and not args.merged:
-        raise VideoSalmonnError("give --official-delta PATH and/or --merged DIR")
+    if args.push and not args.hf:
+        raise VideoSalmonnError("--push uploads the --hf directory: give --hf DIR too")
+    if not (args.official_delta or args.merged or args.hf or args.peft):
+        raise VideoSalmonnError("give --official-delta PATH, --hf DIR, --peft DIR and/or --merged DIR")
     model = model_from_checkpoint(args.checkpoint)
     if args.official_delta:
         print(f"official delta: {export_official(model, args.official_delta)}")
+    if args.hf:
+        print(f"model directory: {save_pretrained(model, args.hf)}")
+    if args.push:
+        for source in local_sources(model.cfg):
+            print(f"warning: {source} is a local path another machine lacks", file=sys.stderr)
+        print(f"pushed: {upload_folder(args.hf, args.push, private=args.private or None)}")
+    if args.peft:
+        print(f"peft adapter: {export_peft(model, args.peft)}")
     if args.merged:
         tokenizer = load_tokenizer(model.cfg.weights.tokenizer or model.cfg.weights.llm)
         print(f"merged model: {export_merged(model, tokenizer, args.merged, inplace=True)}")
@@ -98,10 +112,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt-pool", help="with --manifest: JSON {key: [prompts]} for <key> prompts")
     p.set_defaults(func=cmd_cache_features)
 
-    p = sub.add_parser("export", help="a training checkpoint -> official delta .pt and/or merged HF model dir")
+    p = sub.add_parser(
+        "export", help="a training checkpoint -> official delta .pt, model dir (+ hub), peft adapter, merged HF dir"
+    )
     p.add_argument(
         "checkpoint", help="a checkpoint: runs/NAME/checkpoints/step-XXXXXX, runs/NAME/checkpoints/latest or runs/NAME"
     )
     p.add_argument("--official-delta", metavar="PATH", help="write the official delta format (.pt) here")
+    p.add_argument(
+        "--hf", metavar="DIR", help="write model.yaml + model.safetensors (trained tensors only) here: --model DIR"
+    )
+    p.add_argument("--push", metavar="REPO_ID", help="upload the --hf directory as this hub model repo")
+    p.add_argument("--private", action="store_true", help="with --push: create the repo private")
+    p.add_argument("--peft", metavar="DIR", help="write the LoRA as a peft adapter (PeftModel.from_pretrained) here")
     p.add_argument("--merged", metavar="DIR", help="write the LoRA-merged LLM + connector + model.yaml here")
     p.set_defaults(func=cmd_export)

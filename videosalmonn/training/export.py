@@ -1,8 +1,17 @@
-"""Exporting a trained checkpoint: the official delta format, and a merged Hugging Face model directory.
+"""Exporting a trained checkpoint: the official delta format, our HF-style directory, a peft adapter, and a merged
+Hugging Face model directory.
 
     export_official(model, "pytorch_model.pt")
         the official flat state dict of the trainable tensors under the official names (spec §7), loadable by the
         official code's non-strict `load_state_dict` and by our `weights.delta`
+    checkpoint.save_pretrained(model, "hf/")  (`--hf`)
+        hf/model.yaml + hf/model.safetensors: the trained tensors and references to the frozen parts, which
+        `--model hf/` (and, once pushed to the hub, `--model owner/name`) loads
+    export_peft(model, "adapter/")
+        adapter/adapter_config.json + adapter_model.safetensors: the LoRA as a peft adapter under peft's own key
+        names (`base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`), r / lora_alpha / lora_dropout as
+        trained; `peft.PeftModel.from_pretrained(base_llm, "adapter/")` gives our LLM's logits (the connector is
+        not in it: the adapter is the LLM half of the model)
     export_merged(model, tokenizer, "merged/")
         merged/llm/                  the LLM with LoRA merged into its weights (peft `merge_and_unload`), saved with
                                      `save_pretrained` together with its tokenizer: a plain HF causal LM
@@ -27,13 +36,15 @@ import yaml
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from videosalmonn.checkpoint import atomic_write, export_official_delta, load_model, load_trainable
+from videosalmonn.checkpoint import atomic_write, export_official_delta, load_model, load_trainable, reference
 from videosalmonn.config import MODEL_FILE, ModelConfig, WeightsConfig, from_dict, to_dict
 from videosalmonn.errors import CheckpointError
 from videosalmonn.llm.tokenizer import TextTokenizer
 from videosalmonn.model import VideoSalmonn
+from videosalmonn.parts import is_part
 from videosalmonn.pipeline import LATEST, TRAINABLE_FILE
 from videosalmonn.training.checkpointing import resolve_checkpoint
+from videosalmonn.weights import resolve
 
 CONNECTOR = "connector.safetensors"
 # the towers `weights.random_towers` may list (its Literal)
@@ -62,6 +73,21 @@ def model_from_checkpoint(path: str | Path, device: str = "cpu") -> VideoSalmonn
 def export_official(model: VideoSalmonn, path: str | Path) -> Path:
     export_official_delta(model, path)
     return Path(path)
+
+
+def export_peft(model: VideoSalmonn, out_dir: str | Path) -> Path:
+    """Write the LLM's LoRA adapters as a peft adapter directory (see the module docstring), its
+    `base_model_name_or_path` naming the frozen LLM as a saved config does (hub id, absolute path; None: random)."""
+    if model.cfg.llm.lora is None:
+        raise CheckpointError("the model has no LoRA adapters to export")
+    out = Path(out_dir)
+    model.llm.model.save_pretrained(str(out), safe_serialization=True)
+    adapter_config = out / "adapter_config.json"
+    settings = json.loads(adapter_config.read_text())
+    llm = model.cfg.weights.llm
+    settings["base_model_name_or_path"] = str(resolve(llm)) if llm and is_part(llm) else reference(llm)
+    atomic_write(adapter_config, lambda tmp: Path(tmp).write_text(json.dumps(settings, indent=2, sort_keys=True)))
+    return out
 
 
 def export_merged(model: VideoSalmonn, tokenizer: TextTokenizer, out_dir: str | Path, inplace: bool = False) -> Path:
