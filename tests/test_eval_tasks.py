@@ -66,6 +66,7 @@ def test_registry():
         "avm",
         "avsd",
         "music-avqa",
+        "lrs2",
     }
     paper = {name: task.paper_value for name, task in TASKS.items()}
     assert paper == {
@@ -82,9 +83,10 @@ def test_registry():
         "avm": 0.797,
         "avsd": None,
         "music-avqa": 0.526,
+        "lrs2": 0.049,
     }
-    assert {n for n, t in TASKS.items() if t.default_manifest is None} == {"asr", "aac", "music-avqa"}
-    assert {n for n, t in TASKS.items() if t.lower_is_better} == {"asr", "avsr"}
+    assert {n for n, t in TASKS.items() if t.default_manifest is None} == {"asr", "aac", "music-avqa", "lrs2"}
+    assert {n for n, t in TASKS.items() if t.lower_is_better} == {"asr", "avsr", "lrs2"}
     assert all(t.source for t in TASKS.values())
 
 

@@ -53,6 +53,17 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0 if report.ready else 1
 
 
+def cmd_add_noise(args: argparse.Namespace) -> int:
+    from videosalmonn.evaluation.noisy import write_noisy_audio
+    from videosalmonn.evaluation.settings import select_samples
+
+    settings = _settings(args)
+    files = write_noisy_audio(select_samples(settings), args.snr, args.seed, args.out)
+    print(f"{args.task}: {len(files)} files with Gaussian noise at {args.snr:g} dB SNR in {args.out}", file=sys.stderr)
+    print(f"use them: videosalmonn eval run --task {args.task} ... --option noisy_audio={args.out}", file=sys.stderr)
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from videosalmonn.evaluation.report import write_report
 
@@ -107,7 +118,8 @@ def _data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--task",
         required=True,
-        help="asr, aac, ic, ocr, vqa, video-qa, avsr, avqa-ego4d, avqa-presentation, avssd, avm, avsd, music-avqa",
+        help="asr, aac, ic, ocr, vqa, video-qa, avsr, avqa-ego4d, avqa-presentation, avssd, avm, avsd, music-avqa, "
+        "lrs2",
     )
     p.add_argument(
         "--media-root", help="base of the manifest's media paths (LibriSpeech/AudioCaps/MUSIC-AVQA: the dataset folder)"
@@ -148,7 +160,7 @@ def register(subparsers) -> None:
         "--video-audio",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="use a video's own sound track when no audio file is given (default: only music-avqa)",
+        help="use a video's own sound track when no audio file is given (default: music-avqa and lrs2 only)",
     )
     p.add_argument(
         "--judge-url",
@@ -180,6 +192,15 @@ def register(subparsers) -> None:
     p = sub.add_parser("prepare", help="which media of a task exist or are missing, and where they come from")
     _data_arguments(p)
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser(
+        "add-noise", help="a task's audio + Gaussian noise at an SNR, as <id>.wav files (lrs2: paper App. F)"
+    )
+    _data_arguments(p)
+    p.add_argument("--snr", type=float, required=True, help="signal-to-noise ratio in dB (the paper: 0)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (each sample's noise: this seed and its id)")
+    p.add_argument("--out", required=True, help="folder for <id>.wav (then: eval run ... --option noisy_audio=OUT)")
+    p.set_defaults(func=cmd_add_noise)
 
     p = sub.add_parser("report", help="markdown tables like the paper's, a JSON summary and a PNG chart")
     p.add_argument("dirs", nargs="+", metavar="DIR", help="run directories, or folders holding them")

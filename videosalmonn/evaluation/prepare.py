@@ -15,6 +15,7 @@ LAYOUTS = {
     "aac": "--media-root holds AudioCaps test.csv and the clips as <youtube_id>.wav (or Y<youtube_id>.wav, "
     "<youtube_id>_<start_time>.wav; .flac/.ogg/.mp3 too), or give --manifest test.csv",
     "music-avqa": "--media-root holds avqa-test.json (or give --manifest) and the videos as <video_id>.mp4",
+    "lrs2": "--media-root is LRS2/: test.txt (or give --manifest) and main/<folder>/<utterance>.mp4 + .txt",
 }
 SAVE_LAYOUT = (
     "--savebench is the folder of {manifest} (or give --manifest); its relative media paths resolve "

@@ -41,6 +41,7 @@ SHORT = {
     "avm": "AVM",
     "avsd": "AVSD",
     "music-avqa": "MUSIC-AVQA",
+    "lrs2": "LRS2",
 }
 PAPER_ROW = "video-SALMONN 13B (paper)"
 # video-SALMONN 13B under the paper's diagnostics, keyed like a run's (mask, zero_level). A string is shown as is.

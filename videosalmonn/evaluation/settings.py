@@ -27,9 +27,9 @@ SAVEBENCH_ENV = "VIDEOSALMONN_SAVEBENCH"  # default folder of the SAVEBench mani
 JUDGE_KEY_ENV = "OPENAI_API_KEY"  # sent as a bearer token to --judge-url when set
 MASKS = {"audio": (1.0, 0.0), "video": (0.0, 1.0)}  # Request.modality_mask: [visual, audio] multipliers
 SPAN_MODES = ("auto", "cut", "whole")
-VIDEO_OWN_AUDIO = {"music-avqa"}  # tasks whose audio is the video's own sound track
+VIDEO_OWN_AUDIO = {"music-avqa", "lrs2"}  # tasks whose audio is the video's own sound track
 # Tasks read from the dataset's own layout (Task.default_manifest None): the default manifest in --media-root.
-OWN_LAYOUT = {"asr": ".", "aac": "test.csv", "music-avqa": "avqa-test.json"}
+OWN_LAYOUT = {"asr": ".", "aac": "test.csv", "music-avqa": "avqa-test.json", "lrs2": "test.txt"}
 NOT_IDENTITY = ("limit", "allow_missing", "savebench")
 
 

@@ -18,6 +18,7 @@ from videosalmonn.data.save import (
     gqa,
     how2,
     librispeech,
+    lrs2,
     music_avqa,
     nextqa,
     presentation_qa,
@@ -44,5 +45,6 @@ READERS = {
         avm,
         avsd,
         music_avqa,
+        lrs2,
     )
 }

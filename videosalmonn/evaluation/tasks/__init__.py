@@ -23,6 +23,7 @@ from videosalmonn.evaluation.tasks import (
     gqa,
     how2,
     librispeech,
+    lrs2,
     music_avqa,
     nextqa,
     presentation_qa,
@@ -49,5 +50,6 @@ TASKS: dict[str, Task] = {
         avm,
         avsd,
         music_avqa,
+        lrs2,
     )
 }

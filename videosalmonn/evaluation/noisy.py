@@ -1,0 +1,63 @@
+"""`videosalmonn eval add-noise`: a task's audio with Gaussian noise at a given SNR, as `<id>.wav` files (paper
+App. F: LRS2 + 0 dB Gaussian noise), for a run to use through the reader's `noisy_audio` option.
+
+    videosalmonn eval add-noise --task lrs2 --media-root LRS2/ --snr 0 --out LRS2-0dB/
+    videosalmonn eval run --task lrs2 --media-root LRS2/ --option noisy_audio=LRS2-0dB/ --out runs/lrs2-0db
+
+Each sample's clean audio (its audio file, else the video's own track) is decoded at 16 kHz mono, the noise is
+seeded by (`seed`, sample id), so the files are the same on every machine, and written as 32-bit float WAV
+(no clipping, no rounding: the measured SNR of the file is the target).
+"""
+
+from __future__ import annotations
+
+import zlib
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from torch import Tensor
+
+from videosalmonn.data.save import BenchmarkSample
+from videosalmonn.errors import InputError
+from videosalmonn.media.audio import load_audio
+from videosalmonn.media.noise import add_noise
+from videosalmonn.media.timeline import SAMPLE_RATE
+
+BLOCK = 4096  # samples per encoded frame
+
+
+def sample_seed(seed: int, sample_id: str) -> int:
+    """The noise seed of one sample: stable across runs, machines and sample order."""
+    return seed * 2**32 + zlib.crc32(sample_id.encode("utf-8"))
+
+
+def write_wav(path: Path, samples: Tensor) -> None:
+    """(N,) float at SAMPLE_RATE -> a mono 32-bit float WAV."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = np.ascontiguousarray(samples.float().numpy()[None])  # (1, N)
+    with av.open(str(path), "w", format="wav") as out:
+        stream = out.add_stream("pcm_f32le", rate=SAMPLE_RATE, layout="mono")
+        for start in range(0, x.shape[1], BLOCK):
+            frame = av.AudioFrame.from_ndarray(x[:, start : start + BLOCK], "flt", "mono")
+            frame.sample_rate, frame.pts, frame.time_base = SAMPLE_RATE, start, Fraction(1, SAMPLE_RATE)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+
+
+def write_noisy_audio(
+    samples: list[BenchmarkSample], snr: float, seed: int, out: str | Path, channels: str = "downmix"
+) -> list[Path]:
+    """`out/<id>.wav` for every sample: its clean audio + Gaussian noise at `snr` dB. Returns the files."""
+    out = Path(out)
+    written = []
+    for s in samples:
+        source = s.audio or s.video
+        if source is None:
+            raise InputError(f"sample {s.id}: no audio or video to add noise to")
+        clean = load_audio(source, channels).samples
+        path = out / f"{s.id}.wav"
+        write_wav(path, add_noise(clean, snr, sample_seed(seed, s.id)))
+        written.append(path)
+    return written
