@@ -36,7 +36,12 @@ import contextlib, io
 from videosalmonn.cli import build_parser, main
 commands = build_parser()._subparsers._group_actions[0].choices
 assert len(commands) >= 5, commands
-for argv in [["--help"]] + [[name, "--help"] for name in commands]:
+argvs = [["--help"]] + [[name, "--help"] for name in commands]
+for name, parser in commands.items():  # and the nested ones: eval run, savemini make, ...
+    for group in parser._subparsers._group_actions if parser._subparsers else []:
+        argvs += [[name, inner, "--help"] for inner in group.choices or ()]
+assert any(len(argv) == 3 for argv in argvs), argvs
+for argv in argvs:
     with contextlib.redirect_stdout(io.StringIO()) as out:
         try:
             main(argv)

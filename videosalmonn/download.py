@@ -29,14 +29,8 @@ from pathlib import Path
 
 from videosalmonn.config import ModelConfig
 from videosalmonn.errors import CheckpointError, VideoSalmonnError
-from videosalmonn.weights import (
-    PICKLE_SUFFIXES,
-    RELEASED,
-    resolve,
-    resolve_file,
-    resolve_model,
-    weight_files,
-)
+
+# `videosalmonn.weights` (torch, safetensors) is imported where used: `videosalmonn download --help` loads neither
 
 EXIT_INCOMPLETE = 1
 TOKENIZER_FILES = ("tokenizer*", "special_tokens_map.json", "added_tokens.json", "vocab*", "merges.txt")
@@ -69,6 +63,8 @@ Component = tuple[str, str, Callable[[str], tuple[Path, list[Path]]]]
 
 def components(cfg: ModelConfig) -> tuple[list[Component], list[str]]:
     """What loading `cfg` reads, in loading order, and the `--set` lines for released files the config left unset."""
+    from videosalmonn.weights import RELEASED
+
     w, out, defaults = cfg.weights, [], []
     if w.llm:
         out.append(("weights.llm", w.llm, _llm))
@@ -125,11 +121,15 @@ def origin(source: str) -> str:
 
 
 def _llm(source: str) -> tuple[Path, list[Path]]:
+    from videosalmonn.weights import resolve_model, weight_files
+
     root = resolve_model(source)  # every shard its index names
     return root, [*_matching(root, CONFIG_FILES), *weight_files(source)]
 
 
 def _tokenizer(source: str) -> tuple[Path, list[Path]]:
+    from videosalmonn.weights import resolve
+
     root = resolve(source)  # configs and tokenizer files
     files = _matching(root, TOKENIZER_FILES)
     if not files:
@@ -138,6 +138,8 @@ def _tokenizer(source: str) -> tuple[Path, list[Path]]:
 
 
 def _instructblip(source: str) -> tuple[Path, list[Path]]:
+    from videosalmonn.weights import PICKLE_SUFFIXES, resolve, weight_files
+
     if Path(source).suffix in PICKLE_SUFFIXES:  # the LAVIS file
         return _file(source)
     from videosalmonn.encoders.vision import HF_INSTRUCTBLIP_PREFIXES
@@ -148,6 +150,7 @@ def _instructblip(source: str) -> tuple[Path, list[Path]]:
 
 def _whisper(source: str) -> tuple[Path, list[Path]]:
     from videosalmonn.encoders.whisper import ENCODER_PREFIXES
+    from videosalmonn.weights import resolve, weight_files
 
     root = resolve(source)
     return root, [*_matching(root, CONFIG_FILES), *weight_files(source, ENCODER_PREFIXES)]
@@ -172,6 +175,7 @@ def _instruction_tokenizer_source(cfg: ModelConfig, root: Path) -> tuple[str, st
 
 def _file(source: str) -> tuple[Path, list[Path]]:
     from videosalmonn.pipeline import trained_weights_file  # a training checkpoint directory -> its file
+    from videosalmonn.weights import resolve_file
 
     path = resolve_file(str(trained_weights_file(source)) if Path(source).exists() else source)
     return path, [path]
