@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -128,3 +130,134 @@ def test_context_check_counts_the_sub_images(quadrants_png):
     pipe = Pipeline.from_pretrained("tiny", ["media.image_spotlight=40", "llm.max_positions=512"], "cpu")
     with pytest.raises(InputError, match="media tokens"):  # 1600 frames -> 4800 tokens, refused before decoding
         pipe.load(Request("?", image=str(quadrants_png)))
+
+
+# ------------------------------------------------------------------------------------------------- training
+
+
+def _wav(path, seconds=1.5, rate=16000):
+    """A mono 16-bit sine tone (stdlib `wave`: no media library needed to write it)."""
+    import wave
+
+    t = np.arange(round(seconds * rate)) / rate
+    samples = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes(samples.tobytes())
+    return path
+
+
+def _train_config(tmp, grid, cache="cache"):
+    from videosalmonn.training.config import DataConfig, ModelRef, SourceConfig, TrainConfig
+
+    image, audio = tmp / "quadrants.png", _wav(tmp / "tone.wav")
+    _quadrants().save(image)
+    rows = [
+        {"id": "quad", "image": str(image), "prompt": "Which colours are there?", "answer": "Four."},
+        {"id": "quad-tone", "image": str(image), "audio": str(audio), "prompt": "What is heard?", "answer": "A tone."},
+    ]
+    (tmp / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    model = ModelRef("tiny", () if grid is None else (f"media.image_spotlight={grid}",))
+    data = DataConfig(sources=(SourceConfig(str(tmp / "m.jsonl")),), feature_cache=str(tmp / cache))
+    return TrainConfig(output_dir=str(tmp / "run"), model=model, data=data)
+
+
+@pytest.fixture(scope="module")
+def spotlit_training(tmp_path_factory):
+    """A tiny-model training set with `media.image_spotlight=2`, its feature cache built."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    from videosalmonn.training.loop import build_model, prepare_data
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("spotlight-train")
+    cfg = _train_config(tmp, 2)
+    accelerator = Accelerator(cpu=True)
+    model, _, tokenizer, itok, featurizer = build_model(cfg, accelerator)
+    data = prepare_data(cfg, cfg.model_config(), tokenizer, itok, featurizer, accelerator)
+    yield tmp, cfg, accelerator, model, tokenizer, itok, featurizer, data
+    AcceleratorState._reset_state(reset_partial_state=True)
+    torch.set_num_threads(threads)
+
+
+def test_training_batch_sees_the_sub_images(spotlit_training, pipes):
+    """The training batch of a spotlighted image: grid^2 distinct frames, flagged as a video (not one image
+    repeated), the same features cached and on the fly, and the same media tokens as inference."""
+    import copy
+
+    from videosalmonn.prompting.templates import prompt_style
+    from videosalmonn.training.data import TrainCollator
+
+    _, cfg, _, model, tokenizer, _, featurizer, cached = spotlit_training
+    model_cfg = cfg.model_config()
+    on_the_fly = copy.copy(cached)
+    on_the_fly.cache = None
+    collate = TrainCollator(model_cfg, tokenizer, prompt_style(model_cfg.llm.prompt_style), featurizer)
+    examples = {}
+    for position in range(40):
+        example = cached.example(position)
+        examples.setdefault((example.index, example.rule), example)
+    assert {e.audio is not None for e in examples.values()} == {True, False}
+    for example in examples.values():
+        raw = on_the_fly.load(example)
+        assert raw.visual.frames.shape[0] == 4 and not raw.visual.is_image
+        crops = transform_spotlight(load_image(example.visual.path), 2, model_cfg.media.image_size)
+        assert torch.equal(raw.visual.frames, crops)  # the four quadrants, in scan order
+        assert len({tuple(f.flatten().tolist()) for f in raw.visual.frames}) == 4
+        a, b = cached.load(example).cached, collate.features(raw)
+        assert not a.is_image and not b.is_image and a.frames == b.frames == 4
+        for name in ("visual", "whisper", "beats"):
+            x, y = getattr(a, name), getattr(b, name)
+            assert (x is None and y is None) or torch.equal(x, y), (example.rule, name)
+
+    pipe = pipes[2]  # inference with the same setting and the same (seeded tiny) weights
+    assert all(
+        torch.equal(p, q)
+        for p, q in zip(model.connector.state_dict().values(), pipe.model.connector.state_dict().values())
+    )
+    model.eval()
+    for example in examples.values():
+        for source in (cached, on_the_fly):
+            train = collate([source.load(example)])
+            features = train.batch.features
+            assert features.is_image.tolist() == [False] and features.visual_slots.tolist() == [4]
+            assert len({tuple(v.flatten().tolist()) for v in features.visual[0]}) == 4  # the frames' features differ
+            request = Request(
+                example.instruction,
+                image=str(example.visual.path),
+                audio=None if example.audio is None else str(example.audio.path),
+            )
+            batch, counts = pipe.prepare([request], [pipe.load(request)])
+            assert not bool(batch.media.is_image[0]) and batch.media.frames.shape[1] == 4
+            with torch.no_grad():
+                ours, theirs = model.encode(train.batch), pipe.model.encode(batch)
+            n = int(theirs.lengths[0])
+            assert int(ours.lengths[0]) == n == counts[0] == int(train.batch.prompt.media_mask.sum())
+            assert n == (30 if example.audio is None else 3 * 10)  # 4 frames padded to 10 slots, x 3 levels
+            torch.testing.assert_close(ours.embeds[0, :n], theirs.embeds[0, :n], atol=1e-5, rtol=1e-5)
+
+
+def test_cache_built_without_spotlight_is_refused(spotlit_training):
+    from videosalmonn.training.cache import visual_key
+    from videosalmonn.training.loop import prepare_data
+    from videosalmonn.training.mixing import MediaRef
+
+    tmp, cfg, accelerator, _, tokenizer, itok, featurizer, _ = spotlit_training
+    off = _train_config(tmp, None, cache="cache-off")
+    prepare_data(off, off.model_config(), tokenizer, itok, featurizer, accelerator)  # built with spotlight off
+    on = _train_config(tmp, 2, cache="cache-off")
+    with pytest.raises(InputError, match=r"stale feature cache.*media\.image_spotlight \(null -> 2\)") as e:
+        prepare_data(on, on.model_config(), tokenizer, itok, featurizer, accelerator)
+    assert "\n" not in str(e.value)  # one line
+    # the keys differ too: an image's features with and without the grid are never taken for each other
+    ref = MediaRef("x.png")
+    keys = {
+        visual_key("sha", ref, True, "?"),
+        visual_key("sha", ref, True, "?", 2),
+        visual_key("sha", ref, True, "?", 3),
+    }
+    assert len(keys) == 3 and visual_key("sha", ref, False, "?", 2) == visual_key("sha", ref, False, "?")

@@ -8,13 +8,15 @@ Layout of a cache directory:
     part-<id>.json              entries of shards written but not yet merged into index.json (crash-safe)
 
 Keys (sha256, 32 hex digits) name *what was encoded*, never where it lives:
-    visual key = sha256(stream "visual", media content sha256, start, end, image?, instruction)
+    visual key = sha256(stream "visual", media content sha256, start, end, image?, instruction[, spotlight])
     audio key  = sha256(stream "audio",  media content sha256, start, end)
 The instruction is part of the visual key because InstructBLIP's Q-Former reads it (spec §2); with
-`encoders.image_qformer.use_instruction: false` it is left out. The *preprocessing fingerprint* (media and encoder
-configs, a digest of the encoder weights, the instruction vocabulary, the storage dtype) is stored once in the index:
-opening a cache with a different fingerprint is an error naming the fields that differ (a stale cache is never
-read). A media file whose size or mtime changed is re-hashed, so an edited file simply has other keys.
+`encoders.image_qformer.use_instruction: false` it is left out. An image cut by `media.image_spotlight` (grid^2
+frames, read as a video) has the grid size in its key (absent when off: the keys of earlier caches).
+The *preprocessing fingerprint* (media and encoder configs, `media.image_spotlight` included, a digest of the
+encoder weights, the instruction vocabulary, the storage dtype) is stored once in the index: opening a cache with a
+different fingerprint is an error naming the fields that differ (a stale cache is never read). A media file whose
+size or mtime changed is re-hashed, so an edited file simply has other keys.
 """
 
 from __future__ import annotations
@@ -88,8 +90,14 @@ def _short(v) -> str:
 # ---------------------------------------------------------------------------------------------------- keys
 
 
-def visual_key(media_sha: str, ref: MediaRef, is_image: bool, instruction: str | None) -> str:
-    return _sha(json.dumps(["visual", media_sha, ref.start, ref.end, is_image, instruction]))[:32]
+def visual_key(
+    media_sha: str, ref: MediaRef, is_image: bool, instruction: str | None, spotlight: int | None = None
+) -> str:
+    """`is_image`: the file is an image; `spotlight`: `media.image_spotlight` (keyed for images only)."""
+    what = ["visual", media_sha, ref.start, ref.end, is_image, instruction]
+    if is_image and spotlight is not None:
+        what.append({"image_spotlight": spotlight})
+    return _sha(json.dumps(what))[:32]
 
 
 def audio_key(media_sha: str, ref: MediaRef) -> str:

@@ -36,6 +36,7 @@ from videosalmonn.training.features import (
     RawAudio,
     RawVisual,
     SampleFeatures,
+    clip_is_image,
     collate_features,
     load_raw_audio,
     load_raw_visual,
@@ -211,6 +212,7 @@ class TrainData:
         self.prompt_pool = prompt_pool
         self.cache = cache
         self.use_instruction = model_cfg.encoders.image_qformer.use_instruction
+        self.spotlight = model_cfg.media.image_spotlight
 
     def example(self, position: int) -> Example:
         epoch, index = self.order.at(position)
@@ -226,7 +228,8 @@ class TrainData:
                     f"{example.source}: features not in the cache {self.cache.root} "
                     f"(instruction {example.instruction!r}); rebuild it with this training config"
                 )
-            return Loaded(example, cached=self.cache.features(vkey, example.is_image, akey))
+            is_image = clip_is_image(self.model_cfg, example.is_image)  # as load_clip gives it (spotlight: False)
+            return Loaded(example, cached=self.cache.features(vkey, is_image, akey))
         visual = audio = None
         try:
             if example.visual is not None:
@@ -245,7 +248,8 @@ class TrainData:
         vkey = akey = None
         if example.visual is not None:
             instruction = example.instruction if self.use_instruction else None
-            vkey = visual_key(self.cache.media_sha(example.visual.path), example.visual, example.is_image, instruction)
+            sha = self.cache.media_sha(example.visual.path)
+            vkey = visual_key(sha, example.visual, example.is_image, instruction, self.spotlight)
         if example.audio is not None:
             akey = audio_key(self.cache.media_sha(example.audio.path), example.audio)
         return vkey, akey
@@ -263,7 +267,7 @@ class TrainData:
                 sha = self.cache.media_sha(item.visual.path)
                 variants = instruction_variants(self.items, self.pools, i, self.mixing, self.prompt_pool)
                 for text in sorted(variants) if self.use_instruction else [None]:
-                    key = visual_key(sha, item.visual, item.is_image, text)
+                    key = visual_key(sha, item.visual, item.is_image, text, self.spotlight)
                     jobs.setdefault(key, CacheJob(key, "visual", item.visual, item.is_image, text, item.source))
         return list(jobs.values())
 
@@ -331,7 +335,8 @@ class TrainCollator:
             return loaded.cached
         v = self.featurizer.visual(loaded.visual) if loaded.visual is not None else None
         w, b = self.featurizer.audio(loaded.audio) if loaded.audio is not None else (None, None)
-        return SampleFeatures(v, loaded.example.is_image, w, b)
+        is_image = loaded.visual.is_image if loaded.visual is not None else loaded.example.is_image  # the clip's
+        return SampleFeatures(v, is_image, w, b)
 
     def __call__(self, loaded: list[Loaded]) -> CollatedExamples:
         examples = [x.example for x in loaded]

@@ -22,7 +22,7 @@ from torch import Tensor
 from videosalmonn.collate import collate_media
 from videosalmonn.config import ModelConfig
 from videosalmonn.encoders.audio_visual import AVEncoder
-from videosalmonn.media.clip import load_clip
+from videosalmonn.media.clip import image_frames, load_clip
 from videosalmonn.media.features import audio_features
 from videosalmonn.media.timeline import AUDIO_FRAMES_PER_SLOT
 from videosalmonn.prompting.instruction import InstructionTokenizer
@@ -34,8 +34,8 @@ from videosalmonn.types import AudioFeatures, AVFeatures
 class RawVisual:
     """Decoded frames + the tokenised instruction: the visual encoder's inputs for one sample."""
 
-    frames: Tensor  # (Tv, 3, S, S) CLIP-normalised; an image is one frame
-    is_image: bool
+    frames: Tensor  # (Tv, 3, S, S) CLIP-normalised; an image is one frame (with image spotlight: grid^2 frames)
+    is_image: bool  # the clip's own flag: False for a spotlighted image (a video of its sub-images)
     instruction_ids: Tensor  # (1, Li) BERT ids
     instruction_mask: Tensor  # (1, Li)
 
@@ -52,7 +52,7 @@ class SampleFeatures:
     """Frozen-encoder outputs of one sample (no batch axis)."""
 
     visual: Tensor | None  # (Tv, Q, Dv) InstructBLIP query outputs
-    is_image: bool
+    is_image: bool  # as the model sees it (`clip_is_image`), not the manifest's kind
     whisper: Tensor | None  # (Ta*25, Dw): the audio's own Ta slots (official: Ta = C*60)
     beats: Tensor | None  # (Ta*25, Db)
 
@@ -65,16 +65,24 @@ class SampleFeatures:
         return 0 if self.whisper is None else self.whisper.shape[0] // AUDIO_FRAMES_PER_SLOT
 
 
+def clip_is_image(cfg: ModelConfig, is_image: bool) -> bool:
+    """The `is_image` flag the model gets for a sample whose visual file is an image (`is_image`, the manifest's
+    kind) or a video: what `load_clip` returns. With `media.image_spotlight` an image is a video of its sub-images,
+    so False; the cached path uses this, the on-the-fly path the clip's own flag (the same)."""
+    return is_image and image_frames(cfg.media)[1]
+
+
 def load_raw_visual(
     cfg: ModelConfig, ref: MediaRef, is_image: bool, instruction: str, tokenizer: InstructionTokenizer
 ) -> RawVisual:
+    """`is_image`: the file is an image (the manifest's kind); the RawVisual carries the clip's own flag."""
     clip = (
         load_clip(cfg.media, image=ref.path)
         if is_image
         else load_clip(cfg.media, video=ref.path, start=ref.start, end=ref.end, video_audio=False)
     )
     ids, mask = tokenizer([instruction])
-    return RawVisual(clip.frames, is_image, ids, mask)
+    return RawVisual(clip.frames, clip.is_image, ids, mask)
 
 
 def load_raw_audio(cfg: ModelConfig, ref: MediaRef) -> RawAudio:
