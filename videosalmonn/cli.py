@@ -1,6 +1,7 @@
 """`videosalmonn <command>`: thin entry points over the library (each command parses, calls, prints).
 
-User mistakes (missing files, bad media, bad settings) end with one line on stderr and exit code 2. A batch
+User mistakes (missing files, bad media, bad settings) and a full disk end with one line on stderr and exit code 2
+(a full disk also names the file; what was written before stays whole, so a rerun continues). A batch
 command (`infer --manifest`, `eval run`) whose samples did not all get an answer exits 1 after a summary line with
 the count (each failed sample has an error record; a rerun retries it).
 """
@@ -16,7 +17,7 @@ import sys
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from videosalmonn.errors import InputError, VideoSalmonnError
+from videosalmonn.errors import DISK_FULL, DiskFullError, InputError, VideoSalmonnError
 
 EXIT_USER_ERROR = 2
 EXIT_SAMPLES_FAILED = 1
@@ -220,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except VideoSalmonnError as e:
         print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as e:  # a full disk under a writer that does not say so itself (a library's file, a lock)
+        if e.errno not in DISK_FULL:
+            raise
+        print(f"error: {DiskFullError(e.filename or 'a file being written')}", file=sys.stderr)
         return EXIT_USER_ERROR
 
 

@@ -6,7 +6,12 @@ keeps its traceback.
 
 from __future__ import annotations
 
+import errno
+import shutil
 from pathlib import Path
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # the errnos of a full disk or quota
+RERUN = "free space and run the command again (infer --manifest and eval run continue where they stopped)"
 
 
 class VideoSalmonnError(Exception):
@@ -32,3 +37,17 @@ class CheckpointError(VideoSalmonnError):
 
 class InputError(VideoSalmonnError):
     """A request is malformed (no media, prompt too long, inconsistent manifest line, ...)."""
+
+
+class DiskFullError(VideoSalmonnError):
+    """A file could not be written: its disk (or quota) is full. One line naming the file, the free space left and
+    what to do next (`then`)."""
+
+    def __init__(self, path: str | Path, then: str = RERUN):
+        self.path = str(path)
+        try:
+            where = next(p for p in Path(path).absolute().parents if p.exists())
+            free = f", {shutil.disk_usage(where).free / 2**20:.0f} MiB free"
+        except (OSError, StopIteration):
+            free = ""
+        super().__init__(f"{path}: no space left on device{free}; {then}")

@@ -52,15 +52,14 @@ def run_manifest(
     summary = InferSummary(
         skipped=len(samples) - len(pending), given_up=[s.id for s in pending if failures.get(s.id, 0) >= max_attempts]
     )
-    bar = tqdm(total=len(todo), desc="answering", unit="sample", disable=not progress)
-    for i in range(0, len(todo), batch_size):
-        chunk = todo[i : i + batch_size]
-        for record in answer_samples(pipe, chunk, generation):
-            results.append(with_attempts(record, failures))
-            summary.failed += "error" in record
-            summary.answered += "error" not in record
-        bar.update(len(chunk))
-    bar.close()
+    with tqdm(total=len(todo), desc="answering", unit="sample", disable=not progress) as bar:  # closed before an error
+        for i in range(0, len(todo), batch_size):
+            chunk = todo[i : i + batch_size]
+            for record in answer_samples(pipe, chunk, generation):
+                results.append(with_attempts(record, failures))
+                summary.failed += "error" in record
+                summary.answered += "error" not in record
+            bar.update(len(chunk))
     return summary
 
 

@@ -11,10 +11,13 @@ units: %, or CIDEr/SPIDEr x 100); a bar above 100 is cut at the top and labelled
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
+
+from videosalmonn.results import write_atomic
 
 COLOURS = ["#7f7f7f", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 AXIS_MAX = 100.0
@@ -54,10 +57,10 @@ def bar_chart(groups: list[str], series: list[Series], path: str | Path, title: 
         y = TOP + PLOT_H + LABEL_H + 18 * k
         draw.rectangle([LEFT, y, LEFT + 12, y + 12], fill=COLOURS[k % len(COLOURS)])
         draw.text((LEFT + 18, y), s.label, fill="black", font=small)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path, format="PNG")
-    return path
+    png = io.BytesIO()
+    img.save(png, format="PNG")
+    write_atomic(path, png.getvalue())
+    return Path(path)
 
 
 def _y(value: float) -> float:

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from videosalmonn.errors import InputError
-from videosalmonn.results import ResultsFile, complete_lines, count_failures, json_text
+from videosalmonn.results import ResultsFile, complete_lines, count_failures, json_text, write_atomic
 
 RUN_FILE = "run.json"
 SAMPLES_FILE = "samples.jsonl"
@@ -129,10 +128,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, text.encode("utf-8"))
 
 
 def _read_complete_lines(path: Path) -> list[dict]:

@@ -94,19 +94,14 @@ def run_eval(
             other_ranks=len(samples) - len(missing) - len(share),
         )
         shard = run.shard(rank)
-        bar = tqdm(
-            total=len(todo),
-            desc=f"{settings.task} (rank {rank}/{world})",
-            unit="sample",
-            disable=not progress or rank != 0,
-        )
-        for i in range(0, len(todo), batch_size):
-            for record in answer_chunk(pipe, task, settings, todo[i : i + batch_size]):
-                shard.append({**with_attempts(record, failures), "rank": rank})
-                summary.failed += "error" in record
-                summary.answered += "error" not in record
-            bar.update(len(todo[i : i + batch_size]))
-        bar.close()
+        desc = f"{settings.task} (rank {rank}/{world})"
+        with tqdm(total=len(todo), desc=desc, unit="sample", disable=not progress or rank != 0) as bar:
+            for i in range(0, len(todo), batch_size):
+                for record in answer_chunk(pipe, task, settings, todo[i : i + batch_size]):
+                    shard.append({**with_attempts(record, failures), "rank": rank})
+                    summary.failed += "error" in record
+                    summary.answered += "error" not in record
+                bar.update(len(todo[i : i + batch_size]))
 
     records = run.records()
     if all(s.id in records for s in samples if s.id not in missing):

@@ -9,25 +9,17 @@ bounded number of skipped steps, `optim.max_nonfinite_steps`) and a full disk.
 from __future__ import annotations
 
 import contextlib
-import errno
 import math
-import shutil
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 
-from videosalmonn.errors import VideoSalmonnError
-
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+from videosalmonn.errors import DISK_FULL, DiskFullError, VideoSalmonnError
 
 
 class NonFiniteLossError(VideoSalmonnError):
     """A step's loss (or gradient) was NaN/inf more often than `optim.max_nonfinite_steps` allows."""
-
-
-class DiskFullError(VideoSalmonnError):
-    """The run directory's disk (or quota) is full."""
 
 
 def step_is_nonfinite(accelerator: Accelerator, loss_was_nonfinite: bool, grad_norm) -> bool:
@@ -71,11 +63,4 @@ def disk_full_is_an_error(output_dir: str | Path):
     except OSError as e:
         if e.errno not in DISK_FULL:
             raise
-        where = e.filename or output_dir
-        try:
-            free = f", {shutil.disk_usage(output_dir).free / 2**20:.0f} MiB free"
-        except OSError:
-            free = ""
-        raise DiskFullError(
-            f"{where}: no space left on device{free}; free space and continue the run with --resume"
-        ) from None
+        raise DiskFullError(e.filename or output_dir, "free space and continue the run with --resume") from None
