@@ -13,17 +13,18 @@ ours      `MultiResolutionConnector.forward`: LN(X) projected once per layer for
           kept between calls), fused attention in the causal block, 1-frame windows without a mask
 
 The two run alternately (A B A B ...), after one warm-up each; the medians are reported, with the process CPU
-time, the peak RSS, and max |ours - official| of the LLM embeddings.
+time, the peak RSS (VmHWM; allocated memory on a GPU), and max |ours - official| of the LLM embeddings.
+`--json` prints the result as one JSON object (what `bench/all.py` reads).
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import time
 
 import torch
+from common import add_json_flag, describe, emit, peak_rss_mb, result, row
 
 from videosalmonn.config import ConnectorConfig
 from videosalmonn.connector.multires import MultiResolutionConnector
@@ -77,28 +78,11 @@ def interleaved(fns: dict, repeats: int, device) -> dict[str, tuple[float, float
     return {name: (statistics.median(wall[name]), statistics.median(cpu[name])) for name in fns}
 
 
-def peak_mb(device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (Linux: KiB)
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clips", type=int, default=4, help="30-s clips per batch")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    args = ap.parse_args()
+def measure(args) -> dict:
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     torch.manual_seed(0)
     conn = MultiResolutionConnector(ConnectorConfig(), DV, Q, DW, DB, E).to(device, dtype).eval()
-    params = sum(p.numel() for p in conn.parameters()) / 1e6
     f = features(args.clips, device, dtype)
-    print(
-        f"connector: {params:.1f} M parameters, {args.clips} x 30-s clips, {device} {args.dtype}, "
-        f"{torch.get_num_threads()} threads, {args.repeats} interleaved runs each, medians"
-    )
     with torch.no_grad():
         a, b = ours(conn, f), official(conn, f)
         err = (a.float() - b.float()).abs().max().item()
@@ -107,14 +91,49 @@ def main():
             {"ours": lambda: ours(conn, f), "official": lambda: official(conn, f)}, args.repeats, device
         )
     (w_ours, c_ours), (w_off, c_off) = times["ours"], times["official"]
-    per = 1000 / args.clips
-    print(f"official: {per * w_off:8.1f} ms per clip wall, {per * c_off:8.1f} ms CPU")
-    print(f"ours:     {per * w_ours:8.1f} ms per clip wall, {per * c_ours:8.1f} ms CPU")
-    print(
-        f"speed-up: {w_off / w_ours:.2f}x wall, {c_off / c_ours:.2f}x CPU   outputs {tuple(a.shape)}   "
-        f"max |ours - official| = {err:.2e} (max |official| {scale:.2f})   "
-        f"peak memory {peak_mb(device):.0f} MB ({'process RSS' if device.type == 'cpu' else 'allocated'})"
+    compared = f"connector, real dims, {args.dtype}, 30-s clips: ours vs the official one-level path"
+    return result(
+        "connector",
+        [row(compared, w_ours / args.clips, w_off / args.clips, "s/clip", cpu_ratio=c_off / c_ours, max_error=err)],
+        torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak_rss_mb(),
+        device=str(device),
+        dtype=args.dtype,
+        clips=args.clips,
+        repeats=args.repeats,
+        threads=torch.get_num_threads(),
+        params_m=sum(p.numel() for p in conn.parameters()) / 1e6,
+        shape=list(a.shape),
+        cpu_s_per_clip={"ours": c_ours / args.clips, "official": c_off / args.clips},
+        max_abs_official=scale,
     )
+
+
+def report(r: dict) -> None:
+    (x,) = r["rows"]
+    cpu = r["cpu_s_per_clip"]
+    print(
+        f"connector: {r['params_m']:.1f} M parameters, {r['clips']} x 30-s clips, {r['device']} {r['dtype']}, "
+        f"{r['threads']} threads, {r['repeats']} interleaved runs each, medians"
+    )
+    print(f"official: {1000 * x['baseline']:8.1f} ms per clip wall, {1000 * cpu['official']:8.1f} ms CPU")
+    print(f"ours:     {1000 * x['ours']:8.1f} ms per clip wall, {1000 * cpu['ours']:8.1f} ms CPU")
+    print(
+        f"speed-up: {x['ratio']:.2f}x wall, {x['cpu_ratio']:.2f}x CPU   outputs {tuple(r['shape'])}   "
+        f"max |ours - official| = {x['max_error']:.2e} (max |official| {r['max_abs_official']:.2f})   "
+        f"peak memory {r['peak_rss_mb']:.0f} MB ({'process RSS' if r['device'] == 'cpu' else 'allocated'})"
+    )
+    print(describe(r["machine"]))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clips", type=int, default=4, help="30-s clips per batch")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    add_json_flag(ap)
+    args = ap.parse_args()
+    emit(args, measure(args), report)
 
 
 if __name__ == "__main__":

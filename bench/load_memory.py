@@ -12,7 +12,8 @@ Then loads the preset (`dtype: float16`, CPU target) in fresh child processes, o
 it was at `--before` (extracted with `git archive`) and as it is now (plus `llm.quantization=int8`). Each child
 reads its own peak (`VmHWM` of /proc/self/status: ru_maxrss would carry the parent's) and RSS after loading, then
 after reading every weight once. `transient` = peak - RSS after loading: what loading held only while loading (on a
-GPU target the model itself is not in host RAM, so the host peak is the baseline + about that).
+GPU target the model itself is not in host RAM, so the host peak is the baseline + about that). `--json` prints
+the result as one JSON object (what `bench/all.py` reads).
 
 Measured on the CPU-only dev machine (2 cores, 23 GiB; 13B preset, 4 of 40 LLM layers, baseline 0.33 GiB):
 
@@ -39,19 +40,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import add_json_flag, describe, emit, result, row, vm_kib
+
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE = "2108df8"  # the last commit before the empty-build loading (a22d1c7)
 GIB = 2**30
 
 
 # ------------------------------------------------------------------------------------------ child process
-
-
-def vm_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
 
 
 def child(root: Path, overrides: list[str]) -> None:
@@ -211,32 +207,19 @@ def run_child(package_root: Path, root: Path, overrides: list[str]) -> dict:
     return result
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--llm-depth", type=int, default=4, help="LLM layers written and loaded (the 13B has 40)")
-    parser.add_argument("--shard-gb", type=float, default=1.0, help="largest LLM .bin shard (Vicuna's: 9.9 GB)")
-    parser.add_argument("--before", default=BEFORE, help="git revision of the loading code to compare with")
-    parser.add_argument("--keep", help="write the checkpoints here and keep them (default: a temporary folder)")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        sys.path.insert(0, os.environ["PYTHONPATH"])
-        child(Path(args.child), args.overrides)
-        return 0
+def measure(args) -> dict:
     sys.path.insert(0, str(ROOT))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.keep or tmp) / f"weights-depth{args.llm_depth}-shard{args.shard_gb:g}"
         done = root / "sizes.json"
+        written_s = None
         if done.is_file():  # --keep: written by an earlier run with the same settings
             sizes = json.loads(done.read_text())
         else:
             start = time.perf_counter()
             sizes = write_checkpoints(root, args.llm_depth, int(args.shard_gb * 1e9))
             done.write_text(json.dumps(sizes))
-            print(f"wrote {sum(sizes.values()) / GIB:.2f} GiB of random weights in {time.perf_counter() - start:.0f} s")
-        for name, size in sizes.items():
-            print(f"  {name:55s} {size / GIB:6.2f} GiB")
+            written_s = time.perf_counter() - start
         old = Path(tmp) / "before"
         old.mkdir()
         archive = subprocess.run(["git", "archive", args.before, "videosalmonn"], cwd=ROOT, capture_output=True)
@@ -247,18 +230,52 @@ def main() -> int:
             "after": run_child(ROOT, root, depth),
             "after, llm.quantization=int8": run_child(ROOT, root, [*depth, "llm.quantization=int8"]),
         }
-    largest = max(sizes.values())
-    print(f"\n13B preset, LLM {args.llm_depth}/40 layers, fp16, CPU target; largest file {largest / GIB:.2f} GiB")
+    before, after = runs[f"before ({args.before})"], runs["after"]
+    what = f"load 13B preset (LLM {args.llm_depth}/40 layers, fp16, CPU): ours vs the loading code at {args.before}"
+    rss = {"rss_ours_mb": after["peak_kib"] / 1024, "rss_baseline_mb": before["peak_kib"] / 1024}
+    rows = [
+        row(f"{what}, peak host RAM", after["peak_kib"] / 1024, before["peak_kib"] / 1024, "MB", **rss),
+        row(f"{what}, load time", after["seconds"], before["seconds"], "s", **rss),
+    ]
+    settings = {"llm_depth": args.llm_depth, "shard_gb": args.shard_gb, "before": args.before}
+    peak = after["peak_kib"] / 1024
+    return result("load_memory", rows, peak, sizes=sizes, runs=runs, written_s=written_s, **settings)
+
+
+def report(r: dict) -> None:
+    if r["written_s"] is not None:
+        print(f"wrote {sum(r['sizes'].values()) / GIB:.2f} GiB of random weights in {r['written_s']:.0f} s")
+    for name, size in r["sizes"].items():
+        print(f"  {name:55s} {size / GIB:6.2f} GiB")
+    largest = max(r["sizes"].values())
+    print(f"\n13B preset, LLM {r['llm_depth']}/40 layers, fp16, CPU target; largest file {largest / GIB:.2f} GiB")
     print("peak: VmHWM during load; after: VmRSS after load (memory-mapped weights not yet read are not in it);")
     print("transient = peak - after: what loading held beyond what it kept; touched: VmRSS with every weight read")
     print(f"{'':30s} {'peak':>8s} {'after':>8s} {'transient':>9s} {'touched':>8s} {'model':>8s} {'time':>7s}")
-    for name, r in runs.items():
-        peak, after, touched = (r[k] * 1024 / GIB for k in ("peak_kib", "rss_kib", "rss_touched_kib"))
+    for name, x in r["runs"].items():
+        peak, after, touched = (x[k] * 1024 / GIB for k in ("peak_kib", "rss_kib", "rss_touched_kib"))
         print(
             f"{name:30s} {peak:6.2f} G {after:6.2f} G {peak - after:7.2f} G {touched:6.2f} G "
-            f"{r['model_bytes'] / GIB:6.2f} G {r['seconds']:6.1f}s"
+            f"{x['model_bytes'] / GIB:6.2f} G {x['seconds']:6.1f}s"
         )
-    print(json.dumps({"sizes": sizes, "runs": runs}))
+    print(describe(r["machine"]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--llm-depth", type=int, default=4, help="LLM layers written and loaded (the 13B has 40)")
+    parser.add_argument("--shard-gb", type=float, default=1.0, help="largest LLM .bin shard (Vicuna's: 9.9 GB)")
+    parser.add_argument("--before", default=BEFORE, help="git revision of the loading code to compare with")
+    parser.add_argument("--keep", help="write the checkpoints here and keep them (default: a temporary folder)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
+    add_json_flag(parser)
+    args = parser.parse_args()
+    if args.child:
+        sys.path.insert(0, os.environ["PYTHONPATH"])
+        child(Path(args.child), args.overrides)
+        return 0
+    emit(args, measure(args), report)
     return 0
 
 

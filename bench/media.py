@@ -14,7 +14,9 @@ ours       `load_video(policy="official")`: the sampled frames decoded from a pa
            of 32 on a worker thread while decoding goes on
 
 The three run alternately (A B C A B C ...), after one warm-up each; medians are reported, with the process
-CPU time and whether the frames are identical (torch.equal) to the official loader's.
+CPU time, whether the frames are identical (torch.equal) to the official loader's, and the peak RSS (VmHWM) of
+this process and of one load by each, in a fresh interpreter.
+`--json` prints the result as one JSON object (what `bench/all.py` reads).
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ import argparse
 import io
 import math
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import av
 import torch
 import torch.nn.functional as F
+from common import add_json_flag, describe, emit, peak_rss_mb, result, row
 
 from videosalmonn.media import video as V
 from videosalmonn.media.timeline import IMAGE_MEAN, IMAGE_STD
@@ -111,25 +116,69 @@ def interleaved(fns: dict, repeats: int) -> dict[str, tuple[float, float, torch.
     return {name: (statistics.median(wall[name]), statistics.median(cpu[name]), outs[name]) for name in fns}
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clip", type=Path, default=DEMO)
-    ap.add_argument("--repeats", type=int, default=5)
-    args = ap.parse_args()
+def child_peak(clip: Path, name: str) -> float:
+    """Peak RSS (MB) of a fresh interpreter that runs one loader once on `clip`."""
+    cmd = [sys.executable, __file__, "--clip", str(clip), "--peak-of", name]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def measure(args) -> dict:
     info = V.probe_video(args.clip)
-    print(
-        f"{args.clip.name}: {info.duration:.1f} s {info.width}x{info.height} {info.fps:.2f} fps, "
-        f"{torch.get_num_threads()} threads, {args.repeats} interleaved runs each, medians"
-    )
     fns = {"official": lambda: official_loader(args.clip), "per-frame": lambda: per_frame(args.clip)}
     fns["ours"] = lambda: ours(args.clip)
     res = interleaved(fns, args.repeats)
     w_off, c_off, ref = res["official"]
-    for name, (w, c, out) in res.items():
+    runs = {
+        name: {"wall_s": w, "cpu_s": c, "shape": list(out.shape), "identical": torch.equal(out, ref)}
+        for name, (w, c, out) in res.items()
+    }
+    clip = f"{args.clip.name} -> {ref.shape[0]} frames of {ref.shape[-1]}²"
+    rss = {name: child_peak(args.clip, name) for name in fns}
+    rows = [
+        row(f"{clip}: ours vs the official loader (reproduced)", runs["ours"]["wall_s"], w_off, "s",
+            cpu_ratio=c_off / runs["ours"]["cpu_s"], identical=runs["ours"]["identical"],
+            rss_ours_mb=rss["ours"], rss_baseline_mb=rss["official"]),
+        row(f"{clip}: ours vs one transform per frame (before)", runs["ours"]["wall_s"], runs["per-frame"]["wall_s"],
+            "s", cpu_ratio=runs["per-frame"]["cpu_s"] / runs["ours"]["cpu_s"], identical=runs["ours"]["identical"],
+            rss_ours_mb=rss["ours"], rss_baseline_mb=rss["per-frame"]),
+    ]  # fmt: skip
+    video = f"{info.duration:.1f} s {info.width}x{info.height} {info.fps:.2f} fps"
+    return result("media", rows, peak_rss_mb(), clip=args.clip.name, video=video, repeats=args.repeats, runs=runs)
+
+
+def report(r: dict) -> None:
+    print(
+        f"{r['clip']}: {r['video']}, {torch.get_num_threads()} threads, {r['repeats']} interleaved runs each, medians"
+    )
+    off = r["runs"]["official"]
+    for name, x in r["runs"].items():
         print(
-            f"{name:9s} {w:6.3f} s wall {c:6.3f} s CPU  {w_off / w:5.1f}x wall {c_off / c:5.1f}x CPU vs official  "
-            f"frames {tuple(out.shape)} identical to official: {torch.equal(out, ref)}"
+            f"{name:9s} {x['wall_s']:6.3f} s wall {x['cpu_s']:6.3f} s CPU  {off['wall_s'] / x['wall_s']:5.1f}x wall "
+            f"{off['cpu_s'] / x['cpu_s']:5.1f}x CPU vs official  frames {tuple(x['shape'])} identical to official: "
+            f"{x['identical']}"
         )
+    x = r["rows"][0]
+    print(
+        f"peak RSS: {r['peak_rss_mb']:.0f} MB all three in this process; one load in a fresh interpreter: ours "
+        f"{x['rss_ours_mb']:.0f} MB, per-frame {r['rows'][1]['rss_baseline_mb']:.0f} MB, official "
+        f"{x['rss_baseline_mb']:.0f} MB (VmHWM)"
+    )
+    print(describe(r["machine"]))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clip", type=Path, default=DEMO)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--peak-of", choices=["official", "per-frame", "ours"], help=argparse.SUPPRESS)
+    add_json_flag(ap)
+    args = ap.parse_args()
+    if args.peak_of:  # child of child_peak: one load, then this process's peak RSS
+        {"official": official_loader, "per-frame": per_frame, "ours": ours}[args.peak_of](args.clip)
+        print(peak_rss_mb())
+        return
+    emit(args, measure(args), report)
 
 
 if __name__ == "__main__":

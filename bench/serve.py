@@ -6,8 +6,9 @@
 For each setting a fresh server is started (the CLI, as a user runs it), warmed up with two requests, then sent
 `--requests` requests at once (a video data URL + a question, greedy, `--max-tokens` new tokens; four different
 questions). Reports requests/s over the whole burst and the p50/p95 latency of the requests (send to last byte),
-and the batch sizes the server used (from /health). Everything runs on this machine (the server uses the CPU
-cores the client also needs); all traffic is to 127.0.0.1.
+the batch sizes the server used (from /health) and the server's peak RSS (VmHWM). Everything runs on this machine
+(the server uses the CPU cores the client also needs); all traffic is to 127.0.0.1. `--json` prints the result as
+one JSON object (what `bench/all.py` reads).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 import httpx
+from common import add_json_flag, describe, emit, result, row
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = ("What moves?", "What is the sound?", "Describe the scene.", "What colour is the square?")
@@ -116,6 +118,7 @@ def run(args, max_batch_size: int, video_url: str) -> dict:
         before = httpx.get(f"{url}/health", timeout=10).json()
         results = [asyncio.run(burst(url, bodies)) for _ in range(args.repeats)]
         health = httpx.get(f"{url}/health", timeout=10).json()
+        rss_mb = proc_peak_mb(proc.pid)
     finally:
         proc.terminate()
         try:
@@ -132,7 +135,43 @@ def run(args, max_batch_size: int, video_url: str) -> dict:
         "p95": percentile(latencies, 95),
         "wall": wall,
         "batch_sizes": {k: v for k, v in sizes.items() if v},
+        "rss_mb": rss_mb,
     }
+
+
+def proc_peak_mb(pid: int) -> float:
+    """Peak RSS (VmHWM) of a running process, MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure(args) -> dict:
+    video_url = "data:video/mp4;base64," + base64.b64encode(args.video.read_bytes()).decode()
+    on, off = (run(args, size, video_url) for size in (args.max_batch_size, 1))
+    compared = (
+        f"serve {args.model}, {args.requests} concurrent requests ({args.video.name}, {args.max_tokens} tokens): "
+        f"batching (max {args.max_batch_size}) vs one at a time, burst wall"
+    )
+    rows = [
+        row(compared, on["wall"], off["wall"], "s", rss_ours_mb=on["rss_mb"], rss_baseline_mb=off["rss_mb"]),
+    ]
+    settings = {k: getattr(args, k) for k in ("model", "requests", "max_tokens", "max_batch_size", "repeats")}
+    return result("serve", rows, max(on["rss_mb"], off["rss_mb"]), runs=[on, off], video=args.video.name, **settings)
+
+
+def report(r: dict) -> None:
+    print(
+        f"{r['requests']} concurrent requests, {r['model']}, {r['video']}, {r['max_tokens']} new tokens, "
+        f"{describe(r['machine'])}"
+    )
+    print(f"{'batching':<14} {'req/s':>7} {'p50 s':>7} {'p95 s':>7} {'burst s':>8} {'peak MB':>8}  batch sizes")
+    for x in r["runs"]:
+        print(
+            f"{x['batching']:<14} {x['req_per_s']:7.2f} {x['p50']:7.2f} {x['p95']:7.2f} {x['wall']:8.2f} "
+            f"{x['rss_mb']:8.0f}  {x['batch_sizes']}"
+        )
 
 
 def main() -> None:
@@ -143,20 +182,9 @@ def main() -> None:
     p.add_argument("--max-batch-size", type=int, default=8)
     p.add_argument("--video", type=Path, default=ROOT / "tests" / "assets" / "clip2s.mp4")
     p.add_argument("--repeats", type=int, default=1, help="bursts per setting (the median wall time is reported)")
+    add_json_flag(p)
     args = p.parse_args()
-    video_url = "data:video/mp4;base64," + base64.b64encode(args.video.read_bytes()).decode()
-    print(
-        f"{args.requests} concurrent requests, {args.model}, {args.video.name}, {args.max_tokens} new tokens, "
-        f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f} before the run"
-    )
-    print(f"{'batching':<14} {'req/s':>7} {'p50 s':>7} {'p95 s':>7} {'burst s':>8}  batch sizes (size: count)")
-    for size in (args.max_batch_size, 1):
-        r = run(args, size, video_url)
-        print(
-            f"{r['batching']:<14} {r['req_per_s']:7.2f} {r['p50']:7.2f} {r['p95']:7.2f} {r['wall']:8.2f}  "
-            f"{r['batch_sizes']}",
-            flush=True,
-        )
+    emit(args, measure(args), report)
 
 
 if __name__ == "__main__":
