@@ -12,7 +12,7 @@ connector    ours vs the official one-level connector, real dims, fp32     bench
 media        demo clip -> frames: ours vs the official loader / per-frame   bench/media.py
 startup      import, --help vs the eager import                            bench/startup.py
 train_step   training step, feature cache vs encoders every step           bench/train_step.py
-serve        32 concurrent requests, batching vs one at a time             bench/serve.py
+serve        concurrent requests, batching vs one at a time                bench/serve.py
 load_memory  13B preset load (random weights): ours vs the code at 2108df8  bench/load_memory.py
 bf16         bfloat16 vs float32 on this CPU: connector, tiny answer        bench/bf16.py
 """
