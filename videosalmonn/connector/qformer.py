@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from videosalmonn.kernels import attention_kernels
+
 
 class Attention(nn.Module):
     """Multi-head attention + dropout + residual + post-LayerNorm (a BERT `BertAttention`)."""
@@ -65,9 +67,10 @@ class Attention(nn.Module):
         equals `forward(x, x, additive_mask(allowed))` to rounding."""
         n, length, d = x.shape
         p = self.dropout.p if self.training else 0.0
-        ctx = F.scaled_dot_product_attention(
-            self._heads(q), self._heads(k), self._heads(v), attn_mask=allowed, dropout_p=p
-        )  # (N, H, L, Dh)
+        with attention_kernels(q.device, q.dtype):  # bfloat16 on an AVX2 CPU: the math kernel
+            ctx = F.scaled_dot_product_attention(
+                self._heads(q), self._heads(k), self._heads(v), attn_mask=allowed, dropout_p=p
+            )  # (N, H, L, Dh)
         ctx = ctx.transpose(1, 2).reshape(n, length, d)
         return self.norm(self.dropout(self.out(ctx)) + x)
 

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from videosalmonn.config import GenerationConfig, LLMConfig
 from videosalmonn.errors import CheckpointError, ConfigError
+from videosalmonn.kernels import attention_kernels
 from videosalmonn.llm import quantization
 from videosalmonn.llm.loading import empty_causal_lm, load_into, weight_files
 from videosalmonn.llm.lora import apply_lora, is_lora_parameter
@@ -129,13 +130,14 @@ class LanguageModel(nn.Module):
         """(B, L, E) embeddings + (B, L) mask -> (B, L, V) logits, or with `keep` ((B, L) bool) the logits of the
         kept positions only, (N, V) in row-major order (as `x[keep]` orders them): the LM head runs on those alone."""
         positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        out = self.model(
-            inputs_embeds=embeds,
-            attention_mask=attention_mask,
-            position_ids=positions,
-            use_cache=False,
-            logits_to_keep=0 if keep is None else keep,  # HF: 0 keeps all; a bool (B, L) mask gives (N, V)
-        )
+        with attention_kernels(embeds.device, embeds.dtype):  # llm.attention=sdpa in bfloat16 on an AVX2 CPU
+            out = self.model(
+                inputs_embeds=embeds,
+                attention_mask=attention_mask,
+                position_ids=positions,
+                use_cache=False,
+                logits_to_keep=0 if keep is None else keep,  # HF: 0 keeps all; a bool (B, L) mask gives (N, V)
+            )
         return out.logits
 
     @torch.no_grad()
@@ -183,7 +185,7 @@ class LanguageModel(nn.Module):
         rng = contextlib.nullcontext()
         if gen.do_sample and gen.seed is not None:  # seeded generators of the CPU and the used devices, forked
             rng = seeded(gen.seed, {embeds.device} | {p.device for p in self.model.parameters()})
-        with rng:
+        with rng, attention_kernels(embeds.device, embeds.dtype):
             return self.model.generate(
                 inputs_embeds=embeds,
                 attention_mask=attention_mask,
