@@ -192,3 +192,17 @@ def test_training_reads_save_files_without_evaluation():
     code = "import sys, videosalmonn.training.data; print(sorted(m for m in sys.modules if '.evaluation' in m))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_source_limit_takes_the_first_samples_before_repeat(tmp_path):
+    rows = [{"id": f"s{i}", "audio": str(DEMO_FLAC), "prompt": f"Q{i}", "answer": "A"} for i in range(5)]
+    path = write_jsonl(tmp_path / "m.jsonl", rows)
+    items = read_items((SourceConfig(str(path), limit=3, repeat=2),))
+    assert [x.turns[0].text for x in items] == ["Q0", "Q1", "Q2"] * 2
+    # a missing file past the limit is never read, so it is not an error
+    path = write_jsonl(tmp_path / "n.jsonl", rows[:2] + [{"audio": "/no/such.flac", "prompt": "Q", "answer": "A"}])
+    assert len(read_items((SourceConfig(str(path), limit=2),))) == 2
+    with pytest.raises(InputError, match="not found"):
+        read_items((SourceConfig(str(path)),))
+    with pytest.raises(Exception, match="limit must be >= 1"):
+        SourceConfig(str(path), limit=0)
