@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import GOLDEN, needs_golden
+from conftest import GOLDEN, TINY_BEATS_OFFICIAL, needs_golden
 
 from videosalmonn.config import BEATsConfig
 from videosalmonn.encoders.beats import BEATs, beats_config_from_official, load_beats, load_beats_weights
@@ -90,19 +90,7 @@ def test_official_state_dict_coverage():
 
 def test_pre_ln_checkpoint_is_rejected_at_load(tmp_path):
     """`layer_norm_first=True` (pre-LN) is not ported: such a checkpoint fails with one line naming the file."""
-    cfg = dict(
-        input_patch_size=16,
-        embed_dim=32,
-        encoder_embed_dim=80,
-        encoder_layers=2,
-        encoder_attention_heads=4,
-        encoder_ffn_embed_dim=160,
-        relative_position_embedding=True,
-        max_distance=800,
-        deep_norm=True,
-        gru_rel_pos=True,
-        layer_norm_first=False,
-    )
+    cfg = {**TINY_BEATS_OFFICIAL, "layer_norm_first": False}
     state = BEATs(TINY).state_dict()
     post_ln, pre_ln = tmp_path / "post_ln.pt", tmp_path / "pre_ln.pt"
     torch.save({"cfg": cfg, "model": state}, post_ln)

@@ -8,10 +8,11 @@ import fnmatch
 import json
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import HUB_SHA as SHA
+from conftest import TINY_BEATS_OFFICIAL, EmulatedHub
 from safetensors.torch import save_file
 
 from videosalmonn.checkpoint import export_official_delta, load_delta, load_model, trainable_state
@@ -24,78 +25,7 @@ from videosalmonn.hub import HubFile
 from videosalmonn.weights import BEATS_FILE, DELTA_FILE, RELEASED, hub_file, resolve_file
 
 PRESETS = Path(__file__).resolve().parents[1] / "videosalmonn" / "presets"
-SHA = "1" * 40  # the commit every emulated repo is at
 BIG = "video-salmonn-13b"
-
-
-class Hub:
-    """An emulated hub: `add(repo_id, folder, repo_type)`; downloads copy into the HF cache layout
-    (`<type>s--org--name/snapshots/<sha>/`, `refs/main`), the way huggingface_hub lays it out."""
-
-    def __init__(self, cache: Path):
-        self.cache = cache
-        self.repos: dict[tuple[str, str], Path] = {}
-        self.downloaded: list[str] = []  # "repo_id/filename" of every file copied
-
-    def add(self, repo_id: str, folder: Path, repo_type: str = "model") -> None:
-        self.repos[(repo_type, repo_id)] = folder
-
-    def folder(self, repo_id: str, repo_type: str | None) -> Path:
-        from huggingface_hub.errors import RepositoryNotFoundError
-
-        if (repo_type or "model", repo_id) not in self.repos:
-            raise RepositoryNotFoundError(f"404: {repo_id}", response=SimpleNamespace(headers={}, request=None))
-        return self.repos[(repo_type or "model", repo_id)]
-
-    def snapshot_download(self, repo_id, allow_patterns=None, repo_type=None, revision=None, **_) -> str:
-        folder = self.folder(repo_id, repo_type)
-        repo = self.cache / f"{repo_type or 'model'}s--{repo_id.replace('/', '--')}"
-        sha = revision or SHA
-        (repo / "refs").mkdir(parents=True, exist_ok=True)
-        (repo / "refs" / "main").write_text(SHA)
-        snap = repo / "snapshots" / sha
-        snap.mkdir(parents=True, exist_ok=True)
-        for f in sorted(p for p in folder.rglob("*") if p.is_file()):
-            rel = f.relative_to(folder).as_posix()
-            wanted = allow_patterns is None or any(fnmatch.fnmatch(rel, p) for p in allow_patterns)
-            if wanted and not (snap / rel).exists():
-                (snap / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(f, snap / rel)
-                self.downloaded.append(f"{repo_id}/{rel}")
-        return str(snap)
-
-    def hf_hub_download(self, repo_id, filename, repo_type=None, revision=None, subfolder=None, **_) -> str:
-        from huggingface_hub.errors import EntryNotFoundError
-
-        filename = f"{subfolder}/{filename}" if subfolder else filename
-        if not (self.folder(repo_id, repo_type) / filename).is_file():
-            raise EntryNotFoundError(f"404: {repo_id}/{filename}")
-        snap = self.snapshot_download(repo_id, [filename], repo_type=repo_type, revision=revision)
-        return str(Path(snap) / filename)
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch) -> Path:
-    """An empty Hugging Face cache, as huggingface_hub's own functions see it."""
-    import huggingface_hub.constants
-
-    path = tmp_path / "hf-cache"
-    path.mkdir()
-    monkeypatch.setenv("HF_HUB_CACHE", str(path))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(path))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # the real functions never go online
-    return path
-
-
-@pytest.fixture
-def hub(cache, monkeypatch) -> Hub:
-    """The hub online, emulated: huggingface_hub's download functions copy from folders into `cache`."""
-    import huggingface_hub
-
-    hub = Hub(cache)
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub.snapshot_download)
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub.hf_hub_download)
-    return hub
 
 
 @pytest.fixture(scope="module")
@@ -148,18 +78,7 @@ def test_delta_by_hub_reference_resolves_and_loads(hub, tiny, tmp_path):
 
 def test_beats_by_hub_reference_in_a_space(hub, tmp_path):
     cfg = BEATsConfig(patch_dim=32, width=80, depth=2, num_heads=4, mlp_width=160)
-    official_cfg = dict(
-        input_patch_size=16,
-        embed_dim=32,
-        encoder_embed_dim=80,
-        encoder_layers=2,
-        encoder_attention_heads=4,
-        encoder_ffn_embed_dim=160,
-        relative_position_embedding=True,
-        max_distance=800,
-        deep_norm=True,
-        gru_rel_pos=True,
-    )
+    official_cfg = TINY_BEATS_OFFICIAL
     state = BEATs(cfg).state_dict()
     (tmp_path / "space" / "beats").mkdir(parents=True)
     torch.save({"cfg": official_cfg, "model": state}, tmp_path / "space" / "beats" / BEATS_FILE)
@@ -230,7 +149,7 @@ def safetensors_shards(folder: Path, shards: dict[str, list[str]]) -> None:
     (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
 
 
-def released_hub(hub: Hub, root: Path) -> dict[str, Path]:
+def released_hub(hub: EmulatedHub, root: Path) -> dict[str, Path]:
     """Every repo `video-salmonn-13b` names, in its real layout, with tiny files. Returns repo -> folder."""
     folders = {name: root / name.replace("/", "--") for name in ("llm", "ib", "whisper", "delta", "space")}
     for f in folders.values():
@@ -360,7 +279,7 @@ def test_download_names_each_component_it_cannot_fetch(hub, tmp_path, capsys):
     assert "Traceback" not in err and len(errors) == 3
 
 
-def test_download_offline_without_a_cache_is_a_clean_error(cache, capsys):
+def test_download_offline_without_a_cache_is_a_clean_error(hf_cache, capsys):
     """huggingface_hub itself, HF_HUB_OFFLINE=1, an empty cache: one line per component, exit code 1."""
     assert main(["download", "--model", BIG]) == 1
     out, err = capsys.readouterr()
@@ -370,7 +289,7 @@ def test_download_offline_without_a_cache_is_a_clean_error(cache, capsys):
     assert [e.split(":")[1].strip() for e in errors[:-1]] == [f"weights.{k}" for k in keys]
     assert all("not in the Hugging Face cache, and HF_HUB_OFFLINE=1 (unset it to download)" in e for e in errors[:-1])
     assert errors[-1] == f"7 component(s) of {BIG} not fetched (HF_HUB_OFFLINE=1: from the cache only)"
-    assert not any(cache.iterdir())
+    assert not any(hf_cache.iterdir())
 
 
 def test_download_of_a_random_model_fetches_nothing(capsys):

@@ -27,13 +27,7 @@ CLIP = ROOT / "tests" / "assets" / "clip2s.mp4"
 KILLS = 3  # per run
 SEED = 11
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _child(argv: list[str], log: str) -> None:

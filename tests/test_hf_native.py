@@ -10,7 +10,6 @@ seeded init (LoRA B starts at zero), so a round trip that fell back to the init 
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import json
 import shutil
 from pathlib import Path
@@ -19,6 +18,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
+from conftest import HUB_SHA as SHA
 from safetensors import safe_open
 from safetensors.torch import load, load_file, save_file
 
@@ -33,7 +33,6 @@ from videosalmonn.rng import seeded
 from videosalmonn.training.export import export_peft
 from videosalmonn.types import Coverage, MediaClip, Request
 
-SHA = "2" * 40  # the commit every emulated repo is at
 REPO = "someone/tiny-trained"
 
 
@@ -74,44 +73,10 @@ def saved(trained, tmp_path_factory) -> Path:
     return trained.save_pretrained(tmp_path_factory.mktemp("saved") / "tiny-trained")
 
 
-class Hub:
-    """The hub, emulated: `snapshot_download` copies a registered folder into the HF cache layout (`<sha>` as the
-    snapshot, `refs/main`) and records what it was asked for."""
-
-    def __init__(self, cache: Path):
-        self.cache, self.repos, self.calls = cache, {}, []
-
-    def snapshot_download(self, repo_id, allow_patterns=None, revision=None, repo_type=None, **_) -> str:
-        from huggingface_hub.errors import RepositoryNotFoundError
-
-        self.calls.append((repo_id, revision))
-        if repo_id not in self.repos:
-            raise RepositoryNotFoundError(f"404: {repo_id}", response=SimpleNamespace(headers={}, request=None))
-        repo = self.cache / f"models--{repo_id.replace('/', '--')}"
-        (repo / "refs").mkdir(parents=True, exist_ok=True)
-        (repo / "refs" / "main").write_text(SHA)
-        snap = repo / "snapshots" / (revision or SHA)
-        for f in sorted(p for p in self.repos[repo_id].rglob("*") if p.is_file()):
-            rel = f.relative_to(self.repos[repo_id]).as_posix()
-            if allow_patterns is None or any(fnmatch.fnmatch(rel, p) for p in allow_patterns):
-                (snap / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(f, snap / rel)
-        return str(snap)
-
-
 @pytest.fixture
-def hub(tmp_path, monkeypatch) -> Hub:
-    import huggingface_hub
-    import huggingface_hub.constants
-
-    cache = tmp_path / "hf-cache"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # the real functions never go online
-    monkeypatch.chdir(tmp_path)  # `someone/tiny-trained` is no local path
-    hub = Hub(cache)
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub.snapshot_download)
+def hub(hub, monkeypatch, tmp_path):
+    """conftest's emulated hub, run from tmp_path: `someone/tiny-trained` is no local path."""
+    monkeypatch.chdir(tmp_path)
     return hub
 
 
@@ -200,7 +165,7 @@ def test_towers_trained_here_travel_in_the_file(tmp_path):
 
 
 def test_load_by_hub_id(trained, saved, hub):
-    hub.repos[REPO] = saved
+    hub.add(REPO, saved)
     loaded = Pipeline.from_pretrained(REPO, device="cpu")
     assert torch.equal(logits(loaded), logits(trained))
     assert Path(loaded.cfg.weights.delta).is_relative_to(hub.cache)  # read from the HF cache's snapshot
@@ -216,7 +181,7 @@ def test_load_by_hub_id_offline_uses_the_cache(trained, saved, hub, monkeypatch)
     import huggingface_hub
     from huggingface_hub import _snapshot_download
 
-    hub.repos[REPO] = saved
+    hub.add(REPO, saved)
     Pipeline.from_pretrained(REPO, device="cpu")
     monkeypatch.setattr(huggingface_hub, "snapshot_download", _snapshot_download.snapshot_download)
     loaded = Pipeline.from_pretrained(REPO, device="cpu")
@@ -239,7 +204,7 @@ def test_push_to_hub_uploads_the_saved_directory(trained, saved, uploads, hub, t
     for name, data in upload["files"].items():
         (pushed / name).parent.mkdir(parents=True, exist_ok=True)
         (pushed / name).write_bytes(data)
-    hub.repos[REPO] = pushed
+    hub.add(REPO, pushed)
     assert torch.equal(logits(Pipeline.from_pretrained(REPO, device="cpu")), logits(trained))
 
 

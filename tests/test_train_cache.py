@@ -21,16 +21,7 @@ from videosalmonn.training.data import TrainCollator, TrainData
 from videosalmonn.training.features import collate_features
 from videosalmonn.training.loop import build_model, prepare_data
 
-pytestmark = needs_media
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a small, busy machine two spinning OpenMP threads per process slow training ~10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [needs_media, pytest.mark.usefixtures("one_thread")]
 
 
 def manifest(path, flac=DEMO_FLAC, only_speech=False):

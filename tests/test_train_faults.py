@@ -27,13 +27,7 @@ IMAGES = [
 ]
 CHEAP = ["connector.image_slots=10", "llm.lora.dropout=0.0"]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_config(tmp, output_dir, features):

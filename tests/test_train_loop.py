@@ -43,14 +43,7 @@ IMAGES = [
 SPEECH = [{"id": "speech", "audio": str(DEMO_FLAC), "prompt": "Transcribe the speech.", "answer": "Mister Quilter."}]
 CHEAP = ["connector.image_slots=10", "llm.lora.dropout=0.0"]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a small, busy machine two spinning OpenMP threads per process slow training ~10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_config(tmp, rows, **overrides):
@@ -78,7 +71,7 @@ def write_config(tmp, rows, **overrides):
 
 
 def cli(*args):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # as torchrun sets it (see _one_thread)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # as torchrun sets it (see conftest.one_thread)
     return subprocess.Popen(
         [sys.executable, "-m", "videosalmonn", "train", *args],
         cwd=ROOT,
