@@ -277,6 +277,24 @@ class LossConfig:
     """Factor of the diversity loss (spec §5.1; the authors used 0.01). 0 disables it."""
     diversity_levels: tuple[int, ...] = (-1,)
     """Indices into `connector.levels` the diversity loss applies to (official: the coarsest, 5-s level)."""
+    lm_weight: float = 1.0
+    """Factor of the answer cross-entropy (the paper's loss). 0 skips the LLM: only the connector's own losses
+    train it (the mini recipe's alignment stage)."""
+    alignment_weight: float = 0.0
+    """Factor of the alignment loss (not in the paper; the mini recipe's first stage): CTC of the media tokens
+    against the answer's tokens, each token read as its cosine to the LLM's input embeddings (`losses.media_ctc_loss`).
+    Only samples whose batch carries alignment targets count (training: `data.align_tasks`)."""
+    alignment_tau: float = 0.02
+    """Temperature of the alignment loss's cosine logits (0.1 caps the best token near p = 0.14 over 49k rows)."""
+    alignment_blank: int = 0
+    """The LLM token id a media token reads as when it carries no target token (CTC blank): pick a token that reads
+    as nothing, e.g. a space."""
+
+    def __post_init__(self):
+        _check(self.lm_weight >= 0 and self.alignment_weight >= 0, "loss weights must be >= 0")
+        _check(self.lm_weight > 0 or self.alignment_weight > 0, "loss.lm_weight or loss.alignment_weight must be > 0")
+        _check(self.alignment_tau > 0, "loss.alignment_tau must be positive")
+        _check(self.alignment_blank >= 0, "loss.alignment_blank must be a token id (>= 0)")
 
 
 @dataclass(frozen=True)
@@ -365,6 +383,11 @@ class ModelConfig:
         n = len(self.connector.levels)
         for i in self.loss.diversity_levels:
             _check(-n <= i < n, f"loss.diversity_levels: {i} is not a level index (there are {n} levels)")
+        _check(
+            self.loss.alignment_blank < self.llm.vocab_size,
+            f"loss.alignment_blank {self.loss.alignment_blank} is not a token id of the LLM "
+            f"(vocab {self.llm.vocab_size})",
+        )
         check_connector_input(self.connector, self.encoders.image_qformer.num_queries)
         whisper = self.encoders.whisper
         _check(

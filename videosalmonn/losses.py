@@ -39,3 +39,28 @@ def diversity_loss(queries: Tensor) -> Tensor:
     cos = dot / (norm[:, :, None] * norm[:, None, :] + 1e-9)
     off_diagonal = 1 - torch.eye(q, device=queries.device, dtype=queries.dtype)
     return (cos * off_diagonal).sum() / (n * (q * q - q))
+
+
+def media_ctc_loss(
+    tokens: Tensor, lengths: Tensor, table: Tensor, targets: Tensor, blank: int, tau: float
+) -> Tensor | None:
+    """CTC of the media tokens against token ids, read through the LLM's input-embedding table (the mini recipe's
+    alignment stage; not in the paper).
+
+    tokens (B, N, E) with `lengths` (B,) valid rows; table (V, E) the embeddings the tokens should resemble;
+    targets (B, S) token ids, IGNORE-padded, a row of IGNORE = no target (the sample is left out). Each token's
+    distribution over the table is softmax(cos(token, row) / tau): the norm of a token is free, its direction is
+    learned. `blank` is the table row that reads as "nothing here". Mean over the samples with targets of the CTC
+    loss per target token; None when no sample has one.
+    """
+    counts = (targets != IGNORE).sum(dim=1)  # (B,)
+    rows = counts > 0
+    if not bool(rows.any()):
+        return None
+    unit = F.normalize(tokens[rows].float(), dim=-1)  # (B', N, E)
+    log_probs = (unit @ F.normalize(table.float(), dim=-1).T / tau).log_softmax(-1)  # (B', N, V)
+    kept = targets[rows]
+    flat = kept[kept != IGNORE]  # (sum S,) concatenated, row-major
+    return F.ctc_loss(
+        log_probs.transpose(0, 1), flat, lengths[rows], counts[rows], blank=blank, reduction="mean", zero_infinity=True
+    )

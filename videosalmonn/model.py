@@ -17,7 +17,7 @@ from videosalmonn.connector.multires import MultiResolutionConnector
 from videosalmonn.encoders.audio_visual import AVEncoder
 from videosalmonn.llm.language_model import LanguageModel
 from videosalmonn.llm.lora import is_lora_parameter
-from videosalmonn.losses import answer_cross_entropy, answer_positions, diversity_loss
+from videosalmonn.losses import answer_cross_entropy, answer_positions, diversity_loss, media_ctc_loss
 from videosalmonn.rng import seeded
 from videosalmonn.types import Batch, ConnectorOutput, ModelOutput, PromptBatch
 
@@ -88,24 +88,36 @@ class VideoSalmonn(nn.Module):
         return splice(self.llm.embed(prompt.input_ids), media, prompt.media_mask)
 
     def forward(self, batch: Batch, answer_logits_only: bool | None = None) -> ModelOutput:
-        """Teacher-forced forward: logits, CE on the labelled (answer) tokens + weighted diversity loss.
+        """Teacher-forced forward: logits, CE on the labelled (answer) tokens + weighted diversity loss (+ the
+        weighted alignment loss of the samples with alignment targets, when `loss.alignment_weight` > 0).
 
         `logits` are (B, L, V), every position; with `answer_logits_only` (default: in training mode, when the
         batch has labels) they are (N, V), only the N positions that predict a label (`answer_positions`, row-major):
-        the LM head skips the prompt, the loss is the same.
+        the LM head skips the prompt, the loss is the same. With labels and `loss.lm_weight` 0 the LLM is not run
+        (logits and CE are None): only the connector's losses train it.
         """
         media = self.encode(batch)
         labels = batch.prompt.labels
-        if answer_logits_only is None:
-            answer_logits_only = self.training
-        keep = answer_positions(labels) if answer_logits_only and labels is not None else None
-        logits = self.llm(self.embed(batch.prompt, media), batch.prompt.attention_mask, keep)
-        if labels is None:
-            return ModelOutput(logits)
-        ce = answer_cross_entropy(logits, labels)
+        weights = self.cfg.loss
+        logits = ce = None
+        if labels is None or weights.lm_weight > 0:
+            if answer_logits_only is None:
+                answer_logits_only = self.training
+            keep = answer_positions(labels) if answer_logits_only and labels is not None else None
+            logits = self.llm(self.embed(batch.prompt, media), batch.prompt.attention_mask, keep)
+            if labels is None:
+                return ModelOutput(logits)
+            ce = answer_cross_entropy(logits, labels)
         div = self.diversity(media)
-        loss = ce + self.cfg.loss.diversity_weight * div if div is not None else ce
-        return ModelOutput(logits, loss, ce, div)
+        align = self.alignment(media, batch.prompt.alignment, batch.prompt.alignment_vocab)
+        loss = media.embeds.sum() * 0  # no term in this batch (e.g. no aligned sample in stage A): a zero, with grad
+        if ce is not None:
+            loss = ce if weights.lm_weight == 1 else weights.lm_weight * ce
+        if div is not None:
+            loss = loss + weights.diversity_weight * div
+        if align is not None:
+            loss = loss + weights.alignment_weight * align
+        return ModelOutput(logits, loss, ce, div, align)
 
     def diversity(self, media: ConnectorOutput) -> Tensor | None:
         """Diversity loss summed over the configured levels, over each sample's own windows."""
@@ -113,6 +125,15 @@ class VideoSalmonn(nn.Module):
             return None
         losses = [diversity_loss(media.levels[i][media.window_mask[i]]) for i in self.cfg.loss.diversity_levels]
         return torch.stack(losses).sum()
+
+    def alignment(self, media: ConnectorOutput, targets: Tensor | None, vocab: Tensor | None) -> Tensor | None:
+        """CTC of the media tokens against the alignment targets (B, S), indices into `vocab` (C,) (LLM token ids,
+        the blank first), read through the LLM's input embeddings; None when the loss is off or no sample has
+        targets."""
+        if self.cfg.loss.alignment_weight == 0 or targets is None or vocab is None:
+            return None
+        table = self.llm.embedding_table.detach()[vocab]  # (C, E): the frozen embeddings are the target
+        return media_ctc_loss(media.embeds, media.lengths, table, targets, 0, self.cfg.loss.alignment_tau)
 
     @torch.no_grad()
     def generate(

@@ -138,6 +138,9 @@ class PromptBatch:
     attention_mask: Tensor  # (B, L) long; left padding for generation
     media_mask: Tensor  # (B, L) bool: positions that receive connector tokens
     labels: Tensor | None = None  # (B, L) long; -100 where no loss
+    alignment: Tensor | None = None  # (B, S) long: the alignment loss's targets, indices into alignment_vocab,
+    # -100 padded (a row of -100: that sample has none)
+    alignment_vocab: Tensor | None = None  # (C,) long: the LLM token ids its softmax ranges over, the blank first
 
     def to(self, device) -> PromptBatch:
         return PromptBatch(
@@ -145,6 +148,8 @@ class PromptBatch:
             self.attention_mask.to(device),
             self.media_mask.to(device),
             None if self.labels is None else self.labels.to(device),
+            None if self.alignment is None else self.alignment.to(device),
+            None if self.alignment_vocab is None else self.alignment_vocab.to(device),
         )
 
 
@@ -169,7 +174,8 @@ class Batch:
 
 @dataclass
 class ModelOutput:
-    logits: Tensor  # (B, L, V)
-    loss: Tensor | None = None  # ce + diversity_weight * diversity
+    logits: Tensor | None  # (B, L, V); None when the LLM was skipped (loss.lm_weight 0)
+    loss: Tensor | None = None  # lm_weight * ce + diversity_weight * diversity + alignment_weight * alignment
     ce_loss: Tensor | None = None
     diversity_loss: Tensor | None = None
+    alignment_loss: Tensor | None = None

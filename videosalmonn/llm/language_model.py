@@ -122,6 +122,11 @@ class LanguageModel(nn.Module):
                 if hasattr(m, "original_inv_freq"):
                     m.original_inv_freq = m.inv_freq.clone()
 
+    @property
+    def embedding_table(self) -> Tensor:
+        """The input-embedding matrix (V, E): what a token id looks like to the LLM."""
+        return self.model.get_input_embeddings().weight
+
     def embed(self, ids: Tensor) -> Tensor:
         """(B, L) ids -> (B, L, E) input embeddings."""
         return self.model.get_input_embeddings()(ids)

@@ -108,6 +108,9 @@ class DataConfig:
     num_workers: int = 0
     """DataLoader worker processes for media decoding / cache reads (0: in the training process)."""
     mixing: MixingConfig = field(default_factory=MixingConfig)
+    align_tasks: tuple[str, ...] = ()
+    """Tasks (a manifest sample's `task`) whose answer describes the media in order (e.g. asr, ocr, ic, aac): their
+    samples carry alignment targets for `loss.alignment_weight` (the mini recipe's first stage)."""
 
     def __post_init__(self):
         _check(self.batch_size >= 1, "data.batch_size must be >= 1")

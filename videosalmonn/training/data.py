@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -26,7 +26,7 @@ from videosalmonn.data.save import READERS
 from videosalmonn.errors import InputError, VideoSalmonnError
 from videosalmonn.llm.tokenizer import TextTokenizer
 from videosalmonn.media.audio import has_audio_stream
-from videosalmonn.prompting.conversation import collate_prompts, encode_conversation
+from videosalmonn.prompting.conversation import IGNORE, collate_prompts, encode_conversation
 from videosalmonn.prompting.instruction import InstructionTokenizer
 from videosalmonn.prompting.templates import PromptStyle
 from videosalmonn.training.cache import CacheJob, FeatureCache, audio_key, visual_key
@@ -129,7 +129,7 @@ def _item(s: Sample, source_name: str) -> Item:
                 audio = MediaRef(s.video, s.start, s.end)  # the video's own sound track
         except VideoSalmonnError as e:
             raise InputError(f"{s.source}: {e}") from None
-    return Item(f"{source_name}#{s.id}", s.source, s.conversation, visual, s.image is not None, audio)
+    return Item(f"{source_name}#{s.id}", s.source, s.conversation, visual, s.image is not None, audio, s.task)
 
 
 def validate_items(
@@ -187,6 +187,7 @@ class Loaded:
     cached: SampleFeatures | None = None
     visual: RawVisual | None = None
     audio: RawAudio | None = None
+    alignment: str | None = None  # the text the alignment loss reads the media tokens as (`TrainData.alignment_text`)
 
 
 class TrainData:
@@ -213,13 +214,27 @@ class TrainData:
         self.cache = cache
         self.use_instruction = model_cfg.encoders.image_qformer.use_instruction
         self.spotlight = model_cfg.media.image_spotlight
+        self.align_tasks = frozenset(data.align_tasks)
 
     def example(self, position: int) -> Example:
         epoch, index = self.order.at(position)
         return mix(self.items, self.pools, index, epoch, self.seed, self.mixing, self.prompt_pool)
 
+    def alignment_text(self, example: Example) -> str | None:
+        """The answer the alignment loss reads the media tokens as: an item of one of `data.align_tasks` whose
+        answer the mixing rules kept as written (a combined or replaced answer describes other media too)."""
+        item = self.items[example.index]
+        if item.task not in self.align_tasks or example.turns[-1] != item.turns[-1]:
+            return None
+        return item.turns[-1].text
+
     def load(self, example: Example) -> Loaded:
         """Cached features when there is a cache, else the decoded media (runs in DataLoader workers)."""
+        loaded = self._load(example)
+        loaded.alignment = self.alignment_text(example)
+        return loaded
+
+    def _load(self, example: Example) -> Loaded:
         if self.cache is not None:
             vkey, akey = self.keys(example)
             missing = [k for k in (vkey, akey) if k is not None and k not in self.cache]
@@ -324,11 +339,20 @@ class CollatedExamples:
 class TrainCollator:
     """Loaded examples -> a padded model Batch: encoders for what is not cached, prompts with answer labels."""
 
-    def __init__(self, cfg: ModelConfig, tokenizer: TextTokenizer, style: PromptStyle, featurizer: Featurizer | None):
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        tokenizer: TextTokenizer,
+        style: PromptStyle,
+        featurizer: Featurizer | None,
+        alignment_vocab: list[int] | None = None,
+    ):
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.style = style
         self.featurizer = featurizer
+        self.alignment_vocab = None if alignment_vocab is None else torch.tensor(alignment_vocab, dtype=torch.long)
+        self.vocab_index = {t: i for i, t in enumerate(alignment_vocab or [])}
 
     def features(self, loaded: Loaded) -> SampleFeatures:
         if loaded.cached is not None:
@@ -358,5 +382,24 @@ class TrainCollator:
                     f"{self.cfg.llm.max_positions} (shorter clips or media.limits=official)"
                 )
         prompt = collate_prompts(prompts, self.tokenizer.pad_id, side="right")
+        if self.alignment_vocab is not None and any(x.alignment is not None for x in loaded):
+            targets = self.alignment_targets([x.alignment for x in loaded])
+            prompt = replace(prompt, alignment=targets, alignment_vocab=self.alignment_vocab)
         features = collate_features(feats, [ex.modality_mask for ex in examples], self.cfg)
         return CollatedExamples(Batch(None, prompt, [], features), examples, lengths)
+
+    def alignment_targets(self, texts: list[str | None]) -> torch.Tensor:
+        """(B, S) each sample's alignment text as indices into the alignment vocabulary, IGNORE-padded; a row of
+        IGNORE where there is none."""
+        rows = [[self.vocab_index[t] for t in self.tokenizer.encode(text)] if text else [] for text in texts]
+        out = torch.full((len(rows), max(1, *map(len, rows))), IGNORE, dtype=torch.long)
+        for k, row in enumerate(rows):
+            out[k, : len(row)] = torch.tensor(row, dtype=torch.long)
+        return out
+
+
+def alignment_vocab(items: list[Item], tasks: frozenset[str], tokenizer: TextTokenizer, blank: int) -> list[int]:
+    """The LLM token ids the alignment loss's softmax ranges over: the blank, then every token of the answers of
+    the items of `tasks`, sorted (the media tokens learn to tell these apart, not all of the LLM's vocabulary)."""
+    ids = {t for item in items if item.task in tasks for t in tokenizer.encode(item.turns[-1].text)}
+    return [blank, *sorted(ids - {blank})]

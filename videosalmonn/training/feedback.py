@@ -3,9 +3,9 @@ and optionally TensorBoard and Weights & Biases. Only the main process reports.
 
     step 20/200 | loss 2.314 (ce 2.310, div 0.41) | lr 9.8e-04 | 1520 tok/s | 6.1 samples/s | 0.33 s/step
 
-metrics.csv columns: step, epoch, loss, ce_loss, diversity_loss, lr, grad_norm, tokens_per_s, samples_per_s,
-step_time_s, elapsed_s. On resume the rows after the checkpoint's step are dropped, so the file always describes
-the run that the checkpoints continue.
+metrics.csv columns: step, epoch, loss, ce_loss, diversity_loss, alignment_loss, lr, grad_norm, tokens_per_s,
+samples_per_s, step_time_s, elapsed_s (a loss the run does not use is empty). On resume the rows after the
+checkpoint's step are dropped, so the file always describes the run that the checkpoints continue.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ COLUMNS = (
     "loss",
     "ce_loss",
     "diversity_loss",
+    "alignment_loss",
     "lr",
     "grad_norm",
     "tokens_per_s",
@@ -126,8 +127,17 @@ class Feedback:
 
 def line(m: dict[str, float], total: int) -> str:
     loss = f"loss {m['loss']:.4f}"
-    if m.get("diversity_loss") is not None:
-        loss += f" (ce {m['ce_loss']:.4f}, div {m['diversity_loss']:.3f})"
+    parts = [
+        f"{name} {m[key]:{form}}"
+        for name, key, form in (
+            ("ce", "ce_loss", ".4f"),
+            ("div", "diversity_loss", ".3f"),
+            ("align", "alignment_loss", ".3f"),
+        )
+        if m.get(key) is not None
+    ]
+    if m.get("diversity_loss") is not None or m.get("alignment_loss") is not None:
+        loss += f" ({', '.join(parts)})"
     return (
         f"step {int(m['step'])}/{total} | {loss} | lr {m['lr']:.2e} | grad {m['grad_norm']:.2f} | "
         f"{m['tokens_per_s']:.0f} tok/s | {m['samples_per_s']:.2f} samples/s | {m['step_time_s']:.2f} s/step"

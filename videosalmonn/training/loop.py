@@ -32,7 +32,7 @@ from accelerate.utils import DistributedType, gather_object, set_seed
 
 from videosalmonn.checkpoint import load_model
 from videosalmonn.config import to_dict
-from videosalmonn.errors import CheckpointError, InputError, VideoSalmonnError
+from videosalmonn.errors import CheckpointError, ConfigError, InputError, VideoSalmonnError
 from videosalmonn.llm.tokenizer import load_tokenizer
 from videosalmonn.model import DTYPES, VideoSalmonn
 from videosalmonn.prompting.instruction import instruction_tokenizer_for
@@ -58,6 +58,7 @@ from videosalmonn.training.data import (
     CollatedExamples,
     TrainCollator,
     TrainData,
+    alignment_vocab,
     micro_batches,
     read_items,
     validate_items,
@@ -128,7 +129,11 @@ def _train(cfg: TrainConfig, resume, accelerator: Accelerator) -> TrainSummary:
     # ---- data: every problem reported before the first step; features cached (and built) up front
     data = prepare_data(cfg, model_cfg, tokenizer, instruction_tokenizer, featurizer, accelerator)
     build_batch = TrainCollator(
-        model_cfg, tokenizer, prompt_style(model_cfg.llm.prompt_style), None if data.cache is not None else featurizer
+        model_cfg,
+        tokenizer,
+        prompt_style(model_cfg.llm.prompt_style),
+        None if data.cache is not None else featurizer,
+        alignment_vocabulary(cfg, model_cfg, data, tokenizer),
     )
 
     optimizer = make_optimizer(model, cfg.optim)
@@ -185,7 +190,7 @@ def _train(cfg: TrainConfig, resume, accelerator: Accelerator) -> TrainSummary:
         lr = learning_rate(step, cfg.steps, cfg.optim)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        sums = torch.zeros(5, dtype=torch.float64)  # loss, ce, diversity, tokens, micro-batches
+        sums = torch.zeros(7, dtype=torch.float64)  # loss, ce, diversity, alignment, tokens, micro-batches, aligned
         loss_was_nonfinite = skipped = False
         for _ in range(cfg.grad_accum):
             tb = build_batch(next(batches))
@@ -199,14 +204,10 @@ def _train(cfg: TrainConfig, resume, accelerator: Accelerator) -> TrainSummary:
                     if not skipped:  # a skipped step leaves weights and optimizer state as they were
                         optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
-            div = output.diversity_loss
-            sums += torch.tensor(
-                [output.loss.item(), output.ce_loss.item(), 0.0 if div is None else div.item(), sum(tb.lengths), 1.0],
-                dtype=torch.float64,
-            )
+            sums += torch.tensor(_step_sums(output, sum(tb.lengths)), dtype=torch.float64)
         totals = accelerator.reduce(sums.to(accelerator.device), reduction="sum").cpu()
         state.step, state.samples_seen, state.lr = step + 1, state.samples_seen + per_micro * cfg.grad_accum, lr
-        state.loss = float(totals[0] / totals[4])
+        state.loss = float(totals[0] / totals[5])
         seconds = time.perf_counter() - tick
         losses.append(state.loss)
         feedback.step(
@@ -214,11 +215,12 @@ def _train(cfg: TrainConfig, resume, accelerator: Accelerator) -> TrainSummary:
                 "step": state.step,
                 "epoch": data.order.epoch_of(state.samples_seen),
                 "loss": state.loss,
-                "ce_loss": float(totals[1] / totals[4]),
-                "diversity_loss": float(totals[2] / totals[4]) if div is not None else None,
+                "ce_loss": float(totals[1] / totals[5]) if model_cfg.loss.lm_weight > 0 else None,
+                "diversity_loss": float(totals[2] / totals[5]) if model_cfg.loss.diversity_weight > 0 else None,
+                "alignment_loss": float(totals[3] / totals[6]) if totals[6] > 0 else None,
                 "lr": lr,
                 "grad_norm": float("nan") if grad_norm is None else float(grad_norm),
-                "tokens_per_s": float(totals[3]) / seconds,
+                "tokens_per_s": float(totals[4]) / seconds,
                 "samples_per_s": per_micro * cfg.grad_accum / seconds,
                 "step_time_s": seconds,
             }
@@ -237,6 +239,28 @@ def _train(cfg: TrainConfig, resume, accelerator: Accelerator) -> TrainSummary:
 
 
 # ------------------------------------------------------------------------------------------- pieces
+
+
+def _step_sums(output, tokens: int) -> list[float]:
+    """One micro-batch's [loss, ce, diversity, alignment, tokens, 1, had alignment], summed over micro-batches and
+    processes, then divided: the alignment mean counts only the micro-batches that had aligned samples."""
+    terms = (output.loss, output.ce_loss, output.diversity_loss, output.alignment_loss)
+    values = [0.0 if t is None else t.item() for t in terms]
+    return [*values, tokens, 1.0, float(output.alignment_loss is not None)]
+
+
+def alignment_vocabulary(cfg: TrainConfig, model_cfg, data: TrainData, tokenizer) -> list[int] | None:
+    """The alignment loss's vocabulary (None when the loss is off); an error when no sample would use it."""
+    if model_cfg.loss.alignment_weight == 0:
+        return None
+    tasks = sorted(data.align_tasks)
+    found = {item.task for item in data.items} & data.align_tasks
+    if not found:
+        raise ConfigError(
+            f"loss.alignment_weight is {model_cfg.loss.alignment_weight} but no training sample has a task in "
+            f"data.align_tasks {tasks} (the manifests' `task` fields)"
+        )
+    return alignment_vocab(data.items, data.align_tasks, tokenizer, model_cfg.loss.alignment_blank)
 
 
 def build_model(cfg: TrainConfig, accelerator: Accelerator):

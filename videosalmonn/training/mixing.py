@@ -68,6 +68,7 @@ class Item:
     visual: MediaRef | None = None  # a video (with span) or an image
     is_image: bool = False
     audio: MediaRef | None = None  # an audio file, or the video's own track (same path as the video)
+    task: str | None = None  # the manifest's `task` (SAVE-mini: asr, ocr, ...), if it names one
 
     @property
     def kind(self) -> str:
