@@ -18,7 +18,7 @@ from videosalmonn.losses import media_ctc_loss
 from videosalmonn.pipeline import Pipeline, Request
 from videosalmonn.prompting.conversation import IGNORE
 from videosalmonn.prompting.instruction import instruction_tokenizer_for
-from videosalmonn.training.config import MixingConfig, load_train_config
+from videosalmonn.training.config import MixingConfig, SourceConfig, load_train_config
 from videosalmonn.training.data import TrainCollator, TrainData, alignment_vocab, read_items
 from videosalmonn.training.feedback import read_metrics
 from videosalmonn.training.loop import train
@@ -172,3 +172,10 @@ def test_the_loss_weights_are_checked():
         ModelConfig.from_name("tiny", ["loss.lm_weight=0"])
     with pytest.raises(ConfigError, match="not a token id"):
         ModelConfig.from_name("tiny", ["loss.alignment_blank=99999999"])
+
+
+def test_a_source_keeps_only_its_tasks_before_its_limit(tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    assert [i.task for i in read_items((SourceConfig(str(manifest), tasks=("vqa", "ocr")),))] == ["ocr", "vqa"]
+    assert [i.id for i in read_items((SourceConfig(str(manifest), tasks=("vqa", "ocr"), limit=1),))] == ["m.jsonl#o"]

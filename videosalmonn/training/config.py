@@ -53,6 +53,8 @@ class SourceConfig:
     """How many times the source appears in one epoch (up-sampling a small source)."""
     limit: int | None = None
     """Use only the first this many samples of the manifest (a budgeted run on part of a large file)."""
+    tasks: tuple[str, ...] = ()
+    """Use only the samples whose `task` is one of these (before `limit`); empty: every sample."""
 
     def __post_init__(self):
         _check(self.repeat >= 1, f"data.sources {self.path}: repeat must be >= 1")
