@@ -174,8 +174,8 @@ def test_the_loss_weights_are_checked():
         ModelConfig.from_name("tiny", ["loss.alignment_blank=99999999"])
 
 
-def test_a_source_keeps_only_its_tasks_before_its_limit(tmp_path):
+def test_a_source_keeps_only_its_tasks_of_its_first_limit_samples(tmp_path):
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     assert [i.task for i in read_items((SourceConfig(str(manifest), tasks=("vqa", "ocr")),))] == ["ocr", "vqa"]
-    assert [i.id for i in read_items((SourceConfig(str(manifest), tasks=("vqa", "ocr"), limit=1),))] == ["m.jsonl#o"]
+    assert [i.id for i in read_items((SourceConfig(str(manifest), tasks=("vqa", "ocr"), limit=2),))] == ["m.jsonl#o"]

@@ -54,7 +54,7 @@ class SourceConfig:
     limit: int | None = None
     """Use only the first this many samples of the manifest (a budgeted run on part of a large file)."""
     tasks: tuple[str, ...] = ()
-    """Use only the samples whose `task` is one of these (before `limit`); empty: every sample."""
+    """Of those (the first `limit`), use only the samples whose `task` is one of these; empty: every sample."""
 
     def __post_init__(self):
         _check(self.repeat >= 1, f"data.sources {self.path}: repeat must be >= 1")

@@ -61,12 +61,12 @@ MAX_LISTED = 10  # problems listed in one error message (the count is always giv
 
 
 def read_items(sources: tuple[SourceConfig, ...]) -> list[Item]:
-    """Every sample of every source as an Item (in source order, those of its `tasks`, the first `limit` of them,
-    `repeat` times).
+    """Every sample of every source as an Item (in source order, the first `limit` of each, of those the samples of
+    its `tasks`, `repeat` times).
 
     Raises InputError for the first malformed line (`file:line: reason`), then for *all* missing media files.
     """
-    per_source = [(src, _of_tasks(_read_source(src), src.tasks)[: src.limit]) for src in sources]
+    per_source = [(src, _of_tasks(_read_source(src)[: src.limit], src.tasks)) for src in sources]
     missing = [m for _, samples in per_source for m in missing_media(samples)]
     if missing:
         listed = "; ".join(missing[:MAX_LISTED]) + ("; ..." if len(missing) > MAX_LISTED else "")
