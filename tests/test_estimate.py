@@ -55,8 +55,9 @@ def test_kv_cache_is_the_cache_generate_builds(beams):
     )
     hf.return_dict_in_generate = True
     out = lm.model.generate(inputs_embeds=torch.randn(1, prompt, lm.width), generation_config=hf)
-    cache = sum(t.numel() * t.element_size() for layer in out.cache.layers for t in (layer.keys, layer.values))
-    assert out.cache.layers[0].keys.shape[0] == beams
+    kv = out.cache if hasattr(out, "cache") else out.past_key_values  # `cache` from transformers 5.24
+    cache = sum(t.numel() * t.element_size() for layer in kv.layers for t in (layer.keys, layer.values))
+    assert kv.layers[0].keys.shape[0] == beams
     assert cache * (prompt + 5) == e.kv_cache * (prompt + 5 - 1)  # the last token generated is never fed back
 
 

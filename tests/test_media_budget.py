@@ -97,7 +97,7 @@ def context_of(preset: str = "tiny"):
 @pytest.mark.parametrize("policy", ["uniform", "official"])
 def test_huge_video_frames_refused_before_decoding(tmp_path, policy, monkeypatch):
     path = write_big_mov(tmp_path / "bomb.mov")
-    monkeypatch.setattr(av.VideoFrame, "to_rgb", lambda *a, **k: pytest.fail("a frame was converted to RGB"))
+    no_rgb(monkeypatch)
     with pytest.raises(MediaError, match=r"bomb\.mov: video frame too large: 9000x9000 .* budget of 67\.1 M"):
         load_clip(MediaConfig(frame_sampling=policy), video=path)
 
@@ -155,7 +155,7 @@ def test_pixel_bomb_memory_stays_bounded(tmp_path):
 def test_hours_long_video_refused_before_allocating(tmp_path, monkeypatch):
     path = write_sparse_mp4(tmp_path / "sparse.mp4", 10 * 3600)
     cfg, context = context_of()
-    monkeypatch.setattr(av.VideoFrame, "to_rgb", lambda *a, **k: pytest.fail("a frame was decoded"))
+    no_rgb(monkeypatch, "a frame was decoded")
     expected = r"sparse\.mp4: 36001\.0 s of media is 216030 media tokens; the LLM takes at most 4096"
     with pytest.raises(InputError, match=expected):
         load_clip(cfg.media, video=path, context=context)
@@ -308,8 +308,14 @@ def headerless(tmp_path_factory) -> dict[str, Path]:
     return files
 
 
-def no_rgb(monkeypatch):
-    monkeypatch.setattr(av.VideoFrame, "to_rgb", lambda *a, **k: pytest.fail("a frame was converted to RGB"))
+def no_rgb(monkeypatch, why: str = "a frame was converted to RGB"):
+    """Fail the test on any frame's RGB conversion: on av.VideoFrame itself, or, where PyAV's classes take no new
+    attributes (before 17: the lowest-versions check), on the video loader's one converter."""
+    from videosalmonn.media import video as video_mod
+
+    immutable = av.VideoFrame.__flags__ & (1 << 8)  # Py_TPFLAGS_IMMUTABLETYPE: setattr would raise, and so undo
+    target, name = (video_mod, "_rgb") if immutable else (av.VideoFrame, "to_rgb")
+    monkeypatch.setattr(target, name, lambda *a, **k: pytest.fail(why))
 
 
 @pytest.mark.parametrize("name", ["raw.h264", "live.mkv"])
