@@ -26,6 +26,19 @@ MODEL_HELP = (
     "export), or the hub id of one (owner/name)"
 )
 DEVICE_HELP = "cpu, cuda, cuda:1, mps (default: cuda if available, else cpu)"
+# The optional libraries a command imports, by the pyproject.toml extra that installs them: a missing one ends the
+# command with one line naming the extra (tests/test_dependencies.py checks the map against pyproject.toml).
+EXTRA_OF_MODULE = {
+    "fastapi": "serve",
+    "starlette": "serve",
+    "uvicorn": "serve",
+    "pydantic": "serve",
+    "gradio": "demo",
+    "jiwer": "eval",
+    "pycocoevalcap": "eval",
+    "whisper_normalizer": "eval",
+    "matplotlib": "inspect",
+}
 COMMAND_GROUPS = (
     "videosalmonn.training.cli",
     "videosalmonn.evaluation.cli",
@@ -212,6 +225,15 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
+def missing_extra(error: ModuleNotFoundError) -> str | None:
+    """The one line for an optional library that is not installed; None for any other missing module (a bug)."""
+    module = (error.name or "").partition(".")[0]
+    extra = EXTRA_OF_MODULE.get(module)
+    if extra is None:
+        return None
+    return f"{module} is not installed: it comes with the {extra} extra, pip install 'videosalmonn[{extra}]'"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
@@ -221,6 +243,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except VideoSalmonnError as e:
         print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except ModuleNotFoundError as e:
+        line = missing_extra(e)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
         return EXIT_USER_ERROR
     except OSError as e:  # a full disk under a writer that does not say so itself (a library's file, a lock)
         if e.errno not in DISK_FULL:

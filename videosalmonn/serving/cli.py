@@ -57,6 +57,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_demo_ui(args: argparse.Namespace) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    import gradio  # noqa: F401  (before the model loads: without the demo extra, one line at once)
+
     from videosalmonn.demo.app import build_demo
     from videosalmonn.pipeline import Pipeline
 
