@@ -110,13 +110,15 @@ class VideoSalmonn(nn.Module):
             ce = answer_cross_entropy(logits, labels)
         div = self.diversity(media)
         align = self.alignment(media, batch.prompt.alignment, batch.prompt.alignment_vocab)
-        loss = media.embeds.sum() * 0  # no term in this batch (e.g. no aligned sample in stage A): a zero, with grad
+        terms = []
         if ce is not None:
-            loss = ce if weights.lm_weight == 1 else weights.lm_weight * ce
+            terms.append(ce if weights.lm_weight == 1 else weights.lm_weight * ce)
         if div is not None:
-            loss = loss + weights.diversity_weight * div
+            terms.append(weights.diversity_weight * div)
         if align is not None:
-            loss = loss + weights.alignment_weight * align
+            terms.append(weights.alignment_weight * align)
+        # no term in this batch (stage 1 with no aligned sample): a zero that still has a graph
+        loss = sum(terms[1:], terms[0]) if terms else media.embeds.sum() * 0
         return ModelOutput(logits, loss, ce, div, align)
 
     def diversity(self, media: ConnectorOutput) -> Tensor | None:
