@@ -12,11 +12,8 @@ seeded by (`seed`, sample id), so the files are the same on every machine, and w
 from __future__ import annotations
 
 import zlib
-from fractions import Fraction
 from pathlib import Path
 
-import av
-import numpy as np
 from torch import Tensor
 
 from videosalmonn.data.save import BenchmarkSample
@@ -24,8 +21,7 @@ from videosalmonn.errors import InputError
 from videosalmonn.media.audio import load_audio
 from videosalmonn.media.noise import add_noise
 from videosalmonn.media.timeline import SAMPLE_RATE
-
-BLOCK = 4096  # samples per encoded frame
+from videosalmonn.media.writing import write_wav as write_media_wav
 
 
 def sample_seed(seed: int, sample_id: str) -> int:
@@ -35,15 +31,7 @@ def sample_seed(seed: int, sample_id: str) -> int:
 
 def write_wav(path: Path, samples: Tensor) -> None:
     """(N,) float at SAMPLE_RATE -> a mono 32-bit float WAV."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    x = np.ascontiguousarray(samples.float().numpy()[None])  # (1, N)
-    with av.open(str(path), "w", format="wav") as out:
-        stream = out.add_stream("pcm_f32le", rate=SAMPLE_RATE, layout="mono")
-        for start in range(0, x.shape[1], BLOCK):
-            frame = av.AudioFrame.from_ndarray(x[:, start : start + BLOCK], "flt", "mono")
-            frame.sample_rate, frame.pts, frame.time_base = SAMPLE_RATE, start, Fraction(1, SAMPLE_RATE)
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode())
+    write_media_wav(path, samples.float().numpy(), SAMPLE_RATE)
 
 
 def write_noisy_audio(

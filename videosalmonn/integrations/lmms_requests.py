@@ -32,10 +32,8 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 from PIL import Image
@@ -45,7 +43,8 @@ from videosalmonn.errors import InputError, VideoSalmonnError
 from videosalmonn.losses import answer_positions
 from videosalmonn.media.files import MediaKind, kind_of
 from videosalmonn.media.image import load_image
-from videosalmonn.media.timeline import SECONDS_PER_SLOT
+from videosalmonn.media.writing import write_frames_video
+from videosalmonn.media.writing import write_wav as write_media_wav
 from videosalmonn.model import DTYPES
 from videosalmonn.pipeline import Answer, Pipeline
 from videosalmonn.prompting.conversation import IGNORE
@@ -53,9 +52,7 @@ from videosalmonn.types import MediaClip, Request
 
 log = logging.getLogger(__name__)
 
-FRAME_RATE = Fraction(1) / Fraction(SECONDS_PER_SLOT).limit_denominator(1000)  # 2 fps: images sent as frames
 PNG_MODES = frozenset({"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"})  # other modes are converted to RGB
-AUDIO_BLOCK = 4096  # samples per written WAV frame
 FAILED_SCORE = (-math.inf, False)  # the loglikelihood of a request the model cannot take
 INT_KEYS = ("max_new_tokens", "num_beams")
 SAMPLING_KEYS = (("top_k", int), ("top_p", float))  # used only when sampling; 0 or None = off
@@ -191,35 +188,13 @@ def write_wav(path: Path, array, sampling_rate) -> str:
         raise InputError(f"audio array of shape {np.shape(array)}: give (n,) samples (or (channels, n))")
     if not sampling_rate or int(sampling_rate) <= 0:
         raise InputError(f"audio array without a valid sampling_rate ({sampling_rate!r})")
-    rate = int(sampling_rate)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    samples = np.ascontiguousarray(x[None])  # (1, n)
-    with av.open(str(path), "w", format="wav") as out:
-        stream = out.add_stream("pcm_f32le", rate=rate, layout="mono")
-        for start in range(0, samples.shape[1], AUDIO_BLOCK):
-            frame = av.AudioFrame.from_ndarray(samples[:, start : start + AUDIO_BLOCK], "flt", "mono")
-            frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode())
+    write_media_wav(path, x, int(sampling_rate))
     return str(path)
 
 
 def frames_video(images: Sequence[str], path: Path) -> str:
-    """Image files -> one lossless video (FFV1 in Matroska) at FRAME_RATE; frames of another size than the first
-    are resized to it."""
-    with av.open(str(path), "w", format="matroska") as out:
-        stream = None
-        for i, image_path in enumerate(images):
-            img = load_image(image_path)
-            if stream is None:
-                stream = out.add_stream("ffv1", rate=FRAME_RATE)
-                stream.width, stream.height, stream.pix_fmt = img.width, img.height, "bgr0"
-            elif img.size != (stream.width, stream.height):
-                img = img.resize((stream.width, stream.height))
-            frame = av.VideoFrame.from_image(img)
-            frame.pts, frame.time_base = i, 1 / FRAME_RATE
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode())
+    """Image files -> one lossless video at 2 fps (`media.writing.write_frames_video`)."""
+    write_frames_video((load_image(p) for p in images), path)
     return str(path)
 
 

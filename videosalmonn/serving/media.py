@@ -28,7 +28,6 @@ import shutil
 import stat
 import tempfile
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
@@ -39,7 +38,7 @@ import av.error
 from videosalmonn.errors import MediaError
 from videosalmonn.media.files import MIME_SUFFIXES
 from videosalmonn.media.image import load_image
-from videosalmonn.media.timeline import SECONDS_PER_SLOT
+from videosalmonn.media.writing import write_frames_video
 from videosalmonn.serving.fetch import FetchPolicy, FetchRefused
 
 # Demuxers that read one self-contained media file and never open another resource.
@@ -61,7 +60,6 @@ AUDIO_FORMATS = {
 URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 PROC_FD = Path("/proc/self/fd")
 BASE64_BYTES_PER_CHAR = 3 / 4
-FRAME_RATE = Fraction(1) / Fraction(SECONDS_PER_SLOT).limit_denominator(1000)  # 2 fps: frames sent as images
 URL_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,5}$")
 
 
@@ -174,19 +172,7 @@ class MediaFiles:
         paths = [self.path(frame) for frame in ref.frames]
         out = self._write(ref, b"", ".mkv")
         try:
-            with av.open(out, "w", format="matroska") as container:
-                stream = None
-                for i, path in enumerate(paths):
-                    img = load_image(path, self.max_frame_pixels)
-                    if stream is None:
-                        stream = container.add_stream("ffv1", rate=FRAME_RATE)
-                        stream.width, stream.height, stream.pix_fmt = img.width, img.height, "bgr0"
-                    elif img.size != (stream.width, stream.height):
-                        img = img.resize((stream.width, stream.height))
-                    frame = av.VideoFrame.from_image(img)
-                    frame.pts, frame.time_base = i, 1 / FRAME_RATE
-                    container.mux(stream.encode(frame))
-                container.mux(stream.encode())
+            write_frames_video((load_image(path, self.max_frame_pixels) for path in paths), out)
         except MediaError as e:
             raise MediaRefused(400, self.labels.get(e.path, ref.label), e.problem, "invalid_media") from None
         return out
