@@ -1,5 +1,6 @@
 """Loading from the layouts real weights come in: hub repos (an emulated hub, first run with an empty cache), HF
-InstructBLIP folders with `qformer_tokenizer/`, Vicuna-like `.bin` shards + index, damaged LLM checkpoints."""
+InstructBLIP folders with `qformer_tokenizer/` (a 7-shard `InstructBlipForConditionalGeneration` holding the golden
+weights, answering as the official-format files), Vicuna-like `.bin` shards + index, damaged LLM checkpoints."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import GOLDEN, needs_golden
 from safetensors.torch import load_file, save_file
 
 from videosalmonn.checkpoint import check_weights, load_model
@@ -271,3 +273,250 @@ def test_13b_inference_without_a_delta_is_refused_before_loading_anything(hub):
     check_weights(ModelConfig.from_name("video-salmonn-13b", ["weights.beats=b.pt"]))  # training makes it
     assert not TINY.weights.delta_required
     check_weights(TINY, for_inference=True)
+
+
+# ------------------------------------------------------------------------- a 7-shard HF InstructBLIP, golden weights
+
+IB_REPO = "org/instructblip-golden"  # the layout of Salesforce/instructblip-vicuna-13b, tiny
+IB_SHARDS = 7
+IB_OURS = ("vision_model.", "qformer.", "query_tokens")  # what video-SALMONN reads of it
+
+
+def lavis_state_dict(golden) -> dict[str, torch.Tensor]:
+    """The golden EVA + InstructBLIP files as the state dict of a LAVIS `Blip2VicunaInstruct` model: EVA under
+    `visual_encoder.` with the blocks the model has (LAVIS loads eva_vit_g.pth with strict=False: the file's extra
+    last block is dropped), the trimmed file's keys (query_tokens, ln_vision, Qformer.bert.*) as they are."""
+    from videosalmonn.weights import read_pickled_tensors
+
+    ckpt = golden.ckpt / "pretrained_ckpt"
+    depth = golden.config().encoders.eva.depth
+    eva = read_pickled_tensors(ckpt / "eva_vit_g.pth")
+    sd = {f"visual_encoder.{k}": v for k, v in eva.items() if not k.startswith(f"blocks.{depth}.")}
+    sd.update(read_pickled_tensors(ckpt / "instruct_blip_vicuna13b_trimmed.pth", wrapped_in="model"))
+    return sd
+
+
+def transformers_instructblip_keys(lavis: dict[str, torch.Tensor], depth: int) -> dict[str, torch.Tensor]:
+    """LAVIS -> HF InstructBLIP names by the rules of transformers' own converter
+    (`src/transformers/models/instructblip/convert_instructblip_original_to_pytorch.py`: `create_rename_keys`,
+    the renaming loop of `convert_blip2_checkpoint`, `read_in_q_v_bias`), written out here because the wheel does
+    not ship it; independent of our `lavis_instructblip_to_hf`/`lavis_eva_to_hf`."""
+    sd = dict(lavis)
+    renames = {
+        "visual_encoder.cls_token": "vision_model.embeddings.class_embedding",
+        "visual_encoder.pos_embed": "vision_model.embeddings.position_embedding",
+        "visual_encoder.patch_embed.proj.weight": "vision_model.embeddings.patch_embedding.weight",
+        "visual_encoder.patch_embed.proj.bias": "vision_model.embeddings.patch_embedding.bias",
+        "ln_vision.weight": "vision_model.post_layernorm.weight",
+        "ln_vision.bias": "vision_model.post_layernorm.bias",
+        "Qformer.bert.embeddings.LayerNorm.weight": "qformer.embeddings.layernorm.weight",
+        "Qformer.bert.embeddings.LayerNorm.bias": "qformer.embeddings.layernorm.bias",
+    }
+    block = {
+        "norm1": "layer_norm1",
+        "norm2": "layer_norm2",
+        "attn.qkv": "self_attn.qkv",
+        "attn.proj": "self_attn.projection",
+        "mlp.fc1": "mlp.fc1",
+        "mlp.fc2": "mlp.fc2",
+    }
+    for i in range(depth):
+        for old, new in block.items():
+            for what in ("weight", "bias"):
+                renames[f"visual_encoder.blocks.{i}.{old}.{what}"] = f"vision_model.encoder.layers.{i}.{new}.{what}"
+    for old, new in renames.items():
+        if old in sd:
+            sd[new] = sd.pop(old)
+    out = {}
+    for key, value in sd.items():
+        if key.startswith("Qformer.bert"):
+            key = key.replace("Qformer.bert", "qformer")
+        if "attention.self" in key:
+            key = key.replace("self", "attention")
+        key = key.replace("llm_proj", "language_projection")
+        out[key] = value
+    for i in range(depth):
+        q = out.pop(f"visual_encoder.blocks.{i}.attn.q_bias")
+        v = out.pop(f"visual_encoder.blocks.{i}.attn.v_bias")
+        out[f"vision_model.encoder.layers.{i}.self_attn.qkv.bias"] = torch.cat((q, torch.zeros_like(v), v))
+    return out
+
+
+def hf_instructblip_config(golden):
+    """An InstructBlipConfig of the golden dims (vision, Q-Former) with a small Vicuna-like LLM (never read)."""
+    from transformers import InstructBlipConfig, InstructBlipQFormerConfig, InstructBlipVisionConfig, LlamaConfig
+
+    bert = json.loads((golden.ckpt / "hf" / "bert-base-uncased" / "config.json").read_text())
+    cfg = golden.config()
+    eva, qf = cfg.encoders.eva, cfg.encoders.image_qformer
+    vision = InstructBlipVisionConfig(
+        hidden_size=eva.width,
+        intermediate_size=eva.mlp_width,
+        num_hidden_layers=eva.depth,
+        num_attention_heads=eva.num_heads,
+        image_size=cfg.media.image_size,
+        patch_size=eva.patch_size,
+        layer_norm_eps=eva.eps,
+        qkv_bias=True,
+    )
+    qformer = InstructBlipQFormerConfig(
+        vocab_size=qf.vocab_size,
+        hidden_size=bert["hidden_size"],
+        num_hidden_layers=bert["num_hidden_layers"],
+        num_attention_heads=bert["num_attention_heads"],
+        intermediate_size=bert["intermediate_size"],
+        max_position_embeddings=bert["max_position_embeddings"],
+        layer_norm_eps=bert["layer_norm_eps"],
+        cross_attention_frequency=2,
+        encoder_hidden_size=eva.width,
+    )
+    text = LlamaConfig(
+        vocab_size=1000, hidden_size=160, intermediate_size=432, num_hidden_layers=4, num_attention_heads=4
+    )
+    return InstructBlipConfig(
+        vision_config=vision.to_dict(),
+        qformer_config=qformer.to_dict(),
+        text_config=text.to_dict(),
+        num_query_tokens=qf.num_queries,
+    )
+
+
+@pytest.fixture(scope="module")
+def instructblip_repo(tmp_path_factory):
+    """A tiny Salesforce/instructblip-vicuna-13b: `InstructBlipForConditionalGeneration` holding the golden EVA +
+    Q-Former weights (converted with transformers' key map), saved by its own `save_pretrained` in 7 shards +
+    index, its BERT tokenizer with [DEC] in `qformer_tokenizer/`, the LLaMA tokenizer at the root."""
+    from transformers import BertTokenizer, InstructBlipForConditionalGeneration
+    from transformers.utils import logging as hf_logging
+
+    from videosalmonn.official.golden import GoldenDir
+
+    if not GOLDEN.is_dir():
+        pytest.skip(f"golden data not found at {GOLDEN}")
+    golden = GoldenDir(GOLDEN)
+    sd = transformers_instructblip_keys(lavis_state_dict(golden), golden.config().encoders.eva.depth)
+    model = InstructBlipForConditionalGeneration(hf_instructblip_config(golden)).eval()
+    result = model.load_state_dict(sd, strict=False)
+    # transformers 5: position_ids is a non-persistent buffer (rebuilt); the LLM half is not in the LAVIS files
+    assert result.unexpected_keys == ["qformer.embeddings.position_ids"], result.unexpected_keys
+    assert all(k.startswith(("language_model.", "language_projection.")) for k in result.missing_keys)
+    folder = tmp_path_factory.mktemp("remote") / "instructblip"
+    hf_logging.disable_progress_bar()
+    model.save_pretrained(str(folder), max_shard_size="1300KB")
+    hf_logging.enable_progress_bar()
+    bert = BertTokenizer.from_pretrained(str(golden.ckpt / "hf" / "bert-base-uncased"), truncation_side="left")
+    bert.add_special_tokens({"bos_token": "[DEC]"})  # as transformers' converter saves it
+    bert.save_pretrained(str(folder / "qformer_tokenizer"))
+    for f in golden.ckpt.glob("vicuna*/*"):
+        if f.name.startswith(("tokenizer", "special_tokens")):
+            shutil.copy(f, folder / f.name)
+    weight_map = json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"]
+    return folder, weight_map
+
+
+def golden_with_hub_instructblip(golden):
+    cfg = golden.config()
+    weights = dataclasses.replace(cfg.weights, instructblip=IB_REPO, eva_vit=None, qformer_tokenizer=None)
+    return dataclasses.replace(cfg, weights=weights)
+
+
+@needs_golden
+def test_instructblip_repo_is_the_real_layout(instructblip_repo):
+    folder, weight_map = instructblip_repo
+    shards = sorted(set(weight_map.values()))
+    assert shards == [f"model-{i:05d}-of-{IB_SHARDS:05d}.safetensors" for i in range(1, IB_SHARDS + 1)]
+    ours = {f for k, f in weight_map.items() if k.startswith(IB_OURS)}
+    llm_only = set(shards) - ours
+    assert len(ours) == 2 and len(llm_only) == 5  # the fixture must test that LLM shards are left alone
+    assert all(
+        k.startswith(("language_model.", "language_projection.")) for k, f in weight_map.items() if f in llm_only
+    )
+    assert (folder / "qformer_tokenizer" / "tokenizer.json").is_file() and (folder / "tokenizer.model").is_file()
+
+
+@needs_golden
+@pytest.mark.slow  # two golden models, three cases, greedy: ~15 s
+def test_7_shard_instructblip_by_hub_id_answers_as_the_official_files(hub, instructblip_repo, monkeypatch):
+    """First online run (empty cache) with weights.instructblip = a hub id of the real layout: only the vision and
+    Q-Former shards are fetched and only their tensors read; the instruction tokenizer is its qformer_tokenizer/;
+    encoder and connector outputs and greedy ids are identical to the golden run from the official-format files
+    (LAVIS eva_vit_g.pth + instruct_blip_vicuna13b_trimmed.pth). A second run, offline, from the cache: the same."""
+    import huggingface_hub
+    import safetensors
+
+    from videosalmonn import weights
+    from videosalmonn.checkpoint import load_model
+    from videosalmonn.llm.tokenizer import load_tokenizer
+    from videosalmonn.official.golden import GoldenDir
+    from videosalmonn.official.parity import case_request, golden_pipeline, golden_runs
+    from videosalmonn.pipeline import Pipeline
+
+    folder, weight_map = instructblip_repo
+    hub.add(IB_REPO, folder)
+    golden = GoldenDir(GOLDEN)
+    cfg = golden_with_hub_instructblip(golden)
+
+    read: list[str] = []  # tensors read out of the InstructBLIP repo's files
+    real_safe_open = safetensors.safe_open
+
+    class SpyOpen:  # records every tensor read out of a safetensors file
+        def __init__(self, path, *args, **kwargs):
+            self.path, self.f = path, real_safe_open(path, *args, **kwargs)
+
+        def __enter__(self):
+            self.f.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.f.__exit__(*exc)
+
+        def keys(self):
+            return self.f.keys()
+
+        def get_tensor(self, name):
+            if "models--" + IB_REPO.replace("/", "--") in str(self.path):
+                read.append(name)
+            return self.f.get_tensor(name)
+
+    monkeypatch.setattr(weights, "safe_open", SpyOpen)
+
+    def hub_pipeline() -> Pipeline:
+        return Pipeline(load_model(cfg, "cpu"), load_tokenizer(cfg.weights.llm), instruction_tokenizer_for(cfg))
+
+    ours = hub_pipeline()
+    fetched = {f for f in hub.downloaded if f.startswith("model-")}
+    assert fetched == {f for k, f in weight_map.items() if k.startswith(IB_OURS)}  # 2 of 7: never the LLM's
+    assert sorted(read) == sorted(k for k in weight_map if k.startswith(IB_OURS))
+    assert "qformer_tokenizer/tokenizer.json" in hub.downloaded
+    assert Path(ours.instruction_tokenizer.hf.name_or_path).parts[-1] == "qformer_tokenizer"
+
+    official = golden_pipeline(golden)
+    theirs_sd, ours_sd = official.model.encoder.vision.state_dict(), ours.model.encoder.vision.state_dict()
+    assert ours_sd.keys() == theirs_sd.keys() and all(torch.equal(ours_sd[k], theirs_sd[k]) for k in ours_sd)
+
+    def outputs(pipe: Pipeline, case) -> tuple:
+        request = case_request(golden, case)
+        clip = pipe.load(request)
+        batch, _ = pipe.prepare([request], [clip])
+        with torch.no_grad():
+            features = pipe.model.encoder(batch.media)
+            media = pipe.model.connector(features)
+            greedy = pipe.answer_batch([request], golden_runs(case, cfg.llm.max_text_tokens)["greedy20"], [clip])
+        return batch.media.instruction_ids, features.visual, media.embeds, greedy[0].token_ids
+
+    for case in golden.cases():
+        mine, theirs = outputs(ours, case), outputs(official, case)
+        for what, a, b in zip(("instruction ids", "visual features", "media tokens"), mine[:3], theirs[:3]):
+            assert torch.equal(a, b), (case.name, what)
+        assert mine[3] == theirs[3] == case.expected["greedy20"]["ids"][0], case.name
+
+    # second run: offline, huggingface_hub's own functions on the cache the first run filled
+    downloaded = len(hub.downloaded)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(huggingface_hub, "snapshot_download", huggingface_hub._snapshot_download.snapshot_download)
+        m.setattr(huggingface_hub, "hf_hub_download", huggingface_hub.file_download.hf_hub_download)
+        m.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+        again = hub_pipeline()
+    assert len(hub.downloaded) == downloaded
+    again_sd = again.model.encoder.vision.state_dict()
+    assert all(torch.equal(again_sd[k], theirs_sd[k]) for k in theirs_sd)
