@@ -1,6 +1,7 @@
 """Peak host RAM while loading the 13B preset at real dimensions: the loading code before vs after issue 10.
 
-    .venv/bin/python bench/load_memory.py [--llm-depth 4] [--shard-gb 1.0] [--before 2108df8] [--keep DIR]
+    .venv/bin/python bench/load_memory.py [--llm-depth 4] [--shard-gb 1.0] [--before 2108df8] [--whole ee8db27]
+                                          [--keep DIR]
 
 Writes random weights in the real layouts to a temporary folder: an HF InstructBLIP folder (vision_model.*,
 qformer.*, query_tokens as fp32 safetensors, index + shards; its LLM half is left out, it is never read), Whisper
@@ -9,24 +10,29 @@ large-v2 (`model.encoder.*`, fp32 safetensors; the decoder left out, never read)
 `--shard-gb` + index + the `rotary_emb.inv_freq` keys it stores) and a trainable-only delta (connector + LoRA).
 
 Then loads the preset (`dtype: float16`, CPU target) in fresh child processes, one at a time: with the package as
-it was at `--before` (extracted with `git archive`) and as it is now (plus `llm.quantization=int8`). Each child
-reads its own peak (`VmHWM` of /proc/self/status: ru_maxrss would carry the parent's) and RSS after loading, then
-after reading every weight once. `transient` = peak - RSS after loading: what loading held only while loading (on a
-GPU target the model itself is not in host RAM, so the host peak is the baseline + about that). `--json` prints
-the result as one JSON object (what `bench/all.py` reads).
+it was at `--before` (extracted with `git archive`), at `--whole` (empty-build loading, but `read_state_dict` reads
+whole files: the encoders' peak) and as it is now (streamed: memory-mapped views, pages released per tensor; plus
+`llm.quantization=int8`). Each child reads its own peak (`VmHWM` of /proc/self/status: ru_maxrss would carry the
+parent's) and RSS after loading, then after reading every weight once. `transient` = peak - RSS after loading:
+what loading held only while loading (on a GPU target the model itself is not in host RAM, so the host peak is the
+baseline + about that). `--json` prints the result as one JSON object (what `bench/all.py` reads).
 
 Measured on the CPU-only dev machine (2 cores, 23 GiB; 13B preset, 4 of 40 LLM layers, baseline 0.33 GiB):
 
     --shard-gb 1 (largest file: Whisper's 2.37 GiB)   peak     after    transient  touched  model   time
-    before (2108df8)                                  12.14 G  4.15 G   7.99 G     7.12 G   6.68 G  54-106 s
-    after                                              6.91 G  4.31 G   2.60 G     7.28 G   6.68 G  6.5-27 s
-    after, llm.quantization=int8                       6.91 G  6.00 G   0.90 G     6.01 G   5.50 G  26-51 s
-    --shard-gb 3 (LLM shard 2.67 GiB): before 11.12 G peak; after 6.91 G (transient 2.59 G); int8 8.65 G (2.60 G)
+    before (2108df8)                                  12.14 G  4.14 G   8.00 G     7.12 G   6.68 G  50 s
+    whole files (ee8db27)                              6.90 G  4.32 G   2.58 G     7.30 G   6.68 G  7.1 s
+    after (streamed)                                   4.33 G  4.32 G   0.00 G     7.30 G   6.68 G  7.7 s
+    after, llm.quantization=int8                       6.11 G  5.89 G   0.22 G     5.89 G   5.50 G  17 s
+    (one run, loaded machine; at --shard-gb 3, session 5 measured 11.12 G before and 6.91 G with whole files)
 
-The transient does not grow with depth: it is the largest piece read at once (the int8 load holds one LLM shard:
-0.90 G with 0.92-GiB shards, 2.60 G with a 2.67-GiB one). Extrapolated to 40 layers (+36 x 0.59 GiB of fp16
-weights): before ~33 GiB on any target (it loaded everything into host RAM first); after ~28 GiB on a CPU target
-(the model itself) and, on a GPU target, ~0.3 GiB + one Vicuna .bin shard (<= 9.9 GB), i.e. under 10 GiB.
+The transient of whole-file reading was the largest piece read at once (the vision tower's fp32 shards, read
+into one dict, then cast); streamed, each tensor is copied in the target dtype and its file pages released, so
+loading holds about one tensor beyond the model (the fp16 LLM shards are kept as read: views of the files, hence
+`touched` > `after`). Extrapolated to 40 layers (+36 x 0.59 GiB of fp16 weights): before ~33 GiB on any target
+(it loaded everything into host RAM first); after ~28 GiB on a CPU target (the model itself) and, on a GPU
+target, expected (not measured: no GPU here) the baseline + about one tensor (the largest: the 13B's 0.31-GiB
+fp16 embeddings), i.e. under 1 GiB of host RAM beyond the process and its CUDA context.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from common import add_json_flag, describe, emit, result, row, vm_kib
 
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE = "2108df8"  # the last commit before the empty-build loading (a22d1c7)
+WHOLE = "ee8db27"  # the last commit whose read_state_dict read whole files (before the streamed reading)
 GIB = 2**30
 
 
@@ -195,6 +202,14 @@ def write_checkpoints(root: Path, depth: int, shard_bytes: int) -> dict[str, int
 # ------------------------------------------------------------------------------------------ driver
 
 
+def extract(rev: str, folder: Path) -> Path:
+    """The package as it was at git revision `rev`, in `folder` (`git archive`)."""
+    folder.mkdir()
+    archive = subprocess.run(["git", "archive", rev, "videosalmonn"], cwd=ROOT, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return folder
+
+
 def run_child(package_root: Path, root: Path, overrides: list[str]) -> dict:
     env = {**os.environ, "PYTHONPATH": str(package_root), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     cmd = [sys.executable, str(ROOT / "bench" / "load_memory.py"), "--child", str(root), "--", *overrides]
@@ -220,24 +235,20 @@ def measure(args) -> dict:
             sizes = write_checkpoints(root, args.llm_depth, int(args.shard_gb * 1e9))
             done.write_text(json.dumps(sizes))
             written_s = time.perf_counter() - start
-        old = Path(tmp) / "before"
-        old.mkdir()
-        archive = subprocess.run(["git", "archive", args.before, "videosalmonn"], cwd=ROOT, capture_output=True)
-        subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
         depth = [f"llm.depth={args.llm_depth}"]
-        runs = {
-            f"before ({args.before})": run_child(old, root, depth),
-            "after": run_child(ROOT, root, depth),
-            "after, llm.quantization=int8": run_child(ROOT, root, [*depth, "llm.quantization=int8"]),
-        }
-    before, after = runs[f"before ({args.before})"], runs["after"]
-    what = f"load 13B preset (LLM {args.llm_depth}/40 layers, fp16, CPU): ours vs the loading code at {args.before}"
-    rss = {"rss_ours_mb": after["peak_kib"] / 1024, "rss_baseline_mb": before["peak_kib"] / 1024}
-    rows = [
-        row(f"{what}, peak host RAM", after["peak_kib"] / 1024, before["peak_kib"] / 1024, "MB", **rss),
-        row(f"{what}, load time", after["seconds"], before["seconds"], "s", **rss),
-    ]
-    settings = {"llm_depth": args.llm_depth, "shard_gb": args.shard_gb, "before": args.before}
+        runs = {}
+        for name, rev in ((f"before ({args.before})", args.before), (f"whole files ({args.whole})", args.whole)):
+            runs[name] = run_child(extract(rev, Path(tmp) / rev), root, depth)
+        runs["after"] = run_child(ROOT, root, depth)
+        runs["after, llm.quantization=int8"] = run_child(ROOT, root, [*depth, "llm.quantization=int8"])
+    before, whole, after = runs[f"before ({args.before})"], runs[f"whole files ({args.whole})"], runs["after"]
+    what = f"load 13B preset (LLM {args.llm_depth}/40 layers, fp16, CPU): ours vs the loading code at"
+    rows = []
+    for rev, base in ((args.before, before), (args.whole, whole)):
+        rss = {"rss_ours_mb": after["peak_kib"] / 1024, "rss_baseline_mb": base["peak_kib"] / 1024}
+        rows.append(row(f"{what} {rev}, peak host RAM", after["peak_kib"] / 1024, base["peak_kib"] / 1024, "MB", **rss))
+        rows.append(row(f"{what} {rev}, load time", after["seconds"], base["seconds"], "s", **rss))
+    settings = {"llm_depth": args.llm_depth, "shard_gb": args.shard_gb, "before": args.before, "whole": args.whole}
     peak = after["peak_kib"] / 1024
     return result("load_memory", rows, peak, sizes=sizes, runs=runs, written_s=written_s, **settings)
 
@@ -266,6 +277,7 @@ def main() -> int:
     parser.add_argument("--llm-depth", type=int, default=4, help="LLM layers written and loaded (the 13B has 40)")
     parser.add_argument("--shard-gb", type=float, default=1.0, help="largest LLM .bin shard (Vicuna's: 9.9 GB)")
     parser.add_argument("--before", default=BEFORE, help="git revision of the loading code to compare with")
+    parser.add_argument("--whole", default=WHOLE, help="git revision whose read_state_dict reads whole files")
     parser.add_argument("--keep", help="write the checkpoints here and keep them (default: a temporary folder)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)

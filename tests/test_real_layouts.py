@@ -442,7 +442,6 @@ def test_7_shard_instructblip_by_hub_id_answers_as_the_official_files(hub, instr
     encoder and connector outputs and greedy ids are identical to the golden run from the official-format files
     (LAVIS eva_vit_g.pth + instruct_blip_vicuna13b_trimmed.pth). A second run, offline, from the cache: the same."""
     import huggingface_hub
-    import safetensors
 
     from videosalmonn import weights
     from videosalmonn.checkpoint import load_model
@@ -457,28 +456,15 @@ def test_7_shard_instructblip_by_hub_id_answers_as_the_official_files(hub, instr
     cfg = golden_with_hub_instructblip(golden)
 
     read: list[str] = []  # tensors read out of the InstructBLIP repo's files
-    real_safe_open = safetensors.safe_open
+    real_map = weights.map_safetensors
 
-    class SpyOpen:  # records every tensor read out of a safetensors file
-        def __init__(self, path, *args, **kwargs):
-            self.path, self.f = path, real_safe_open(path, *args, **kwargs)
+    def spy(path, *args, **kwargs):
+        tensors = real_map(path, *args, **kwargs)
+        if "models--" + IB_REPO.replace("/", "--") in str(path):
+            read.extend(tensors)
+        return tensors
 
-        def __enter__(self):
-            self.f.__enter__()
-            return self
-
-        def __exit__(self, *exc):
-            return self.f.__exit__(*exc)
-
-        def keys(self):
-            return self.f.keys()
-
-        def get_tensor(self, name):
-            if "models--" + IB_REPO.replace("/", "--") in str(self.path):
-                read.append(name)
-            return self.f.get_tensor(name)
-
-    monkeypatch.setattr(weights, "safe_open", SpyOpen)
+    monkeypatch.setattr(weights, "map_safetensors", spy)
 
     def hub_pipeline() -> Pipeline:
         return Pipeline(load_model(cfg, "cpu"), load_tokenizer(cfg.weights.llm), instruction_tokenizer_for(cfg))

@@ -17,17 +17,30 @@
 
 Every pickle goes through `torch.load(..., weights_only=True)`. Every load reports missing and unexpected keys:
 nothing is silently dropped.
+
+Streamed reading: the tensors `read_tensors`, `read_pickled_tensors` and `read_state_dict` return are views of the
+memory-mapped file (safetensors: mapped here, tensor by tensor from its header; pickles: `torch.load(mmap=True)`),
+so reading costs no memory until a tensor is used. `load_checked` copies each one into the module (cast to the
+target device and dtype) and then hands its pages back (`release`), so loading a file peaks at about its largest
+tensor, not at the file (a mapped file's touched pages otherwise stay resident until the last view is gone).
+A view is valid while its file is not rewritten in place (our writers replace files atomically): copy what you
+keep beyond loading.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import json
+import mmap
 import os
+import struct
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from torch import Tensor, nn
 
 from videosalmonn.errors import CheckpointError
@@ -81,35 +94,139 @@ def load_pickle(path: str | Path) -> object:
 
 
 def read_pickled_tensors(path: str | Path, wrapped_in: str | None = None) -> dict[str, Tensor]:
-    """The tensors of a pickled state dict; `wrapped_in`: the key holding it (LAVIS files: `{'model': sd}`)."""
-    obj = load_pickle(path)
+    """The tensors of a pickled state dict (memory-mapped views, see the module doc); `wrapped_in`: the key holding
+    it (LAVIS files: `{'model': sd}`)."""
+    path = resolve_file(path)
+    obj, mapped = _load_pickle_mapped(path)
     if wrapped_in is not None:
         if not isinstance(obj, dict) or wrapped_in not in obj:
             raise CheckpointError(f"{path}: expected a checkpoint {{{wrapped_in!r}: state_dict}}")
         obj = obj[wrapped_in]
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a state dict, found {type(obj).__name__}")
-    return {k: (v.data if isinstance(v, nn.Parameter) else v) for k, v in obj.items() if isinstance(v, Tensor)}
+    out = {k: (v.data if isinstance(v, nn.Parameter) else v) for k, v in obj.items() if isinstance(v, Tensor)}
+    return {k: _mark(v, path) for k, v in out.items()} if mapped else out
 
 
 def read_tensors(path: str | Path, keys: Iterable[str] | None = None, prefix: str = "") -> dict[str, Tensor]:
-    """All (or the given, or the `prefix`ed) tensors of one `.safetensors` or pickle file, local or on the hub.
-
-    safetensors files are read lazily: only the selected tensors are loaded.
-    """
-    if Path(path).suffix == ".safetensors":
-        path = resolve_file(path)
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                names = f.keys() if keys is None else [k for k in keys if k in f.keys()]
-                return {k: f.get_tensor(k) for k in names if k.startswith(prefix)}
-        except Exception as e:
-            raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+    """All (or the given, or the `prefix`ed) tensors of one `.safetensors` or pickle file, local or on the hub, as
+    views of the memory-mapped file (see the module doc): nothing is read until a tensor is used."""
+    path = resolve_file(path)
+    if path.suffix == ".safetensors":
+        return map_safetensors(path, keys, prefix)
     sd = read_pickled_tensors(path)
     if keys is not None:
         wanted = set(keys)
         sd = {k: v for k, v in sd.items() if k in wanted}
     return {k: v for k, v in sd.items() if k.startswith(prefix)}
+
+
+# safetensors' dtype names (https://github.com/huggingface/safetensors, format: u64 header size, JSON header, data)
+SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U64": torch.uint64,
+    "U32": torch.uint32,
+    "U16": torch.uint16,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+MAPPED = "_videosalmonn_mapped_from"  # attribute of a tensor that is a view of a memory-mapped file: its path
+
+
+def map_safetensors(path: Path, keys: Iterable[str] | None = None, prefix: str = "") -> dict[str, Tensor]:
+    """The (given or `prefix`ed) tensors of a safetensors file as views of one private memory map of it."""
+    try:
+        with open(path, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            file_size = os.fstat(f.fileno()).st_size
+            if size > file_size - 8:
+                raise ValueError(f"header of {size} bytes in a file of {file_size}")
+            header = json.loads(f.read(size))
+            start = 8 + size
+            tensors = {k: _entry(k, v, file_size - start) for k, v in header.items() if k != "__metadata__"}
+            wanted = tensors if keys is None else [k for k in keys if k in tensors]
+            names = [k for k in wanted if k.startswith(prefix)]
+            if not names:
+                return {}
+            # private + writable: a view can be written (copy on write), the file never is
+            mapping = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, struct.error) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e})") from None
+    out = {}
+    for name in names:
+        dtype, shape, begin, end = tensors[name]
+        if end == begin:  # empty tensors have no bytes to map
+            out[name] = torch.empty(shape, dtype=dtype)
+            continue
+        view = torch.frombuffer(mapping, dtype=dtype, count=(end - begin) // dtype.itemsize, offset=start + begin)
+        out[name] = _mark(view.view(shape), path)
+    return out
+
+
+def _entry(name: str, info: dict, data_size: int) -> tuple[torch.dtype, list[int], int, int]:
+    """(dtype, shape, begin, end) of one header entry, its byte range checked against its shape and the file."""
+    dtype, shape, (begin, end) = SAFETENSORS_DTYPES[info["dtype"]], info["shape"], info["data_offsets"]
+    numel = 1
+    for n in shape:
+        numel *= n
+    if not 0 <= begin <= end <= data_size or end - begin != numel * dtype.itemsize:
+        raise ValueError(f"tensor {name}: bytes {begin}..{end} do not hold {info['dtype']} {shape}")
+    return dtype, shape, begin, end
+
+
+def _load_pickle_mapped(path: Path) -> tuple[object, bool]:
+    """(`torch.load(weights_only=True, mmap=True)`, True); a legacy (non-zip) pickle cannot be mapped: (read whole,
+    False), or its one-line error."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True), True
+    except Exception:
+        return load_pickle(path), False
+
+
+def _mark(t: Tensor, path: Path) -> Tensor:
+    setattr(t, MAPPED, str(path))
+    return t
+
+
+def is_mapped(t: Tensor) -> bool:
+    """True for a tensor returned by the read functions here: a view of a memory-mapped weight file."""
+    return getattr(t, MAPPED, None) is not None
+
+
+def release(t: Tensor) -> None:
+    """Hand the memory pages of a mapped tensor (`is_mapped`) back to the OS once it has been copied: its file
+    pages stay resident otherwise. The tensor stays valid (a later read pages it in again from the file). Any
+    other tensor is left alone; a no-op where madvise is not available (not Linux)."""
+    madvise = _madvise()
+    if madvise is None or not is_mapped(t) or not t.is_contiguous() or t.device.type != "cpu":
+        return
+    page = mmap.PAGESIZE
+    begin, end = t.data_ptr(), t.data_ptr() + t.numel() * t.element_size()
+    first, last = -(-begin // page) * page, end // page * page  # whole pages only: neighbours keep theirs
+    if last > first:
+        madvise(first, last - first, mmap.MADV_DONTNEED)
+
+
+@functools.cache
+def _madvise():
+    if not sys.platform.startswith("linux") or not hasattr(mmap, "MADV_DONTNEED"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    libc.madvise.restype = ctypes.c_int
+    return libc.madvise
 
 
 def resolve(source: str | Path) -> Path:
@@ -294,7 +411,8 @@ def load_checked(
 
     `expected`: the keys the state dict must hold, no more, no fewer (default: all of `module.state_dict()`;
     e.g. only the trainable parameters for a trainable-only checkpoint). Values are copied into real tensors; a
-    module built empty (meta tensors) takes them as they are, moved to `device` (floating ones in `dtype`).
+    module built empty (meta tensors) takes them as they are, moved to `device` (floating ones in `dtype`), except
+    views of a mapped file (`is_mapped`), always copied; each one's pages are released once it is copied.
     """
     own = module.state_dict()
     wanted = set(own) if expected is None else set(expected)
@@ -316,11 +434,13 @@ def load_checked(
         raise CheckpointError(f"{source}: does not match the model: " + "; ".join(problems))
     assign = {}
     with torch.no_grad():
-        for k, v in state_dict.items():
+        for k, v in state_dict.items():  # one tensor at a time: a mapped one is copied, then its pages released
             if own[k].is_meta:
-                assign[k] = v.to(device=device, dtype=(dtype or own[k].dtype) if v.is_floating_point() else None)
+                floating = (dtype or own[k].dtype) if v.is_floating_point() else None
+                assign[k] = v.to(device=device, dtype=floating, copy=is_mapped(v))
             else:
                 own[k].copy_(v.to(own[k].dtype))
+            release(v)
     if assign:  # strict=False: the keys not built empty were copied above; the result is still checked
         result = module.load_state_dict(assign, strict=False, assign=True)
         still_empty = sorted(k for k, v in module.state_dict().items() if k in wanted and v.is_meta)

@@ -6,8 +6,9 @@ assigned straight on the target device in the target dtype, one shard at a time.
     shard 2 ─► ...
     coverage: missing / unexpected / mis-shaped keys are one CheckpointError (RoPE `inv_freq` known-ignored)
 
-Host memory holds at most one shard (`.bin`: memory-mapped; `.safetensors`: one tensor at a time) plus, on a CPU
-target, the model itself. Nothing is randomly initialised.
+Every file is memory-mapped (`weights.read_tensors`) and each tensor's pages are handed back once it is assigned
+(`weights.release`), so host memory holds about one tensor plus, on a CPU target, the model itself (weights kept
+as read, e.g. fp16 into fp16 on the CPU, stay views of the file). Nothing is randomly initialised.
 """
 
 from __future__ import annotations
@@ -17,12 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from torch import Tensor, nn
 
 from videosalmonn.errors import CheckpointError
 from videosalmonn.llm.quantization import Int8Linear, to_int8
-from videosalmonn.weights import check_loading_info
+from videosalmonn.weights import check_loading_info, read_tensors, release
 
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 SINGLE_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -43,35 +43,13 @@ def weight_files(root: Path) -> list[Path]:
     raise CheckpointError(f"{root}: no weights found (looked for {', '.join(INDEX_FILES + SINGLE_FILES)})")
 
 
-def iter_tensors(path: Path, device: torch.device) -> Iterator[tuple[str, Tensor]]:
-    """(name, tensor) of one weight file: safetensors lazily (one tensor at a time, read onto `device`), a pickle
-    memory-mapped (weights_only); the file's memory is released when the iteration ends."""
-    if path.suffix == ".safetensors":
-        target = str(device) if device.type in ("cpu", "cuda") else "cpu"
-        try:
-            with safe_open(str(path), framework="pt", device=target) as f:
-                for name in f.keys():
-                    yield name, f.get_tensor(name)
-        except (OSError, RuntimeError, ValueError) as e:  # safetensors_rust.SafetensorError is a ValueError
-            raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(e)})") from None
-        return
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as e:
-        if "mmap" not in str(e):  # legacy (non-zip) pickles cannot be mapped: read them whole
-            raise CheckpointError(
-                f"{path}: cannot be read as a weights-only torch checkpoint ({_first_line(e)})"
-            ) from None
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"{path}: cannot be read as a weights-only torch checkpoint ({_first_line(e)})") from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: expected a state dict, found {type(state).__name__}")
+def iter_tensors(path: Path) -> Iterator[tuple[str, Tensor]]:
+    """(name, tensor) of one weight file, each a view of the memory-mapped file (`weights.read_tensors`: nothing
+    is read until a tensor is used; pass each to `weights.release` once copied). A legacy pickle is read whole."""
+    state = read_tensors(path)
     try:
         for name in list(state):
-            value = state.pop(name)
-            if isinstance(value, Tensor):
-                yield name, value
+            yield name, state.pop(name)
     finally:
         del state
 
@@ -107,7 +85,7 @@ def load_into(
     tied = _tied_keys(model)
     seen, unexpected, bad_shape = set(), [], []
     for path in files:
-        for key, value in iter_tensors(path, device):
+        for key, value in iter_tensors(path):
             if key not in expected:
                 unexpected.append(key)
             elif tuple(value.shape) != tuple(own[key].shape):
@@ -115,6 +93,7 @@ def load_into(
             else:
                 _assign(model, key, value, device, dtype, copy)
                 seen.add(key)
+            release(value)  # its pages: read again from the file if the model kept the view itself
             del value
     missing = sorted(expected - seen - tied)
     info = {"missing_keys": missing, "unexpected_keys": unexpected, "mismatched_keys": bad_shape}
@@ -151,8 +130,3 @@ def _tied_keys(model: nn.Module) -> set[str]:
         return set()
     tied = getattr(model, "_tied_weights_keys", None) or {}
     return set(tied) if isinstance(tied, (dict, list, tuple, set)) else set()
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
