@@ -64,3 +64,17 @@ def media_ctc_loss(
     return F.ctc_loss(
         log_probs.transpose(0, 1), flat, lengths[rows], counts[rows], blank=blank, reduction="mean", zero_infinity=True
     )
+
+
+def greedy_ctc(tokens: Tensor, table: Tensor, blank: int = 0) -> list[int]:
+    """The greedy CTC reading of one sample's media tokens: what `media_ctc_loss` trains them to spell.
+
+    tokens (N, E) the sample's valid media tokens; table (C, E) -> the row indices read, in order: per token the
+    row of highest cosine similarity (the argmax of softmax(cos / tau) for any tau), runs of one row collapsed to
+    one, then the `blank` row dropped (so a blank between two equal rows keeps both).
+    """
+    best = (F.normalize(tokens.float(), dim=-1) @ F.normalize(table.float(), dim=-1).T).argmax(-1)  # (N,)
+    first = torch.ones_like(best, dtype=torch.bool)
+    first[1:] = best[1:] != best[:-1]  # (N,) the first token of each run
+    runs = best[first]
+    return runs[runs != blank].tolist()

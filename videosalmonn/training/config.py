@@ -6,7 +6,8 @@
     │   └── mixing  MixingConfig     the paper's mixed unpaired audio-visual training rules (spec §5.2)
     ├── optim       OptimConfig      AdamW, warmup + cosine, clipping
     ├── checkpoint  CheckpointConfig cadence and retention
-    └── log         LogConfig        console/CSV, TensorBoard, W&B
+    ├── log         LogConfig        console/CSV, TensorBoard, W&B
+    └── validation  ValidationConfig held-out read-out every few steps (off without a source)
 
     cfg = load_train_config("configs/train/tiny-smoke.yaml", ["steps=10", "optim.lr=1e-3"])
 
@@ -175,9 +176,27 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class ValidationConfig:
+    """A held-out read-out during training (`training/validation.py`): off without a `source`."""
+
+    source: SourceConfig | None = None
+    """The held-out manifest (path, format, limit, tasks, media_root as in data.sources), used as written: no
+    mixing rules. Keep it small (~64 samples): its frozen features are computed once at the start of the run."""
+    every: int = 100
+    """Validate every this many optimizer steps, and at the last step."""
+    batch_size: int = 8
+    """Held-out samples per forward pass."""
+
+    def __post_init__(self):
+        _check(self.every >= 1, "validation.every must be >= 1")
+        _check(self.batch_size >= 1, "validation.batch_size must be >= 1")
+        _check(self.source is None or self.source.repeat == 1, "validation.source: repeat must be 1 (held out once)")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     output_dir: str = "runs/train"
-    """Run directory: config.yaml, metrics.csv, checkpoints/."""
+    """Run directory: config.yaml, metrics.csv, validation.jsonl, checkpoints/."""
     steps: int = 1000
     """Optimizer steps of the whole run."""
     seed: int = 0
@@ -194,6 +213,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     def __post_init__(self):
         _check(len(self.data.sources) > 0, "data.sources: give at least one manifest")

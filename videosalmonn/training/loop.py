@@ -3,7 +3,7 @@
     setup:  model (trainable set: connector + LoRA, `model.set_trainable`), frozen encoders split off as the
             feature extractor, data (validated up front), feature cache, AdamW, accelerate.prepare, resume
     step:   for each of grad_accum micro-batches: Batch -> forward (CE + diversity) -> backward
-            clip -> lr(step) -> AdamW step -> log -> checkpoint
+            clip -> lr(step) -> AdamW step -> log -> held-out validation (validation.py) -> checkpoint
 
 The same code runs as one CPU process, as DDP (gloo on CPU, NCCL on GPU) under `torchrun` or `accelerate launch`,
 and with FSDP or DeepSpeed ZeRO-2/3 when `accelerate launch --config_file` chooses them. On CPU, `Accelerator(cpu=True)`
@@ -67,6 +67,7 @@ from videosalmonn.training.faults import NonFiniteBudget, disk_full_is_an_error,
 from videosalmonn.training.features import Featurizer, load_raw_audio, load_raw_visual
 from videosalmonn.training.feedback import Feedback
 from videosalmonn.training.mixing import load_prompt_pool
+from videosalmonn.training.validation import Validation, refuse_sharded
 from videosalmonn.training.verify import Resume, check_checkpoint, choose_checkpoint
 
 SHARD_BYTES = 512 << 20  # feature-cache shard size
@@ -101,6 +102,7 @@ def train(cfg: TrainConfig, resume: bool | str | Path = False) -> TrainSummary:
 
 def _train(cfg: TrainConfig, resume, accelerator: Accelerator) -> TrainSummary:
     rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
+    refuse_sharded(cfg.validation, accelerator.distributed_type)
     out = Path(cfg.output_dir)
     start_from, resumed = _resume_point(out, resume)
     if main:
@@ -128,12 +130,13 @@ def _train(cfg: TrainConfig, resume, accelerator: Accelerator) -> TrainSummary:
 
     # ---- data: every problem reported before the first step; features cached (and built) up front
     data = prepare_data(cfg, model_cfg, tokenizer, instruction_tokenizer, featurizer, accelerator)
+    vocab = alignment_vocabulary(cfg, model_cfg, data, tokenizer)
     build_batch = TrainCollator(
         model_cfg,
         tokenizer,
         prompt_style(model_cfg.llm.prompt_style),
         None if data.cache is not None else featurizer,
-        alignment_vocabulary(cfg, model_cfg, data, tokenizer),
+        vocab,
     )
 
     optimizer = make_optimizer(model, cfg.optim)
@@ -180,6 +183,7 @@ def _train(cfg: TrainConfig, resume, accelerator: Accelerator) -> TrainSummary:
             f"features{resuming}",
             flush=True,
         )
+    validation = Validation.prepare(cfg, tokenizer, instruction_tokenizer, featurizer, vocab, main, state.step)
     feedback = Feedback(out, cfg.log, cfg.steps, state.step, main, to_dict(cfg))
     trainable = [p for p in model.parameters() if p.requires_grad]
     losses, last_checkpoint = [], None
@@ -231,6 +235,8 @@ def _train(cfg: TrainConfig, resume, accelerator: Accelerator) -> TrainSummary:
             except VideoSalmonnError:
                 feedback.close()
                 raise
+        if validation is not None and validation.due(state.step):  # before the checkpoint: a resume redoes it
+            feedback.say(validation.run(accelerator, model, state.step))
         if state.step % cfg.checkpoint.every == 0 or state.step == cfg.steps:
             last_checkpoint = save_checkpoint(accelerator, out, state, model, optimizer, cfg.checkpoint.keep)
             feedback.say(f"checkpoint {last_checkpoint}")
