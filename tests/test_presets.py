@@ -124,6 +124,9 @@ VIDEO_SALMONN_13B = {
     "llm.lora.targets": ["q_proj", "k_proj", "v_proj", "o_proj"],
     "llm.quantization": "none",
     "llm.attention": "eager",
+    "llm.device_map": None,  # the whole LLM on the model's device
+    "llm.max_memory": None,
+    "llm.offload_folder": None,
     "loss.diversity_weight": 0.0,
     "loss.diversity_levels": [-1],
     "loss.lm_weight": 1.0,

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from videosalmonn.config import MODEL_FILE, ModelConfig, to_dict
 from videosalmonn.encoders.audio_visual import AVEncoder
-from videosalmonn.errors import CheckpointError
+from videosalmonn.errors import CheckpointError, ConfigError
 from videosalmonn.llm.language_model import LanguageModel
 from videosalmonn.model import DTYPES, VideoSalmonn, build_connector, trainable_names
 from videosalmonn.official.delta import convert_official_delta, ours_to_official
@@ -51,6 +51,8 @@ def load_model(cfg: ModelConfig, device: torch.device | str | None = None, for_i
     `weights.delta_required` is set but `weights.delta` is not.
     """
     check_weights(cfg, for_inference)
+    if cfg.llm.device_map is not None and not for_inference:
+        raise ConfigError("llm.device_map places the LLM for inference (infer, serve, eval); training loads it whole")
     if not cfg.weights.llm:  # a random model (check_weights: every pretrained part or none)
         model = VideoSalmonn.from_config(cfg)
         if cfg.weights.towers:
@@ -79,8 +81,10 @@ def load_model(cfg: ModelConfig, device: torch.device | str | None = None, for_i
 
 
 def check_loaded(model: VideoSalmonn) -> None:
-    """Every tensor of a model built empty was loaded (a loader that forgot a key fails here, not in forward)."""
-    empty = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    """Every tensor of a model built empty was loaded (a loader that forgot a key fails here, not in forward); the
+    LLM's weights offloaded to disk (`llm.device_map`) wait there by design."""
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    empty = [n for n, t in tensors if t.is_meta and not model.llm.is_offloaded(t)]
     if empty:
         raise CheckpointError(f"{len(empty)} tensor(s) were built empty and never loaded: {few(empty)}")
 

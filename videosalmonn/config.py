@@ -266,6 +266,23 @@ class LLMConfig:
     attention: Literal["eager", "sdpa"] = "eager"
     """`eager`: the official numerics (spec §6.1); `sdpa`: torch's fused attention (no L x L score matrix on CUDA),
     equal to eager within 1e-4 in fp32."""
+    device_map: str | None = None
+    """Where the LLM's layers go, for inference (accelerate's big-model loading, `llm/placement.py`): None, on the
+    model's device; `auto`, `balanced`, `balanced_low_0` or `sequential`: GPU by GPU within `max_memory`, then the
+    CPU, then the disk; or a JSON object {module: device}, e.g. '{"model.embed_tokens": 0, "model.layers": 0,
+    "model.norm": 1, "lm_head": "cpu"}' (a GPU index, "cuda:N", "cpu" or "disk"). The first GPU of the map is
+    the LLM's main device; `cpu` and `disk` modules are brought to it for their forward only."""
+    max_memory: str | None = None
+    """Memory per device for a `device_map` strategy, e.g. `0=18GiB,1=22GiB,cpu=48GiB`; None: what is free. For
+    the LLM alone: leave room on the first GPU for the encoders, the connector and activations."""
+    offload_folder: str | None = None
+    """Where the `disk` modules of `device_map` are kept (one safetensors file per tensor, in the model dtype)."""
+
+    def __post_init__(self):
+        _check(
+            self.device_map is None or self.quantization == "none",
+            f"llm.device_map with llm.quantization={self.quantization} is not supported (quantise or map, not both)",
+        )
 
 
 # ------------------------------------------------------------------------------------------ loss, decoding

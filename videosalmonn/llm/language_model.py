@@ -3,7 +3,8 @@
 This is the only place that knows how Hugging Face and peft nest the model (`base_model.model.model...`).
 Numerics follow the official path (spec §6.1, Appendix A.7): eager attention (`llm.attention=sdpa` on request),
 RoPE frequencies kept in fp32 even when the model runs in fp16, unmerged LoRA. A checkpoint is loaded into an empty
-model, shard by shard, straight onto its device (`llm/loading.py`); `llm.quantization` is in `llm/quantization.py`.
+model, shard by shard, straight onto its device (`llm/loading.py`), or onto the devices of `llm.device_map`
+(`llm/placement.py`, dispatched by `cast`); `llm.quantization` is in `llm/quantization.py`.
 Positions follow the attention mask, so left-padded batches give every sample the positions it would have alone
 (the official batch > 1 bugs, spec §10.7, cannot happen).
 """
@@ -24,7 +25,8 @@ from videosalmonn.errors import CheckpointError, ConfigError
 from videosalmonn.kernels import attention_kernels
 from videosalmonn.llm import quantization
 from videosalmonn.llm.loading import empty_causal_lm, load_into, weight_files
-from videosalmonn.llm.lora import apply_lora, is_lora_parameter
+from videosalmonn.llm.lora import apply_lora, is_lora_parameter, materialize_empty_adapters
+from videosalmonn.llm.placement import Placement, plan
 from videosalmonn.rng import seeded
 from videosalmonn.weights import check_loading_info, resolve_model
 
@@ -63,10 +65,11 @@ def _abort_when(should_stop: Callable[[], bool]):
 
 
 class LanguageModel(nn.Module):
-    def __init__(self, model: nn.Module, quantized: str = "none"):
+    def __init__(self, model: nn.Module, quantized: str = "none", placement: Placement | None = None):
         super().__init__()
         self.model = model  # HF causal LM, possibly wrapped by peft
         self.quantized = quantized  # none | int8 (Int8Linear) | bnb-int8 | bnb-nf4 (placed by bitsandbytes)
+        self.placement = placement  # llm.device_map: where each layer lives (dispatched by `cast`)
         from transformers import GenerationConfig as HFGenerationConfig
 
         # decoding settings come only from our GenerationConfig: drop the checkpoint's (temperature, max_length)
@@ -84,8 +87,12 @@ class LanguageModel(nn.Module):
         device: torch.device | str | None = None,
     ) -> LanguageModel:
         """Load an HF causal LM from `source` (dir or hub id) straight onto `device` in `dtype` (nothing is built
-        first), or a random LLaMA of the config's dims; quantised as `cfg.quantization` says, then LoRA."""
+        first; with `cfg.device_map`, onto the devices of its map), or a random LLaMA of the config's dims;
+        quantised as `cfg.quantization` says, then LoRA."""
         how = quantization.backend(cfg.quantization, device)
+        placement = None
+        if source is None and cfg.device_map is not None:
+            raise ConfigError("llm.device_map places a pretrained LLM: set weights.llm (a random one is built whole)")
         if source is None:
             base = _random_llama(cfg, dtype)
             if how.startswith("bnb-"):
@@ -98,21 +105,35 @@ class LanguageModel(nn.Module):
         elif how.startswith("bnb-"):
             base = _load_bitsandbytes(source, cfg, dtype, device, how.removeprefix("bnb-"))
         else:
-            base = _load_pretrained(source, cfg, dtype, torch.device(device or "cpu"), int8=how == "int8")
+            base, placement = _load_pretrained(source, cfg, dtype, torch.device(device or "cpu"), int8=how == "int8")
         if cfg.lora is not None:
             base = apply_lora(base, cfg.lora)
-        return cls(base, quantized=how)
+            if placement is not None:  # adapters of `disk` layers: peft leaves them on meta, like their base
+                materialize_empty_adapters(base)
+        return cls(base, quantized=how, placement=placement)
 
     @property
     def width(self) -> int:
         return self.model.get_input_embeddings().embedding_dim
 
     def cast(self, device: torch.device | str | None, dtype: torch.dtype) -> LanguageModel:
-        """Move to `device` in `dtype` (int8 weights stay int8); a bitsandbytes model stays where it was loaded."""
-        if not self.quantized.startswith("bnb-"):
+        """Move to `device` in `dtype` (int8 weights stay int8); a bitsandbytes model stays where it was loaded;
+        a placed one (`llm.device_map`) is cast to `dtype` where it is, then dispatched by its map (once: load
+        every weight, the delta's LoRA too, before the first cast)."""
+        if self.placement is not None:
+            with torch.no_grad():
+                for p in self.model.parameters():
+                    if p.is_floating_point() and not p.is_meta:
+                        p.data = p.data.to(dtype)
+            self.placement.dispatch(self.model)
+        elif not self.quantized.startswith("bnb-"):
             self.to(device=device, dtype=dtype)
         self.restore_rope_precision()
         return self
+
+    def is_offloaded(self, tensor: Tensor) -> bool:
+        """True for a weight of a `disk` module of `llm.device_map`: on meta by design until its forward."""
+        return self.placement is not None and self.placement.is_offloaded(tensor)
 
     def restore_rope_precision(self) -> None:
         """Put the fp32 RoPE frequencies back after a dtype cast (`.half()` would round them, spec §6.1)."""
@@ -128,8 +149,8 @@ class LanguageModel(nn.Module):
         return self.model.get_input_embeddings().weight
 
     def embed(self, ids: Tensor) -> Tensor:
-        """(B, L) ids -> (B, L, E) input embeddings."""
-        return self.model.get_input_embeddings()(ids)
+        """(B, L) ids -> (B, L, E) input embeddings (on the ids' device, wherever a device map put the table)."""
+        return self.model.get_input_embeddings()(ids).to(ids.device)
 
     def forward(self, embeds: Tensor, attention_mask: Tensor, keep: Tensor | None = None) -> Tensor:
         """(B, L, E) embeddings + (B, L) mask -> (B, L, V) logits, or with `keep` ((B, L) bool) the logits of the
@@ -189,7 +210,7 @@ class LanguageModel(nn.Module):
             processors.append(RepetitionPenaltyLogitsProcessor(float(gen.repetition_penalty)))
         rng = contextlib.nullcontext()
         if gen.do_sample and gen.seed is not None:  # seeded generators of the CPU and the used devices, forked
-            rng = seeded(gen.seed, {embeds.device} | {p.device for p in self.model.parameters()})
+            rng = seeded(gen.seed, {embeds.device} | {p.device for p in self.model.parameters() if not p.is_meta})
         with rng, attention_kernels(embeds.device, embeds.dtype):
             return self.model.generate(
                 inputs_embeds=embeds,
@@ -249,9 +270,12 @@ def _random_llama(cfg: LLMConfig, dtype: torch.dtype) -> nn.Module:
     return base
 
 
-def _load_pretrained(source: str, cfg: LLMConfig, dtype: torch.dtype, device: torch.device, int8: bool) -> nn.Module:
+def _load_pretrained(
+    source: str, cfg: LLMConfig, dtype: torch.dtype, device: torch.device, int8: bool
+) -> tuple[nn.Module, Placement | None]:
     """An HF causal LM whose every weight came from `source`, built empty and filled shard by shard on `device`
-    (`int8`: the decoder projections quantised as they arrive); missing or unexpected keys are an error."""
+    (`int8`: the decoder projections quantised as they arrive; `cfg.device_map`: each on the device of its module,
+    the Placement returned); missing or unexpected keys are an error."""
     from transformers import AutoConfig
 
     path = resolve_model(source)
@@ -261,8 +285,12 @@ def _load_pretrained(source: str, cfg: LLMConfig, dtype: torch.dtype, device: to
         raise CheckpointError(f"{source}: cannot read the LLM config ({_first_line(e)})") from None
     _check_dims(hf_cfg, cfg, source)
     model = empty_causal_lm(hf_cfg, cfg.attention, int8=int8)
-    load_into(model, weight_files(path), source=f"{source} (LLM)", device=device, dtype=dtype, ignore=KNOWN_IGNORED)
-    return model.eval()
+    placement = plan(model, cfg, dtype)
+    files = weight_files(path)
+    load_into(
+        model, files, source=f"{source} (LLM)", device=device, dtype=dtype, ignore=KNOWN_IGNORED, placement=placement
+    )
+    return model.eval(), placement
 
 
 def _load_bitsandbytes(source: str, cfg: LLMConfig, dtype: torch.dtype, device, how: str) -> nn.Module:

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from videosalmonn.errors import CheckpointError
+from videosalmonn.llm.placement import DISK, Placement
 from videosalmonn.llm.quantization import Int8Linear, to_int8
 from videosalmonn.weights import check_loading_info, read_tensors, release
 
@@ -73,9 +74,12 @@ def load_into(
     device: torch.device,
     dtype: torch.dtype,
     ignore: tuple[str, ...] = (),
+    placement: Placement | None = None,
 ) -> None:
     """Assign every tensor of `files` into the empty `model` on `device` in `dtype` (integer tensors keep theirs),
-    shard by shard; then tie the embeddings if the config ties them and check coverage (one CheckpointError)."""
+    shard by shard; then tie the embeddings if the config ties them and check coverage (one CheckpointError).
+    `placement`: each tensor goes to the device of its module in the device map instead (`disk`: to the offload
+    folder, left on meta)."""
     own = model.state_dict(keep_vars=True)
     derived = {f"{n}.weight_scale" for n, m in model.named_modules() if isinstance(m, Int8Linear)}
     # a weight kept as read shares the memory-mapped shard, keeping all of it mapped: fine when every weight is
@@ -91,7 +95,11 @@ def load_into(
             elif tuple(value.shape) != tuple(own[key].shape):
                 bad_shape.append((key, f"{tuple(value.shape)} vs model {tuple(own[key].shape)}"))
             else:
-                _assign(model, key, value, device, dtype, copy)
+                target = device if placement is None else placement.target(key)
+                if target == DISK:
+                    placement.offload(model, key, value, dtype)
+                else:
+                    _assign(model, key, value, target, dtype, copy)
                 seen.add(key)
             release(value)  # its pages: read again from the file if the model kept the view itself
             del value
@@ -100,7 +108,7 @@ def load_into(
     check_loading_info(info, source, ignore=ignore)
     if tied and not tied & seen:
         model.tie_weights()
-    empty = [n for n, p in model.named_parameters() if p.is_meta]
+    empty = [n for n, p in model.named_parameters() if p.is_meta and not (placement and placement.is_offloaded(p))]
     if empty:
         raise CheckpointError(f"{source}: {len(empty)} weight(s) were not loaded ({', '.join(empty[:4])})")
 

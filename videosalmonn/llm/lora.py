@@ -22,3 +22,19 @@ def apply_lora(model: nn.Module, cfg: LoRAConfig) -> nn.Module:
 
 def is_lora_parameter(name: str) -> bool:
     return ".lora_A." in name or ".lora_B." in name
+
+
+def materialize_empty_adapters(model: nn.Module) -> None:
+    """LoRA adapters that peft left on meta (their base layer waits on disk, `llm.device_map`): real, on the CPU,
+    initialised as peft initialises them (a delta loaded afterwards overwrites them)."""
+    from peft.tuners.lora import LoraLayer
+
+    for module in model.modules():
+        if not isinstance(module, LoraLayer):
+            continue
+        for name in list(module.lora_A):
+            adapters = (module.lora_A[name], module.lora_B[name])
+            if any(p.is_meta for a in adapters for p in a.parameters()):
+                for a in adapters:
+                    a.to_empty(device="cpu")
+                module.reset_lora_parameters(name, True)
