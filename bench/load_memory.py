@@ -101,8 +101,12 @@ def weight_overrides(root: Path) -> list[str]:
 # ------------------------------------------------------------------------------------------ random checkpoints
 
 
-def write_checkpoints(root: Path, depth: int, shard_bytes: int) -> dict[str, int]:
-    """Random weights of the 13B preset (LLM cut to `depth` layers) in the real layouts; returns file sizes."""
+def write_checkpoints(
+    root: Path, depth: int, shard_bytes: int, model: str = "video-salmonn-13b", llm_format: str = "bin"
+) -> dict[str, int]:
+    """Random weights of the preset `model` (LLM cut to `depth` layers) in the real layouts; returns file sizes.
+    `llm_format`: `bin` (Vicuna's fp16 .bin shards + the inv_freq keys they store) or `safetensors` (fp16 shards
+    as transformers writes them, no inv_freq)."""
     import torch
     from accelerate import init_empty_weights
     from safetensors.torch import save_file
@@ -111,7 +115,7 @@ def write_checkpoints(root: Path, depth: int, shard_bytes: int) -> dict[str, int
     from videosalmonn.config import ModelConfig
     from videosalmonn.model import VideoSalmonn, trainable_names
 
-    cfg = ModelConfig.from_name("video-salmonn-13b", [f"llm.depth={depth}"])
+    cfg = ModelConfig.from_name(model, [f"llm.depth={depth}"])
     with init_empty_weights():
         model = VideoSalmonn.from_config(cfg)
     g = torch.Generator().manual_seed(0)
@@ -187,9 +191,17 @@ def write_checkpoints(root: Path, depth: int, shard_bytes: int) -> dict[str, int
         llama = LlamaForCausalLM(hf)
     head_dim = c.width // c.num_heads
     keys = [(k, v.shape) for k, v in llama.state_dict().items()]
-    keys += [(f"model.layers.{i}.self_attn.rotary_emb.inv_freq", (head_dim // 2,)) for i in range(depth)]
-    index = shards(folder, keys, "pytorch_model-{i:05d}-of-{n:05d}.bin", torch.float16, lambda sd, p: torch.save(sd, p))
-    (root / folder / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {}, "weight_map": index}))
+    if llm_format == "bin":
+        keys += [(f"model.layers.{i}.self_attn.rotary_emb.inv_freq", (head_dim // 2,)) for i in range(depth)]
+        name, save, index_name = "pytorch_model-{i:05d}-of-{n:05d}.bin", torch.save, "pytorch_model.bin.index.json"
+    else:
+        name, index_name = "model-{i:05d}-of-{n:05d}.safetensors", "model.safetensors.index.json"
+
+        def save(sd, path):
+            save_file(sd, str(path), metadata={"format": "pt"})
+
+    index = shards(folder, keys, name, torch.float16, save)
+    (root / folder / index_name).write_text(json.dumps({"metadata": {}, "weight_map": index}))
 
     delta = {k: rand(dict(model.named_parameters())[k].shape) for k in trainable_names(model)}
     save_file(delta, str(root / "delta.safetensors"))
