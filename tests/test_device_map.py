@@ -163,8 +163,16 @@ def test_golden_model_with_its_llm_half_on_disk_answers_as_the_official_files(tm
 def test_device_map_and_max_memory_syntax():
     assert parse_device_map("auto") == "auto"
     assert parse_device_map('{"model": 0, "lm_head": "cpu"}') == {"model": 0, "lm_head": "cpu"}
-    for bad in ("everywhere", '{"model": "gpu"}', "[0]", '{"model": true}'):
-        with pytest.raises(ConfigError, match=r"llm.device_map: .* is not one of auto, balanced"):
+    assert parse_device_map("model.layers=1, model=cuda:0,lm_head=disk") == {
+        "model.layers": 1,
+        "model": "cuda:0",
+        "lm_head": "disk",
+    }
+    cfg = ModelConfig.from_name("tiny", ["llm.device_map=model=0,lm_head=cpu", "llm.max_memory=0=14GiB,cpu=48GiB"])
+    assert parse_device_map(cfg.llm.device_map) == {"model": 0, "lm_head": "cpu"}  # --set reads both as strings
+    assert parse_max_memory(cfg.llm.max_memory) == {0: "14GiB", "cpu": "48GiB"}
+    for bad in ("everywhere", '{"model": "gpu"}', "[0]", '{"model": true}', "model=gpu", "model"):
+        with pytest.raises(ConfigError, match=r"llm.device_map: .* is not one of auto, balanced.* MODULE=DEVICE"):
             parse_device_map(bad)
     assert parse_max_memory("0=18GiB, 1=22GiB,cpu=48GiB") == {0: "18GiB", 1: "22GiB", "cpu": "48GiB"}
     assert parse_max_memory('{"0": "10GB", "cpu": 1000}') == {0: "10GB", "cpu": 1000}

@@ -269,9 +269,9 @@ class LLMConfig:
     device_map: str | None = None
     """Where the LLM's layers go, for inference (accelerate's big-model loading, `llm/placement.py`): None, on the
     model's device; `auto`, `balanced`, `balanced_low_0` or `sequential`: GPU by GPU within `max_memory`, then the
-    CPU, then the disk; or a JSON object {module: device}, e.g. '{"model.embed_tokens": 0, "model.layers": 0,
-    "model.norm": 1, "lm_head": "cpu"}' (a GPU index, "cuda:N", "cpu" or "disk"). The first GPU of the map is
-    the LLM's main device; `cpu` and `disk` modules are brought to it for their forward only."""
+    CPU, then the disk; or {module: device} written `model.embed_tokens=0,model.layers=0,model.norm=1,lm_head=cpu`
+    (or as a JSON object in a quoted string; a device is a GPU index, `cuda:N`, `cpu` or `disk`). The first GPU of
+    the map is the LLM's main device; `cpu` and `disk` modules are brought to it for their forward only."""
     max_memory: str | None = None
     """Memory per device for a `device_map` strategy, e.g. `0=18GiB,1=22GiB,cpu=48GiB`; None: what is free. For
     the LLM alone: leave room on the first GPU for the encoders, the connector and activations."""

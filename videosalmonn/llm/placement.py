@@ -1,8 +1,9 @@
 """Where the LLM's layers live: several GPUs, a GPU and the CPU, or the disk (accelerate's big-model loading).
 
     llm.device_map      null: the whole LLM on the model's device; `auto` | `balanced` | `balanced_low_0` |
-                        `sequential`: accelerate's `infer_auto_device_map` within `llm.max_memory`; or a JSON
-                        object {module: device}, a device being a GPU index, `"cuda:1"`, `"cpu"` or `"disk"`
+                        `sequential`: accelerate's `infer_auto_device_map` within `llm.max_memory`; or
+                        `model.layers=0,lm_head=cpu` (or a JSON object): {module: device}, a device being a GPU
+                        index, `cuda:1`, `cpu` or `disk`
     llm.max_memory      `0=18GiB,1=22GiB,cpu=48GiB` (or a JSON object): for the LLM alone
     llm.offload_folder  where `disk` modules are kept (one safetensors file per tensor, in the model dtype)
 
@@ -136,19 +137,27 @@ def plan(model: nn.Module, cfg: LLMConfig, dtype: torch.dtype) -> Placement | No
 
 
 def parse_device_map(text: str) -> str | dict[str, int | str]:
-    """`auto` (and the other strategies) as is, or a JSON object {module: device}; ConfigError otherwise."""
+    """`auto` (and the other strategies) as is, or {module: device} from `MODULE=DEVICE[,MODULE=DEVICE...]` or a
+    JSON object (in YAML, a quoted string: a bare mapping is not a string); ConfigError otherwise."""
     if text in STRATEGIES:
         return text
     try:
-        spec = json.loads(text)
-    except json.JSONDecodeError:
+        if text.lstrip().startswith("{"):
+            spec = json.loads(text)
+        else:
+            spec = {k.strip(): _number(v.strip()) for k, v in (item.split("=", 1) for item in text.split(","))}
+    except (json.JSONDecodeError, ValueError):
         spec = None
-    if not isinstance(spec, dict) or not all(_is_device(v) for v in spec.values()):
+    if not isinstance(spec, dict) or not spec or not all(_is_device(v) for v in spec.values()):
         raise ConfigError(
-            f"llm.device_map: {text!r} is not one of {', '.join(STRATEGIES)} nor a JSON object "
-            '{module: GPU index, "cuda:N", "cpu" or "disk"}'
+            f"llm.device_map: {text!r} is not one of {', '.join(STRATEGIES)} nor MODULE=DEVICE[,...] (or a JSON "
+            'object) with a GPU index, "cuda:N", "cpu" or "disk" as DEVICE'
         )
     return spec
+
+
+def _number(value: str) -> int | str:
+    return int(value) if value.isdigit() else value
 
 
 def parse_max_memory(text: str | None) -> dict[int | str, int | str] | None:
