@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +31,7 @@ from videosalmonn.media.timeline import (
     BEATS_N_MELS,
     OFFICIAL_MIN_AUDIO_SECONDS,
     SAMPLE_RATE,
+    SLOTS_PER_CHUNK,
     WHISPER_CHUNK_SAMPLES,
     WHISPER_HOP,
     WHISPER_N_FFT,
@@ -198,8 +200,26 @@ def audio_features(samples: Tensor, fp16_waveform: bool = False, *, chunk_paddin
     zero-padded to at least 3 s. Without chunk padding the encoder frames past the audio's slots are dropped
     downstream (zeroed, no windows made for them).
     """
-    chunks = split_chunks(samples.to(torch.float32))
+    return _chunk_features(
+        split_chunks(samples.to(torch.float32)), fp16_waveform, audio_slots(samples.numel(), chunk_padding)
+    )
+
+
+def audio_windows(
+    samples: Tensor, fp16_waveform: bool = False, *, chunk_padding: bool, chunks: int = 1
+) -> Iterator[AudioFeatures]:
+    """`audio_features` `chunks` 30-s chunks at a time, for long audio: window w holds chunks [w*chunks, ...)
+    and their slots (all 60 of a full chunk; the audio's own in the last). The windows' rows concatenate to
+    `audio_features`' (the same per-chunk computations), and only one window's features exist at once."""
+    pieces = split_chunks(samples.to(torch.float32))
+    total = audio_slots(samples.numel(), chunk_padding)
+    for first in range(0, len(pieces), chunks):
+        part = pieces[first : first + chunks]
+        yield _chunk_features(part, fp16_waveform, min(total - first * SLOTS_PER_CHUNK, len(part) * SLOTS_PER_CHUNK))
+
+
+def _chunk_features(chunks: list[Tensor], fp16_waveform: bool, slots: int) -> AudioFeatures:
     windows = torch.stack([F.pad(c, (0, WHISPER_CHUNK_SAMPLES - c.numel())) for c in chunks])  # (C, 480000)
     mel = whisper_log_mel_batch(windows)  # (C, 80, 3000)
     fbank = [beats_fbank(c, fp16_waveform) for c in chunks]  # C x (F_c, 128)
-    return AudioFeatures(mel=mel, fbank=fbank, slots=audio_slots(samples.numel(), chunk_padding))
+    return AudioFeatures(mel=mel, fbank=fbank, slots=slots)

@@ -39,6 +39,11 @@ Example:
     video.frames    # (T, 3, 224, 224) float32 EVA-ViT input, T = 2 x number of 1-s clips
     video.times     # (T,) seconds: (0.0, 0.967, 1.001, 1.969, ...) for 29.97 fps
     video.cut       # None, or "video after 60.00 s of 75.30 s not sampled (max_seconds=60)"
+
+    stream = stream_video("long.mp4", "official")   # the same frames, chosen but not decoded yet
+    for batch in stream.batches(32):                  # (<= 32, 3, 224, 224) float32, decoded as they are asked for
+        ...
+    stream.sampled                                    # the SampledVideo, without frames
 """
 
 from __future__ import annotations
@@ -46,7 +51,8 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import math
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -122,7 +128,7 @@ class ClipInfo:
 class SampledVideo:
     """Frames of one video on the 0.5-s slot grid, and what of the video they cover."""
 
-    frames: Tensor  # sample_frames: (T, H, W, 3) uint8 RGB; load_video: (T, 3, S, S) float32
+    frames: Tensor | None  # sample_frames: (T, H, W, 3) uint8 RGB; load_video: (T, 3, S, S) float32; streamed: None
     times: tuple[float, ...]  # (T,) presentation time of every frame, seconds from the stream start
     policy: Policy
     info: VideoInfo
@@ -192,13 +198,116 @@ def load_video(
     (`_TransformGroups`: TRANSFORM_GROUP_FRAMES frames, TRANSFORM_CHUNK_ELEMENTS bytes each), one of them being
     transformed on a worker thread while the next frames decode.
     """
-    groups = _TransformGroups(size)
-    try:
-        return _sample(
-            path, policy, max_seconds, groups.add, groups.stack, start, end, max_pixels, as_limit(max_duration)
-        )
-    finally:
-        groups.close()
+    return stream_video(
+        path, policy, max_seconds=max_seconds, start=start, end=end, max_pixels=max_pixels, max_duration=max_duration
+    ).load(size)
+
+
+def stream_video(
+    path: str | Path,
+    policy: Policy,
+    *,
+    max_seconds: float | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    max_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS,
+    max_duration: float | DurationLimit | None = None,
+) -> VideoStream:
+    """The frames `load_video` would return (same arguments), planned but not decoded yet: the header read, the
+    frames indexed and chosen (every check of `load_video` before decoding done). Decode them whole
+    (`VideoStream.load`) or in bounded batches (`VideoStream.batches`)."""
+    return VideoStream(_plan(path, policy, max_seconds, start, end, max_pixels, as_limit(max_duration)))
+
+
+class VideoStream:
+    """A video's sampled frames, chosen but not decoded yet (`stream_video`).
+
+    `load(size)` decodes them whole, as `load_video`. `batches(n, size)` decodes them in order and yields the
+    EVA-ViT input n frames at a time, (t <= n, 3, size, size) float32, bit-identical to the rows of `load(size)`:
+    a frame stays uint8 RGB until its batch is transformed, so a long video is never in memory as float frames
+    (at most one batch, plus the TRANSFORM_CHUNK_ELEMENTS bytes of RGB of the frames waiting for it). Once the last
+    batch is out, `sampled` is the SampledVideo (frames None). If the packet index turns out wrong after some
+    batches, the rest is decoded frame by frame, as `load` would (StreamDiverged where the frames already given
+    would have been others: decode with `load` instead).
+    """
+
+    def __init__(self, plan: _Plan):
+        self.plan = plan
+        self.sampled: SampledVideo | None = None
+
+    @property
+    def info(self) -> VideoInfo:
+        return self.plan.whole
+
+    @property
+    def frames(self) -> int:
+        """T, the frames the stream will give (one more pass may change it where the packet index was wrong)."""
+        return len(self.plan.sel.pts)
+
+    @property
+    def seconds_kept(self) -> float:
+        return float(self.plan.sel.seconds_kept)
+
+    def load(self, size: int = DEFAULT_SIZE) -> SampledVideo:
+        """Every frame at once: (T, 3, size, size) float32, transformed in groups on a worker thread (`load_video`)."""
+        groups = _TransformGroups(size)
+        try:
+            return _decode_all(self.plan, groups.add, groups.stack)
+        finally:
+            groups.close()
+
+    def batches(self, n: int, size: int = DEFAULT_SIZE) -> Iterator[Tensor]:
+        """(t, 3, size, size) float32 batches of n frames (the last may have fewer), in order."""
+        done: list[Tensor] = []  # transformed parts of the batch being filled
+        pending: list[np.ndarray] = []  # (H, W, 3) uint8 RGB of one shape, not transformed yet
+        filled = 0
+
+        def transform() -> None:
+            if pending:
+                done.append(transform_frames(np.stack(pending), size))
+                pending.clear()
+
+        for rgb in self._rgb_frames():
+            if pending and (rgb.shape != pending[0].shape or (len(pending) + 1) * rgb.size > TRANSFORM_CHUNK_ELEMENTS):
+                transform()
+            pending.append(rgb)
+            filled += 1
+            if filled == n:
+                transform()
+                yield torch.cat(done) if len(done) > 1 else done[0]
+                done, filled = [], 0
+        transform()
+        if done:
+            yield torch.cat(done) if len(done) > 1 else done[0]
+
+    def _rgb_frames(self) -> Iterator[np.ndarray]:
+        """(H, W, 3) uint8 RGB frames in output order; then `sampled` is set."""
+        plan = self.plan
+        convert = _checked(plan.path, plan.max_pixels, _rgb)
+        given = 0
+        if plan.decoder == "index":
+            decoded = _Decoded()
+            try:
+                for rgb in _in_order(_decode_indexed(plan, plan.sel.pts, convert, decoded), plan.sel.pts):
+                    yield rgb
+                    given += 1
+                self.sampled = _result(None, plan, decoded.frames)
+                return
+            except (_IndexMismatch, av.error.FFmpegError):
+                plan = _sequential(plan)  # decode every frame instead, as `load` does
+            if plan.sel.pts[:given] != self.plan.sel.pts[:given]:
+                raise StreamDiverged(plan.path, f"the packet index was wrong before frame {given}")
+        rest, decoded = plan.sel.pts[given:], _Decoded()
+        try:
+            yield from _in_order(_decode_sequential(plan, rest, convert, decoded), rest)
+        except av.error.FFmpegError as e:  # e.g. a pixel format swscale cannot turn into RGB
+            raise MediaError(plan.path, f"cannot convert the video frames to RGB ({e.strerror or e})") from None
+        self.sampled = _result(None, plan, decoded.frames)
+
+
+class StreamDiverged(MediaError):
+    """`VideoStream.batches` found the packet index wrong after giving frames that decoding every frame would not
+    have chosen; `VideoStream.load` (or `load_video`) decodes the video right."""
 
 
 def plan_frames(
@@ -625,6 +734,67 @@ class _IndexMismatch(Exception):
     """The packet index and the decoder disagree: decode every frame instead."""
 
 
+@dataclass
+class _Plan:
+    """What to decode: the video (window), its frame index and the frames the policy keeps (`sel.pts`)."""
+
+    path: str | Path
+    policy: Policy
+    max_seconds: float | None
+    max_pixels: int | None
+    stream_index: int
+    whole: VideoInfo  # the file's video stream
+    info: VideoInfo  # the part sampled (`_window`)
+    stop_pts: int  # the index goes this far
+    index: _FrameIndex
+    sel: _Selection
+    decoder: str  # "index" (packet index, skip + seek) or "sequential" (every frame decoded)
+
+
+@dataclass
+class _Decoded:
+    frames: int = 0  # frames the decoder produced
+
+
+def _plan(
+    path,
+    policy: Policy,
+    max_seconds: float | None,
+    start: float | None = None,
+    end: float | None = None,
+    max_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS,
+    limit: DurationLimit | None = None,
+) -> _Plan:
+    """Header, frame index and selection; nothing decoded but what a video without packet timestamps needs."""
+    if policy not in POLICIES:
+        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+    if max_seconds is not None and max_seconds <= 0:
+        raise ValueError(f"max_seconds must be positive, got {max_seconds}")
+    with _open(path) as container:
+        stream = _video_stream(path, container, max_pixels)
+        stream_index = stream.index
+        whole = _probe(path, container, stream, max_pixels, limit)
+    info = _window(path, whole, start, end)
+    stop_pts = info.start_pts + math.ceil(
+        (_needed_seconds(info, policy, max_seconds) + SCAN_MARGIN_SECONDS) / info.time_base
+    )
+    with _open(path) as container:
+        index = _scan_packets(container, container.streams[stream_index], stop_pts)
+    plan = _Plan(path, policy, max_seconds, max_pixels, stream_index, whole, info, stop_pts, None, None, "index")
+    if index is None or not index.pts:
+        return _sequential(plan)
+    return dataclasses.replace(plan, index=index, sel=SELECTORS[policy](index, info, max_seconds))
+
+
+def _sequential(plan: _Plan) -> _Plan:
+    """The plan from an index of decoded frames (when the packet index cannot be used or was wrong)."""
+    index = _scan_decoded(plan.path, plan.stream_index, plan.stop_pts, plan.max_pixels)
+    if not index.pts:
+        raise MediaError(plan.path, "video stream has no decodable frame")
+    sel = SELECTORS[plan.policy](index, plan.info, plan.max_seconds)
+    return dataclasses.replace(plan, index=index, sel=sel, decoder="sequential")
+
+
 def _sample(
     path,
     policy: Policy,
@@ -636,50 +806,29 @@ def _sample(
     max_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS,
     limit: DurationLimit | None = None,
 ) -> SampledVideo:
-    if policy not in POLICIES:
-        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
-    if max_seconds is not None and max_seconds <= 0:
-        raise ValueError(f"max_seconds must be positive, got {max_seconds}")
-    with _open(path) as container:
-        stream = _video_stream(path, container, max_pixels)
-        stream_index = stream.index
-        whole = _probe(path, container, stream, max_pixels, limit)
-    convert = _checked(path, max_pixels, convert)
-    info = _window(path, whole, start, end)
-    stop_pts = info.start_pts + math.ceil(
-        (_needed_seconds(info, policy, max_seconds) + SCAN_MARGIN_SECONDS) / info.time_base
-    )
-    with _open(path) as container:
-        index = _scan_packets(container, container.streams[stream_index], stop_pts)
-    if index is not None and index.pts:
-        sel = SELECTORS[policy](index, info, max_seconds)
+    return _decode_all(_plan(path, policy, max_seconds, start, end, max_pixels, limit), convert, stack)
+
+
+def _decode_all(plan: _Plan, convert: Callable, stack: Callable) -> SampledVideo:
+    """Every kept frame through `convert`, then `stack` of them in output order."""
+    convert = _checked(plan.path, plan.max_pixels, convert)
+    if plan.decoder == "index":
+        decoded = _Decoded()
         try:
-            got, n_decoded = _decode_indexed(path, stream_index, index, sel.pts, convert)
-            return _result(stack, got, sel, whole, index, policy, n_decoded, "index", info)
+            got = dict(_decode_indexed(plan, plan.sel.pts, convert, decoded))
+            return _result(stack([got[p] for p in plan.sel.pts]), plan, decoded.frames)
         except (_IndexMismatch, av.error.FFmpegError):
-            pass  # decode every frame instead
-    index = _scan_decoded(path, stream_index, stop_pts, max_pixels)
-    if not index.pts:
-        raise MediaError(path, "video stream has no decodable frame")
-    sel = SELECTORS[policy](index, info, max_seconds)
+            plan = _sequential(plan)  # decode every frame instead
+    decoded = _Decoded()
     try:
-        got, n_decoded = _decode_sequential(path, stream_index, index, sel.pts, convert)
+        got = dict(_decode_sequential(plan, plan.sel.pts, convert, decoded))
     except av.error.FFmpegError as e:  # e.g. a pixel format swscale cannot turn into RGB
-        raise MediaError(path, f"cannot convert the video frames to RGB ({e.strerror or e})") from None
-    return _result(stack, got, sel, whole, index, policy, n_decoded, "sequential", info)
+        raise MediaError(plan.path, f"cannot convert the video frames to RGB ({e.strerror or e})") from None
+    return _result(stack([got[p] for p in plan.sel.pts]), plan, decoded.frames)
 
 
-def _result(
-    stack,
-    got: dict,
-    sel: _Selection,
-    info: VideoInfo,
-    index: _FrameIndex,
-    policy: Policy,
-    n_decoded: int,
-    decoder: str,
-    window: VideoInfo,
-) -> SampledVideo:
+def _result(frames: Tensor | None, plan: _Plan, n_decoded: int) -> SampledVideo:
+    info, window, sel, index = plan.whole, plan.info, plan.sel, plan.index
     tb = info.time_base
     span = (
         float((window.start_pts - info.start_pts) * tb),
@@ -694,9 +843,9 @@ def _result(
         )
     return SampledVideo(
         truncated=truncated,
-        frames=stack([got[p] for p in sel.pts]),
+        frames=frames,
         times=tuple(float((p - info.start_pts) * tb) for p in sel.pts),
-        policy=policy,
+        policy=plan.policy,
         info=info,
         seconds_kept=float(sel.seconds_kept),
         cut=sel.cut,
@@ -705,8 +854,27 @@ def _result(
         clips=tuple(sel.clips),
         notes=tuple(index.notes + sel.notes),
         decoded_frames=n_decoded,
-        decoder=decoder,
+        decoder=plan.decoder,
     )
+
+
+def _in_order(pairs: Iterator[tuple[int, object]], order: list[int]) -> Iterator:
+    """The converted frames by output position (`order`: the pts of each position, non-decreasing, repeats
+    allowed) from (pts, frame) pairs in decoding order; a frame is let go after its last position."""
+    uses = Counter(order)
+    held: dict[int, object] = {}
+    for p in order:
+        while p not in held:
+            try:
+                q, value = next(pairs)
+            except StopIteration:
+                raise _IndexMismatch from None
+            held[q] = value
+        value = held[p]
+        uses[p] -= 1
+        if not uses[p]:
+            del held[p]
+        yield value
 
 
 def _rgb(frame: av.VideoFrame) -> np.ndarray:
@@ -714,20 +882,20 @@ def _rgb(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_rgb().to_ndarray()
 
 
-def _decode_indexed(path, stream_index: int, index: _FrameIndex, wanted: list[int], convert: Callable):
-    """Decode only what the wanted frames need; returns ({pts: converted frame}, frames decoded).
+def _decode_indexed(plan: _Plan, wanted: list[int], convert: Callable, decoded: _Decoded) -> Iterator[tuple]:
+    """(pts, converted frame) for every wanted pts, decoding only what they need (in pts order, each once).
 
     Packets whose frame is not wanted are decoded with skip_frame="NONREF" (reference frames still decode,
     so every wanted frame is bit-identical), and a run of GOPs with nothing wanted is jumped over by seeking.
     """
+    index = plan.index
     packets = index.packets
     position = {p[0]: i for i, p in enumerate(packets)}
     keyframes = [i for i, p in enumerate(packets) if p[2]]
     known, wanted_set = set(index.pts), set(wanted)
-    got: dict[int, object] = {}
-    n_decoded = 0
-    with _open(path) as container:
-        stream = container.streams[stream_index]
+    got: set[int] = set()
+    with _open(plan.path) as container:
+        stream = container.streams[plan.stream_index]
         stream.thread_type = "SLICE"  # skip_frame then applies to exactly the packet it is set for
         can_seek = container.format.name in SEEKABLE_FORMATS
         demuxer, next_pos = container.demux(stream), 0
@@ -744,12 +912,11 @@ def _decode_indexed(path, stream_index: int, index: _FrameIndex, wanted: list[in
                     if next_pos is None and pos > key:  # the seek overshot the keyframe
                         raise _IndexMismatch
                     next_pos = pos + 1
-                n_decoded += _feed(stream.codec_context, packet, known, wanted_set, got, convert)
+                yield from _feed(stream.codec_context, packet, known, wanted_set, got, convert, decoded)
                 if target in got:
                     break
             if target not in got:
                 raise _IndexMismatch
-    return got, n_decoded
 
 
 def _seek(container, stream, timestamp: int) -> None:
@@ -768,38 +935,41 @@ def _start_keyframe(packets, keyframes: list[int], target_pos: int, target_pts: 
     return keyframes[k] if k >= 0 else 0
 
 
-def _feed(cc, packet, known: set, wanted: set, got: dict, convert: Callable) -> int:
-    """Decode one packet (fully only if its frame is wanted); convert the wanted frames it releases."""
+def _feed(cc, packet, known: set, wanted: set, got: set, convert: Callable, decoded: _Decoded) -> list[tuple]:
+    """Decode one packet (fully only if its frame is wanted); (pts, converted) of the wanted frames it releases."""
     cc.skip_frame = "DEFAULT" if (packet.pts in wanted or not packet.size) else "NONREF"
     try:
         frames = packet.decode()
     except av.error.FFmpegError:
         raise _IndexMismatch from None
+    decoded.frames += len(frames)
+    out = []
     for frame in frames:
         if frame.pts not in known:
             raise _IndexMismatch
         if frame.pts in wanted and frame.pts not in got:
-            got[frame.pts] = convert(frame)
-    return len(frames)
+            got.add(frame.pts)
+            out.append((frame.pts, convert(frame)))
+    return out
 
 
-def _decode_sequential(path, stream_index: int, index: _FrameIndex, wanted: list[int], convert: Callable):
-    """Second pass of the fallback: decode every frame again, convert the wanted ordinals."""
-    by_ordinal = {index.ordinals[p]: p for p in set(wanted)}
-    last = max(by_ordinal)
-    got: dict[int, object] = {}
-    n = -1
-    with _open(path) as container:
-        stream = container.streams[stream_index]
+def _decode_sequential(plan: _Plan, wanted: list[int], convert: Callable, decoded: _Decoded) -> Iterator[tuple]:
+    """The fallback: decode every frame again, (pts, converted frame) for the wanted ones (by ordinal)."""
+    by_ordinal = {plan.index.ordinals[p]: p for p in set(wanted)}
+    last = max(by_ordinal, default=-1)
+    found, n = 0, -1
+    with _open(plan.path) as container:
+        stream = container.streams[plan.stream_index]
         for n, frame in _decode_in_order(container, stream, []):
             if n in by_ordinal:
-                got[by_ordinal[n]] = convert(frame)
+                found += 1
+                yield by_ordinal[n], convert(frame)
             if n >= last:
                 break
-    if len(got) != len(by_ordinal):
+    decoded.frames = n + 1
+    if found != len(by_ordinal):
         raise MediaError(
-            path,
-            f"decoding is not repeatable: {len(by_ordinal) - len(got)} frame(s) vanished "
+            plan.path,
+            f"decoding is not repeatable: {len(by_ordinal) - found} frame(s) vanished "
             f"on the second pass (stopped after {n + 1} frames)",
         )
-    return got, n + 1
