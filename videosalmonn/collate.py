@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from videosalmonn.media.timeline import BEATS_N_MELS
-from videosalmonn.types import AudioFeatures, MediaBatch
+from videosalmonn.types import AudioFeatures, AVFeatures, MediaBatch
 
 
 def collate_media(
@@ -66,4 +66,26 @@ def collate_media(
         torch.tensor(modality_mask, dtype=torch.float32),
         instruction_ids,
         instruction_mask,
+    )
+
+
+def stack_features(samples: list[AVFeatures], modality_mask: list[tuple[float, float]]) -> AVFeatures:
+    """Encoder features of single samples (`AVEncoder.encode_sample`, batch of 1 each) -> one padded batch, the
+    layout `AVEncoder` gives a MediaBatch: visual (B, Tv, Q, Dv), whisper / beats (B, Ta*25, D), zeros past each
+    sample's own frames and slots; `modality_mask`: per sample [visual, audio] multipliers."""
+
+    def pad(tensors: list[Tensor]) -> Tensor:  # each (1, n_i, ...) -> (B, max n_i, ...)
+        out = tensors[0].new_zeros(len(tensors), max(t.shape[1] for t in tensors), *tensors[0].shape[2:])
+        for i, t in enumerate(tensors):
+            out[i, : t.shape[1]] = t[0]
+        return out
+
+    return AVFeatures(
+        visual=pad([s.visual for s in samples]),
+        visual_slots=torch.cat([s.visual_slots for s in samples]),
+        is_image=torch.cat([s.is_image for s in samples]),
+        whisper=pad([s.whisper for s in samples]),
+        beats=pad([s.beats for s in samples]),
+        audio_slots=torch.cat([s.audio_slots for s in samples]),
+        modality_mask=torch.tensor(modality_mask, dtype=torch.float32),
     )

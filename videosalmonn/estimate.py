@@ -200,7 +200,7 @@ def estimate(
     """Memory of answering about one `seconds`-long video with audio (x `batch`), `beams` beams (default: the
     config's), `new_tokens` generated (default: generation.max_new_tokens) after `text_tokens` of prompt text.
     `image`: about an image with `seconds` of audio (0: none) instead."""
-    from videosalmonn.connector.multires import media_token_count
+    from videosalmonn.connector.multires import SPAN_SECONDS, media_token_count
     from videosalmonn.media.clip import image_frames
 
     params = params or parameter_counts(cfg)
@@ -215,6 +215,9 @@ def estimate(
     media_tokens = media_token_count(cfg.connector, frames, is_image, slots)
     level = cfg.connector.levels[0]
     connector_slots = media_tokens // level.queries * level.frames if image else frames  # an image fills its slots
+    multiple = cfg.connector.window_multiple
+    span = math.ceil(SPAN_SECONDS * VIDEO_FPS / multiple) * multiple  # the connector runs in spans this long
+    connector_slots = min(connector_slots, span)
     rows = batch * beams
     prompt = text_tokens + media_tokens
     llm, enc = cfg.llm, cfg.encoders
@@ -227,7 +230,7 @@ def estimate(
         frames * 3 * s * s + chunks * (WHISPER_N_MELS * WHISPER_MEL_FRAMES + BEATS_FRAMES_PER_CHUNK * BEATS_N_MELS)
     )
     media *= b
-    n_frames, n_chunks = batch * min(32, frames), batch * min(4, chunks)  # AVEncoder frame_batch / chunk_batch
+    n_frames, n_chunks = batch * min(32, frames), min(1, chunks)  # AVEncoder frame_batch / chunk_batch (1)
     patches = 1 + (s // enc.eva.patch_size) ** 2
     eva, wh, be = enc.eva, enc.whisper, enc.beats
     features = (

@@ -8,6 +8,10 @@ Answer carries it: the CLI prints it on stderr, `--json`, the server's response 
 
 media files ─► load_clip ─► audio_features ─► collate_media ─┐
 question    ─► prompt style ─► tokens (+ media placeholders) ─┴► VideoSalmonn.generate ─► text + coverage
+
+Media longer than STREAMED_SECONDS never exists whole as encoder input: `load` decodes and encodes it piece by
+piece (frames uint8 until their batch of `frame_batch`, audio one 30-s chunk at a time) and keeps only the encoder
+features (`MediaClip.features`); `prepare` batches features then, and the connector runs in spans of whole windows.
 """
 
 from __future__ import annotations
@@ -23,20 +27,22 @@ from pathlib import Path
 import torch
 
 from videosalmonn.checkpoint import check_weights, load_model, local_sources, save_pretrained
-from videosalmonn.collate import collate_media
+from videosalmonn.collate import collate_media, stack_features
 from videosalmonn.config import GenerationConfig, ModelConfig
 from videosalmonn.connector.multires import media_token_count
 from videosalmonn.errors import CheckpointError, InputError
 from videosalmonn.hub import upload_folder
 from videosalmonn.llm.tokenizer import TextTokenizer, load_tokenizer
 from videosalmonn.media.budget import ContextBudget
-from videosalmonn.media.clip import load_clip
-from videosalmonn.media.features import audio_features
+from videosalmonn.media.clip import OpenedClip, open_clip
+from videosalmonn.media.features import audio_features, audio_windows
+from videosalmonn.media.timeline import audio_slots
+from videosalmonn.media.video import StreamDiverged
 from videosalmonn.model import DTYPES, VideoSalmonn
 from videosalmonn.prompting.conversation import EncodedPrompt, collate_prompts, encode_conversation
 from videosalmonn.prompting.instruction import InstructionTokenizer, instruction_tokenizer_for
 from videosalmonn.prompting.templates import prompt_style
-from videosalmonn.types import Batch, Coverage, MediaClip, Request, Turn
+from videosalmonn.types import AVFeatures, Batch, Coverage, MediaClip, PromptBatch, Request, Turn
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +104,7 @@ def random_weights_notice(cfg: ModelConfig) -> str | None:
     )
 
 
+STREAMED_SECONDS = 60.0  # `Pipeline.load`: longer media is encoded while it is decoded (bounded memory)
 TRAINABLE_FILE = "trainable.safetensors"  # the trained tensors inside a training checkpoint directory
 LATEST = "latest"  # a run's `checkpoints/latest`: a text file holding the newest checkpoint's name
 CHECKPOINT_NAME = re.compile(r"step-\d{6,}")  # what `latest` may hold: a checkpoint of that run, never a path
@@ -303,8 +310,9 @@ class Pipeline:
 
     def load(self, request: Request, max_media_seconds: float | None = None) -> MediaClip:
         """The request's media, refused (InputError, MediaTooLong) when the LLM context or `max_media_seconds`
-        cannot take it, while decoding where the headers do not say."""
-        return load_clip(
+        cannot take it, while decoding where the headers do not say. Media longer than STREAMED_SECONDS is
+        encoded as it is decoded (`encode_streamed`): the clip then holds its encoder features, not its frames."""
+        opened = open_clip(
             self.cfg.media,
             video=request.video,
             audio=request.audio,
@@ -319,9 +327,40 @@ class Pipeline:
             ),
             max_media_seconds=max_media_seconds,
         )
+        if opened.seconds() <= STREAMED_SECONDS or self.model.encoder is None:
+            return opened.load()
+        try:
+            return self.encode_streamed(opened, instruction_of(request))
+        except StreamDiverged:  # the packet index was wrong: decode the video whole, as load_clip does
+            return opened.load()
+
+    def encode_streamed(self, opened: OpenedClip, instruction: str) -> MediaClip:
+        """The clip's encoder features, decoded and encoded piece by piece: the audio decoded, then encoded one
+        window of `chunk_batch` 30-s chunks at a time, the video frames decoded and encoded `frame_batch` at a
+        time (kept uint8 until their batch). The features equal those of the clip loaded whole (`prepare`)."""
+        encoder, media = self.model.encoder, self.cfg.media
+        audio = opened.load_audio()
+        if opened.video is not None:
+            frames = opened.video.batches(encoder.frame_batch, media.image_size)
+        else:
+            frames = () if opened.image is None else opened.image.split(encoder.frame_batch)
+        windows = () if audio is None else self._audio_windows(audio.samples)
+        ids, mask = self.instruction_tokenizer([instruction])
+        features = encoder.encode_sample(frames, opened.is_image, windows, ids, mask)
+        sampled = None if opened.video is None else opened.video.sampled
+        return opened.clip(opened.image, sampled, audio, features.to("cpu"), instruction)
+
+    def _audio_windows(self, samples: torch.Tensor):
+        padding = self.cfg.media.limits == "official"
+        chunks = self.model.encoder.chunk_batch
+        return audio_windows(samples, self.cfg.media.beats_fp16_waveform, chunk_padding=padding, chunks=chunks)
 
     def prepare(self, requests: list[Request], clips: list[MediaClip], side: str = "left") -> tuple[Batch, list[int]]:
-        """Requests + their decoded media -> a padded Batch (CPU) and each sample's media token count."""
+        """Requests + their decoded media -> a padded Batch (CPU) and each sample's media token count. A clip that
+        holds its encoder features (`load` of long media) makes a batch of features: the others are then encoded
+        here, one by one."""
+        if any(c.features is not None for c in clips):
+            return self._prepare_features(requests, clips, side)
         padding = self.cfg.media.limits == "official"
         feats = [
             None
@@ -338,20 +377,60 @@ class Pipeline:
             )
             for c, f in zip(clips, feats)
         ]
-        prompts: list[EncodedPrompt] = [
-            encode_conversation(r.turns(), self.style, self.tokenizer, n, self.cfg.llm.max_text_tokens)
-            for r, n in zip(requests, counts)
-        ]
-        # the Q-Former's instruction: the first question (not a system text before it)
-        instructions = [next(t.text for t in r.turns() if t.role == "user") for r in requests]
-        ids, mask = self.instruction_tokenizer(instructions)
+        prompt = self._prompts(requests, counts, side)
+        ids, mask = self.instruction_tokenizer([instruction_of(r) for r in requests])
         masks = [
             r.modality_mask or (float(c.frames is not None), float(f is not None))
             for r, c, f in zip(requests, clips, feats)
         ]
         media = collate_media([c.frames for c in clips], [c.is_image for c in clips], feats, ids, mask, masks)
-        prompt = collate_prompts(prompts, self.tokenizer.pad_id, side)
         return Batch(media, prompt, [c.coverage for c in clips]), counts
+
+    def _prepare_features(self, requests: list[Request], clips: list[MediaClip], side: str) -> tuple[Batch, list[int]]:
+        padding = self.cfg.media.limits == "official"
+        counts = []
+        for c in clips:
+            if c.features is not None:
+                frames, slots = int(c.features.visual_slots[0]), int(c.features.audio_slots[0])
+            else:
+                frames = 0 if c.frames is None else c.frames.shape[0]
+                slots = 0 if c.waveform is None else audio_slots(c.waveform.numel(), padding)
+            counts.append(media_token_count(self.cfg.connector, frames, c.is_image, slots))
+        prompt = self._prompts(requests, counts, side)
+        features = []
+        for clip, request in zip(clips, requests):
+            instruction = instruction_of(request)
+            if clip.features is None:
+                features.append(self._encode_loaded(clip, instruction))
+                continue
+            if clip.instruction != instruction and self.model.encoder.use_instruction:
+                raise ValueError("a clip encoded for another instruction (its first question): load it again")
+            features.append(clip.features)
+        masks = [
+            r.modality_mask or (float(c.coverage.frames > 0), float(c.coverage.audio_present))
+            for r, c in zip(requests, clips)
+        ]
+        return Batch(None, prompt, [c.coverage for c in clips], stack_features(features, masks)), counts
+
+    def _encode_loaded(self, clip: MediaClip, instruction: str) -> AVFeatures:
+        """A decoded clip's features, alone (as `encode_streamed` gives them)."""
+        encoder = self.model.encoder
+        frames = () if clip.frames is None else clip.frames.split(encoder.frame_batch)
+        windows = () if clip.waveform is None else self._audio_windows(clip.waveform)
+        ids, mask = self.instruction_tokenizer([instruction])
+        return encoder.encode_sample(frames, clip.is_image, windows, ids, mask).to("cpu")
+
+    def _prompts(self, requests: list[Request], counts: list[int], side: str) -> PromptBatch:
+        prompts: list[EncodedPrompt] = [
+            encode_conversation(r.turns(), self.style, self.tokenizer, n, self.cfg.llm.max_text_tokens)
+            for r, n in zip(requests, counts)
+        ]
+        return collate_prompts(prompts, self.tokenizer.pad_id, side)
+
+
+def instruction_of(request: Request) -> str:
+    """The InstructBLIP Q-Former's instruction for a request: its first question (not a system text before it)."""
+    return next(t.text for t in request.turns() if t.role == "user")
 
 
 def masked_coverage(coverage: Coverage, mask: tuple[float, float] | None) -> Coverage:

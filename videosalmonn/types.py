@@ -58,13 +58,16 @@ class Coverage:
 
 @dataclass
 class MediaClip:
-    """One sample's decoded media on one timeline (no model features yet)."""
+    """One sample's decoded media on one timeline, or (long media: `Pipeline.load`) its frozen-encoder features,
+    computed while decoding, instead of frames and waveform."""
 
     frames: Tensor | None  # (Tv, 3, S, S) float32, CLIP-normalised; an image is one frame
     is_image: bool
     waveform: Tensor | None  # (N,) float32, 16 kHz mono
     coverage: Coverage
     frame_times: list[float] = field(default_factory=list)  # presentation time of every sampled frame (s)
+    features: AVFeatures | None = None  # the encoders' outputs (batch of 1) when encoded already; then no frames
+    instruction: str | None = None  # the InstructBLIP instruction `features.visual` was computed with
 
 
 @dataclass

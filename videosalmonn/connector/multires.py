@@ -12,9 +12,13 @@ Every level emits the same number of tokens (eq. 3), so LLM token j of coarse wi
 one `forward_levels` call: the causal block projects LN(X) once for all those levels (see `qformer`), and its
 projected position rows are kept between calls while the weights do not change and no gradient is wanted.
 `level(i, ...)` runs one level alone, exactly as the official code writes it (the reference for parity checks).
+A clip longer than SPAN_SECONDS goes through in spans of whole windows of every level (`span`), one after the
+other: the windows are independent, so the spans' tokens concatenate to the whole clip's, in bounded memory.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor, nn
@@ -28,7 +32,10 @@ from videosalmonn.connector.qformer import (
     through_weights_is_cheaper,
 )
 from videosalmonn.connector.sync import Synchroniser, slot_counts
+from videosalmonn.media.timeline import VIDEO_FPS
 from videosalmonn.types import AVFeatures, ConnectorOutput
+
+SPAN_SECONDS = 60  # `forward` runs a longer clip in spans of this many seconds (rounded up to whole windows)
 
 
 class MultiResolutionConnector(nn.Module):
@@ -47,6 +54,7 @@ class MultiResolutionConnector(nn.Module):
         input_width = 3 * visual_width  # [visual | whisper | beats]
         check_connector_input(cfg, tokens_per_frame)
         self.sync = Synchroniser(visual_width, whisper_width, beats_width, cfg.image_slots, cfg.window_multiple)
+        self.span_slots = math.ceil(SPAN_SECONDS * VIDEO_FPS / cfg.window_multiple) * cfg.window_multiple
         self.norm = nn.LayerNorm(input_width, eps=cfg.joint_norm_eps)
         self.position = nn.Embedding(cfg.max_positions, input_width)
         self.queries = nn.ParameterList(nn.Parameter(torch.randn(1, lv.queries, cfg.width) * 0.02) for lv in cfg.levels)
@@ -76,17 +84,32 @@ class MultiResolutionConnector(nn.Module):
         self._positions_memo: dict[int, tuple[tuple, list]] = {}  # qformer -> (weights key, projected positions)
 
     def forward(self, features: AVFeatures) -> ConnectorOutput:
-        x, slot_mask, padded = self.sync(features)  # (B, T, Q, Din), (B, T), (B,)
-        x = self.norm(x)
-        levels = self.all_levels(x, slot_mask)
-        b, t = slot_mask.shape
-        tokens = torch.cat([h.reshape(b, -1, h.shape[-1]) for h in levels], dim=-1)  # (B, N, D*levels)
+        _, _, padded = slot_counts(
+            features.visual_slots,
+            features.is_image,
+            features.audio_slots,
+            self.cfg.image_slots,
+            self.cfg.window_multiple,
+        )
+        t = int(padded.max()) if len(padded) else 0
+        spans = [self.span(features, first, min(self.span_slots, t - first)) for first in range(0, t, self.span_slots)]
+        embeds, levels = zip(*spans) if spans else zip(self.span(features, 0, 0))
+        levels = tuple(torch.cat(h, dim=1) for h in zip(*levels))  # per level (B, W, Qi, D)
         lengths = padded // self.cfg.levels[0].frames * self.cfg.levels[0].queries
         window_mask = tuple(
-            torch.arange(t // lv.frames, device=x.device)[None] < (padded // lv.frames)[:, None]
+            torch.arange(t // lv.frames, device=padded.device)[None] < (padded // lv.frames)[:, None]
             for lv in self.cfg.levels
         )
-        return ConnectorOutput(self.proj(tokens), lengths, levels, window_mask)
+        return ConnectorOutput(torch.cat(embeds, dim=1), lengths, levels, window_mask)
+
+    def span(self, features: AVFeatures, first: int, count: int) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """The LLM tokens (B, count*3, E) and the level outputs of slots [first, first + count), whole windows of
+        every level: the windows are independent, so `forward` runs a long clip span after span (bounded memory)."""
+        x, slot_mask, _ = self.sync(features, first, count)  # (B, count, Q, Din), (B, count)
+        levels = self.all_levels(self.norm(x), slot_mask)
+        b = x.shape[0]
+        tokens = torch.cat([h.reshape(b, -1, h.shape[-1]) for h in levels], dim=-1)  # (B, N, D*levels)
+        return self.proj(tokens), levels
 
     def all_levels(self, x: Tensor, slot_mask: Tensor) -> tuple[Tensor, ...]:
         """Normalised x (B, T, Q, Din), slot_mask (B, T) -> per level (B, W, Qi, D), W = T / frames windows."""

@@ -35,14 +35,18 @@ class Synchroniser(nn.Module):
         self.image_slots = image_slots
         self.multiple = multiple
 
-    def forward(self, f: AVFeatures) -> tuple[Tensor, Tensor, Tensor]:
-        return self.align(f.visual, f.visual_slots, f.is_image, self.project_audio(f), f.audio_slots, f.modality_mask)
+    def forward(self, f: AVFeatures, first: int = 0, count: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Slots [first, first + count) (default: all of them) -> x, slot_mask, padded (see `align`)."""
+        rows = slice(first * AUDIO_FRAMES_PER_SLOT, None if count is None else (first + count) * AUDIO_FRAMES_PER_SLOT)
+        audio = self.project_audio(f, rows)
+        return self.align(f.visual, f.visual_slots, f.is_image, audio, f.audio_slots, f.modality_mask, first, count)
 
-    def project_audio(self, f: AVFeatures) -> Tensor:
-        """[whisper_proj(W) | beats_proj(B)] per 20-ms frame: (B, Ta*25, 2*Dv) (spec §3.1, official `audio_embeds`).
+    def project_audio(self, f: AVFeatures, rows: slice = slice(None)) -> Tensor:
+        """[whisper_proj(W) | beats_proj(B)] per 20-ms frame: (B, Ta*25, 2*Dv) (spec §3.1, official `audio_embeds`);
+        `rows`: only those frames.
 
         BEATs rows zero-padded up to 1500 per chunk become the projection bias, as official."""
-        return torch.cat([self.whisper_proj(f.whisper), self.beats_proj(f.beats)], dim=-1)
+        return torch.cat([self.whisper_proj(f.whisper[:, rows]), self.beats_proj(f.beats[:, rows])], dim=-1)
 
     def align(
         self,
@@ -52,32 +56,36 @@ class Synchroniser(nn.Module):
         audio: Tensor,
         audio_slots: Tensor,
         modality_mask: Tensor,
+        first: int = 0,
+        count: int | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """visual (B, Tv, Q, Dv), audio (B, Ta*25, Da) -> x (B, T, Q, Dv+Da), slot_mask (B, T), padded slots (B,)."""
+        """visual (B, Tv, Q, Dv), audio (B, rows, Da) from frame 25*first on -> x (B, count, Q, Dv+Da) of slots
+        [first, first + count) (default count: up to T, the batch's padded length), slot_mask (B, count), padded
+        slots (B,). Slots depend on nothing but their own frames: the spans of a long clip concatenate to its x."""
         b, _, q, dv = visual.shape
         visual_slots, own, padded = slot_counts(visual_slots, is_image, audio_slots, self.image_slots, self.multiple)
-        t = int(padded.max())
-        slot = torch.arange(t, device=own.device)[None]  # (1, T)
+        count = int(padded.max()) - first if count is None else count
+        slot = torch.arange(first, first + count, device=own.device)[None]  # (1, count)
 
         # visual: frame t of a video, frame 0 of an image; zeros past the sample's frames
         if visual.shape[1] == 0:
-            visual = visual.new_zeros(b, t, q, dv)
+            visual = visual.new_zeros(b, count, q, dv)
         else:
             index = torch.where(is_image[:, None], torch.zeros_like(slot), slot).clamp(max=visual.shape[1] - 1)
-            visual = torch.gather(visual, 1, index[:, :, None, None].expand(-1, -1, q, dv))  # (B, T, Q, Dv)
+            visual = torch.gather(visual, 1, index[:, :, None, None].expand(-1, -1, q, dv))  # (B, count, Q, Dv)
         visual = visual * (slot < visual_slots[:, None])[..., None, None]
 
         # audio: zero past the sample's audio, 25 frames per slot + zero tokens up to Q (Q >= 25: checked by the config)
-        audio = audio[:, : t * AUDIO_FRAMES_PER_SLOT]  # past every sample's slots: would be zeroed anyway
-        frame = torch.arange(audio.shape[1], device=audio.device)[None]
+        audio = audio[:, : count * AUDIO_FRAMES_PER_SLOT]  # past every sample's slots: would be zeroed anyway
+        frame = first * AUDIO_FRAMES_PER_SLOT + torch.arange(audio.shape[1], device=audio.device)[None]
         audio = audio * (frame < audio_slots[:, None] * AUDIO_FRAMES_PER_SLOT)[..., None]
         ta = audio.shape[1] // AUDIO_FRAMES_PER_SLOT
         audio = audio.view(b, ta, AUDIO_FRAMES_PER_SLOT, audio.shape[-1])  # (B, Ta, 25, Da)
-        audio = nn.functional.pad(audio, (0, 0, 0, q - AUDIO_FRAMES_PER_SLOT, 0, t - ta))  # (B, T, Q, Da)
+        audio = nn.functional.pad(audio, (0, 0, 0, q - AUDIO_FRAMES_PER_SLOT, 0, count - ta))  # (B, count, Q, Da)
 
         mask = modality_mask.to(visual.dtype)
         x = torch.cat([visual * mask[:, 0, None, None, None], audio * mask[:, 1, None, None, None]], dim=-1)
-        slot_mask = (slot < own[:, None]).to(x.dtype)  # (B, T)
+        slot_mask = (slot < own[:, None]).to(x.dtype)  # (B, count)
         return x, slot_mask, padded
 
 

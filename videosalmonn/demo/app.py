@@ -90,7 +90,7 @@ def describe(clip: MediaClip, request: Request, answer: Answer | None = None) ->
     cov = clip.coverage
     if clip.is_image:
         visual = "an image (1 frame)"
-    elif clip.frames is not None:
+    elif cov.frames:  # (a long video is encoded as it is decoded: no frames kept)
         visual = (
             f"video: {cov.video_seconds:.2f} s of {cov.media_seconds:.2f} s, {cov.frames} frames "
             f"at {VIDEO_FPS} per second"
