@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import DEMO_IMAGE
+from conftest import DEMO_IMAGE, GOLDEN, needs_golden
 from make_fixtures import CLIP2S, write_video
 
 import videosalmonn.pipeline as P
@@ -245,3 +245,22 @@ def test_a_wrong_packet_index_falls_back_to_loading_whole(pipe, long_video, stre
     monkeypatch.setattr(V.VideoStream, "batches", diverged)
     clip = pipe.load(Request("What happens?", video=str(long_video)))
     assert clip.features is None and clip.frames.shape[0] == 2 * SECONDS
+
+
+@needs_golden
+@pytest.mark.slow
+def test_streamed_golden_cases_give_the_official_greedy_ids(stream_everything):
+    """The golden checkpoint on the golden cases (23.7-s demo video, 10-s audio), streamed: the official ids."""
+    from videosalmonn.official.golden import GoldenDir
+    from videosalmonn.official.parity import case_request, golden_pipeline, golden_runs
+
+    golden = GoldenDir(GOLDEN)
+    pipe = golden_pipeline(golden)
+    for case in golden.cases():
+        request = case_request(golden, case)
+        clip = pipe.load(request)
+        assert clip.features is not None, case.name
+        gen = golden_runs(case, pipe.cfg.llm.max_text_tokens)["greedy20"]
+        with torch.no_grad():
+            (answer,) = pipe.answer_batch([request], gen, [clip])
+        assert answer.token_ids == case.expected["greedy20"]["ids"][0], case.name
