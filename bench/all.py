@@ -15,6 +15,7 @@ train_step   training step, feature cache vs encoders every step           bench
 serve        concurrent requests, batching vs one at a time                bench/serve.py
 load_memory  13B preset load (random weights): ours vs the code at 2108df8  bench/load_memory.py
 bf16         bfloat16 vs float32 on this CPU: connector, tiny answer        bench/bf16.py
+long_media   30-s clip -> 10-min video, peak RSS and time: ours vs before   bench/long_media.py
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ SIZES = {  # the settings of the summary table
     "serve": ["--requests", "16", "--max-tokens", "16"],
     "load_memory": ["--llm-depth", "1"],
     "bf16": ["--repeats", "2"],
+    "long_media": ["--lengths", "30", "600", "--fps", "5"],
 }
 SMALLEST = {  # every code path, as quickly as it goes
     "connector": ["--clips", "1", "--repeats", "1"],
@@ -47,6 +49,7 @@ SMALLEST = {  # every code path, as quickly as it goes
     "serve": ["--requests", "2", "--max-tokens", "2", "--max-batch-size", "2"],
     "load_memory": ["--llm-depth", "1"],
     "bf16": ["--repeats", "1", "--tokens", "2", "--clip", ASSET],
+    "long_media": ["--lengths", "4", "12", "--fps", "2", "--streamed-seconds", "2", "--tokens", "2"],
 }
 
 
@@ -79,6 +82,13 @@ def notes(x: dict) -> str:
         out.append(f"rel. L2 error {x['rel_error']:.1e}")
     if "same_ids" in x:
         out.append("same greedy ids" if x["same_ids"] else f"greedy ids equal for the first {x['first_ids_equal']}")
+    if "same_llm_input" in x:
+        out.append("LLM input identical" if x["same_llm_input"] else "LLM input DIFFERS")
+    if "growth" in x:
+        met = "met" if x["growth"] <= x["target_growth"] else "MISSED"
+        out.append(f"growth {x['growth']:.2f}× (target ≤ {x['target_growth']:g}× {met})")
+    if "cpu_per_minute" in x:
+        out.append("CPU s per minute of media " + " / ".join(f"{v:g}" for v in x["cpu_per_minute"]))
     if "target_s" in x:
         out.append(f"target < {x['target_s']:g} s {'met' if x['ours'] < x['target_s'] else 'MISSED'}")
     return ", ".join(out)

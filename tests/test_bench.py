@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHES = ("connector", "media", "startup", "train_step", "serve", "load_memory", "bf16")
+BENCHES = ("connector", "media", "startup", "train_step", "serve", "load_memory", "bf16", "long_media")
 HEAVY = {"load_memory": "writes ~9 GiB of random 13B weights and loads them 3 times (VIDEOSALMONN_BENCH_HEAVY=1)"}
 
 
@@ -45,6 +45,8 @@ def test_bench_json_has_the_summary_keys(name):
         assert row["ours"] > 0 and row["baseline"] > 0 and row["ratio"] > 0
     if name == "media":  # what the media row claims: our frames are the official loader's
         assert all(row["identical"] for row in res["rows"])
+    if name == "long_media":  # the streamed path gives the LLM the old path's embeddings, bit for bit
+        assert res["rows"][0]["same_llm_input"]
 
 
 @pytest.mark.slow
