@@ -14,7 +14,7 @@ startup      import, --help vs the eager import                            bench
 train_step   training step, feature cache vs encoders every step           bench/train_step.py
 serve        concurrent requests, batching vs one at a time                bench/serve.py
 load_memory  13B preset load (random weights): ours vs the code at 2108df8  bench/load_memory.py
-bf16         bfloat16 vs float32 on this CPU: connector, tiny answer        bench/bf16.py
+bf16         bfloat16 vs float32 on this CPU: towers, connector, LLM, training, answers   bench/bf16.py
 long_media   30-s clip -> 10-min video, peak RSS and time: ours vs before   bench/long_media.py
 """
 
@@ -48,7 +48,10 @@ SMALLEST = {  # every code path, as quickly as it goes
     "train_step": ["--steps", "2", "--warmup", "1"],
     "serve": ["--requests", "2", "--max-tokens", "2", "--max-batch-size", "2"],
     "load_memory": ["--llm-depth", "1"],
-    "bf16": ["--repeats", "1", "--tokens", "2", "--clip", ASSET],
+    "bf16": [
+        *("--repeats", "1", "--tokens", "2", "--clip", ASSET, "--encoder-layers", "1", "--frames", "1"),
+        *("--llm-layers", "1", "--llm-prompt", "16", "--llm-tokens", "2", "--train-steps", "2"),
+    ],
     "long_media": ["--lengths", "4", "12", "--fps", "2", "--streamed-seconds", "2", "--tokens", "2"],
 }
 
