@@ -119,7 +119,7 @@ def plan(model: nn.Module, cfg: LLMConfig, dtype: torch.dtype) -> Placement | No
     """The Placement of an empty HF causal LM by `cfg.device_map` / `max_memory` / `offload_folder`."""
     if cfg.device_map is None:
         return None
-    from accelerate.utils import check_device_map, get_balanced_memory, infer_auto_device_map
+    from accelerate.utils import check_device_map, get_balanced_memory, get_max_memory, infer_auto_device_map
 
     spec = parse_device_map(cfg.device_map)
     folder = Path(os.path.expanduser(cfg.offload_folder)) if cfg.offload_folder else None
@@ -129,7 +129,7 @@ def plan(model: nn.Module, cfg: LLMConfig, dtype: torch.dtype) -> Placement | No
         except ValueError as e:
             raise ConfigError(f"llm.device_map: {_first_line(e)}") from None
         return Placement(spec, folder)
-    memory = parse_max_memory(cfg.max_memory)
+    memory = get_max_memory(parse_max_memory(cfg.max_memory))  # accelerate < 1.3 reads it unconverted: bytes, all keys
     no_split = list(getattr(model, "_no_split_modules", None) or [])
     if spec != "sequential":
         memory = get_balanced_memory(model, memory, no_split, dtype, low_zero=spec == "balanced_low_0")

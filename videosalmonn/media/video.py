@@ -578,7 +578,7 @@ def _scan_decoded(
                 guard.check(start + n * step if missing_pts else frame.pts)
             if not missing_pts:
                 ordinals[frame.pts] = n  # official dedup: a dict keyed by pts keeps the last frame
-                last_duration = frame.duration or step
+                last_duration = getattr(frame, "duration", None) or step  # PyAV < 15: no Frame.duration
                 if stop_pts is not None and frame.pts > stop_pts:
                     break
             elif stop_pts is not None and start + n * step > stop_pts:
