@@ -128,7 +128,7 @@ def measure(args) -> dict:
         for seconds in args.lengths:
             video = write_video(Path(tmp) / f"{seconds:g}s.mp4", seconds, args.size, args.fps)
             runs[f"{seconds:g}"] = {p: run_child(args, video, p, Path(tmp) / f"{p}.pt") for p in PATHS}
-            ours, before = (torch.load(Path(tmp) / f"{p}.pt") for p in PATHS)
+            ours, before = (torch.load(Path(tmp) / f"{p}.pt", weights_only=True) for p in PATHS)
             runs[f"{seconds:g}"]["identical"] = bool(torch.equal(ours, before))
             video.unlink()
     short, long = min(args.lengths), max(args.lengths)
